@@ -1,0 +1,15 @@
+//! scrim: an egress privacy gateway.
+//!
+//! The library is the whole product; `main.rs` only parses the command line.
+//! The data path is one straight line:
+//!
+//! * [`policy`]: rule files, raw TOML in, a validated [`policy::CompiledPolicy`] out;
+//! * [`rewrite`]: the hot path, a single-pass, incremental JSON / NDJSON / form
+//!   rewriter driven by a compiled policy (bytes in, bytes out, no I/O);
+//! * [`pseudonym`]: the key ring, per-scope key derivation, HMAC and normalisation.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod policy;
+pub mod pseudonym;
+pub mod rewrite;

@@ -1,0 +1,299 @@
+//! Rule files: raw TOML in, a validated, compiled policy out.
+//!
+//! A rule file is parsed into the plain structs of [`raw`] (unknown keys are
+//! refused), then compiled: selectors are parsed and merged into one automaton
+//! ([`dfa`]), actions and their options are checked, and the file's own
+//! `[[tests]]` are kept for `scrim test`. Every error carries
+//! `file:line:col` and, for a misspelt name, the nearest valid one.
+
+pub mod action;
+mod compile;
+pub mod dfa;
+pub mod raw;
+pub mod selector;
+pub mod selftest;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use action::{Action, ScanReplace};
+pub use compile::compile_str;
+pub use selector::{Segment, Selector};
+
+use dfa::{Dfa, StateId, StateInfo};
+
+/// Default maximum JSON nesting depth.
+pub const DEFAULT_MAX_DEPTH: usize = 64;
+
+/// A rule file problem, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    /// The file (as given).
+    pub file: String,
+    /// 1-based line, 0 when the problem is the whole file.
+    pub line: usize,
+    /// 1-based column (in characters).
+    pub col: usize,
+    /// What is wrong, and the fix where one is known.
+    pub message: String,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)
+        }
+    }
+}
+
+impl std::error::Error for PolicyError {}
+
+/// One selector and what it does.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// The selector as written (after nesting is flattened).
+    pub text: String,
+    /// The parsed selector.
+    pub selector: Selector,
+    /// The action.
+    pub action: Action,
+    /// 1-based line of the rule in its file.
+    pub line: usize,
+}
+
+/// A set of rules compiled into an automaton: body fields or query parameters.
+#[derive(Debug, Clone)]
+pub struct FieldRules {
+    rules: Vec<Rule>,
+    dfa: Dfa,
+}
+
+impl FieldRules {
+    /// The rules, in file order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The state at the document root.
+    #[inline]
+    pub fn root(&self) -> StateId {
+        self.dfa.root()
+    }
+
+    /// The state after one unescaped key.
+    #[inline]
+    pub fn step(&self, state: StateId, key: &[u8]) -> StateId {
+        self.dfa.step(state, key)
+    }
+
+    /// What is known at a state.
+    #[inline]
+    pub fn info(&self, state: StateId) -> StateInfo {
+        self.dfa.info(state)
+    }
+
+    /// The rule with this index.
+    #[inline]
+    pub fn rule(&self, index: u32) -> &Rule {
+        &self.rules[index as usize]
+    }
+
+    /// Number of automaton states.
+    pub fn states(&self) -> usize {
+        self.dfa.len()
+    }
+}
+
+/// Where a header value set on the upstream request comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum HeaderValueSource {
+    /// `env:NAME`: read from the environment when the rules load.
+    Env(String),
+    /// A literal value written in the rule file.
+    Literal(String),
+}
+
+impl fmt::Debug for HeaderValueSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HeaderValueSource::Env(name) => write!(f, "env:{name}"),
+            // Literal values may be credentials: never printed.
+            HeaderValueSource::Literal(_) => f.write_str("literal(redacted)"),
+        }
+    }
+}
+
+/// `[headers]`, validated.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderRules {
+    /// Lower-case names of request headers that may pass.
+    pub allow: Vec<String>,
+    /// Lower-case header names set on the upstream request.
+    pub set: Vec<(String, HeaderValueSource)>,
+}
+
+/// Body format of a test case or request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// One JSON document.
+    Json,
+    /// One JSON document per line.
+    Ndjson,
+    /// `application/x-www-form-urlencoded`.
+    Form,
+}
+
+/// One `[[tests]]` case, validated.
+#[derive(Debug, Clone)]
+pub struct RuleTest {
+    /// Its name.
+    pub name: String,
+    /// 1-based line where it starts.
+    pub line: usize,
+    /// Input body.
+    pub input: String,
+    /// Body format.
+    pub format: BodyFormat,
+    /// Exact expected output, if given.
+    pub expect: Option<String>,
+    /// Paths that must be absent.
+    pub absent: Vec<String>,
+    /// Paths that must be present.
+    pub present: Vec<String>,
+    /// Paths that must be present and changed.
+    pub transformed: Vec<String>,
+    /// The input must be refused.
+    pub refused: bool,
+}
+
+/// A recipient's rule file, validated and compiled. Immutable; shared behind
+/// an `Arc` by every request that started while it was current.
+#[derive(Debug, Clone)]
+pub struct CompiledPolicy {
+    /// Recipient name (routing key).
+    pub recipient: String,
+    /// The file it came from.
+    pub source: PathBuf,
+    /// Upstream base URL.
+    pub upstream: String,
+    /// Host names claimed for Host-based routing (lower case).
+    pub hosts: Vec<String>,
+    /// Whether `http://` is allowed to a non-loopback upstream.
+    pub allow_plain_http: bool,
+    /// Content types passed through untouched (lower case, no parameters).
+    pub passthrough_content_types: Vec<String>,
+    /// Pseudonym scopes; index 0 is the recipient's default scope.
+    pub scopes: Vec<String>,
+    /// Maximum JSON nesting depth.
+    pub max_depth: usize,
+    /// Body field rules.
+    pub fields: FieldRules,
+    /// Query parameter rules (one-segment selectors).
+    pub query: FieldRules,
+    /// Header rules.
+    pub headers: HeaderRules,
+    /// The file's self-tests.
+    pub tests: Vec<RuleTest>,
+    /// SHA-256 (hex, first 16 chars) of the file text: the rule version.
+    pub version: String,
+}
+
+/// Loads one rule file.
+pub fn load_file(path: &Path) -> Result<CompiledPolicy, PolicyError> {
+    let text = std::fs::read_to_string(path).map_err(|e| PolicyError {
+        file: path.display().to_string(),
+        line: 0,
+        col: 0,
+        message: format!("cannot read rule file: {e}"),
+    })?;
+    let mut policy = compile_str(&text, &path.display().to_string(), file_stem(path))?;
+    policy.source = path.to_path_buf();
+    Ok(policy)
+}
+
+fn file_stem(path: &Path) -> &str {
+    path.file_stem().and_then(|s| s.to_str()).unwrap_or("")
+}
+
+/// Expands the command-line `RULES...` arguments: files as given, directories
+/// to their `*.toml` files (sorted). Missing paths are errors.
+pub fn rule_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, PolicyError> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let entries = std::fs::read_dir(p).map_err(|e| PolicyError {
+                file: p.display().to_string(),
+                line: 0,
+                col: 0,
+                message: format!("cannot read rules directory: {e}"),
+            })?;
+            let mut files: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.extension().is_some_and(|x| x == "toml") && f.is_file())
+                .collect();
+            files.sort();
+            out.extend(files);
+        } else if p.is_file() {
+            out.push(p.clone());
+        } else {
+            return Err(PolicyError {
+                file: p.display().to_string(),
+                line: 0,
+                col: 0,
+                message: "no such file or directory".into(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Loads every rule file of a directory (or list of files). Every file is
+/// validated; all errors are returned together. Two files claiming the same
+/// recipient or host are refused.
+pub fn load_all(paths: &[PathBuf]) -> Result<Vec<Arc<CompiledPolicy>>, Vec<PolicyError>> {
+    let files = rule_files(paths).map_err(|e| vec![e])?;
+    let mut errors = Vec::new();
+    let mut policies: Vec<Arc<CompiledPolicy>> = Vec::new();
+    for f in files {
+        match load_file(&f) {
+            Ok(p) => {
+                if let Some(other) = policies.iter().find(|o| o.recipient == p.recipient) {
+                    errors.push(PolicyError {
+                        file: f.display().to_string(),
+                        line: 0,
+                        col: 0,
+                        message: format!(
+                            "recipient \"{}\" is already defined by {}",
+                            p.recipient,
+                            other.source.display()
+                        ),
+                    });
+                    continue;
+                }
+                for h in &p.hosts {
+                    if let Some(other) = policies.iter().find(|o| o.hosts.contains(h)) {
+                        errors.push(PolicyError {
+                            file: f.display().to_string(),
+                            line: 0,
+                            col: 0,
+                            message: format!(
+                                "host \"{h}\" is already claimed by recipient \"{}\"",
+                                other.recipient
+                            ),
+                        });
+                    }
+                }
+                policies.push(Arc::new(p));
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(policies)
+    } else {
+        Err(errors)
+    }
+}

@@ -1,0 +1,282 @@
+//! Field selectors: `context.ip`, `properties.*`, `**.email`, `props."a.b"`.
+
+use std::fmt;
+
+/// One segment of a selector.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Segment {
+    /// An exact object key (compared after JSON unescaping).
+    Key(Box<str>),
+    /// `*`: any one key.
+    Star,
+    /// `**`: any number of keys, zero included.
+    GlobStar,
+}
+
+impl Segment {
+    /// Precedence rank of the segment kind: an exact key beats `*`, which beats `**`.
+    pub fn rank(&self) -> u8 {
+        match self {
+            Segment::Key(_) => 2,
+            Segment::Star => 1,
+            Segment::GlobStar => 0,
+        }
+    }
+}
+
+/// A parsed selector.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Selector {
+    segments: Vec<Segment>,
+}
+
+/// Why a selector string is not valid. Offsets are in characters from the
+/// start of the selector text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectorError {
+    /// `a..b`, a leading or trailing dot, or an empty selector.
+    #[error("empty segment in selector at character {0}")]
+    EmptySegment(usize),
+    /// A quote opened and never closed.
+    #[error("unterminated quoted segment starting at character {0}")]
+    Unterminated(usize),
+    /// Something follows a closing quote other than a dot.
+    #[error("expected '.' after quoted segment at character {0}")]
+    AfterQuote(usize),
+    /// `a*` or `**b`: stars only stand alone.
+    #[error("'*' must be a whole segment (use a quoted segment for a literal star) at character {0}")]
+    PartialStar(usize),
+    /// `\x` inside a quoted segment.
+    #[error("invalid escape in quoted segment at character {0} (only \\\" and \\\\ are allowed)")]
+    BadEscape(usize),
+    /// `**.**`: redundant.
+    #[error("two consecutive '**' segments")]
+    DoubleGlobStar,
+}
+
+impl Selector {
+    /// Parses selector text. Segments are separated by dots; `*` and `**` stand
+    /// alone; a double-quoted segment holds dots or stars literally (`\"` and
+    /// `\\` escape a quote and a backslash inside it).
+    pub fn parse(text: &str) -> Result<Selector, SelectorError> {
+        let chars: Vec<char> = text.chars().collect();
+        let mut segments = Vec::new();
+        let mut i = 0;
+        loop {
+            let start = i;
+            if i < chars.len() && chars[i] == '"' {
+                let mut lit = String::new();
+                i += 1;
+                loop {
+                    match chars.get(i) {
+                        None => return Err(SelectorError::Unterminated(start)),
+                        Some('"') => {
+                            i += 1;
+                            break;
+                        }
+                        Some('\\') => match chars.get(i + 1) {
+                            Some(c @ ('"' | '\\')) => {
+                                lit.push(*c);
+                                i += 2;
+                            }
+                            _ => return Err(SelectorError::BadEscape(i)),
+                        },
+                        Some(c) => {
+                            lit.push(*c);
+                            i += 1;
+                        }
+                    }
+                }
+                if lit.is_empty() {
+                    return Err(SelectorError::EmptySegment(start));
+                }
+                segments.push(Segment::Key(lit.into()));
+                match chars.get(i) {
+                    None => break,
+                    Some('.') => i += 1,
+                    Some(_) => return Err(SelectorError::AfterQuote(i)),
+                }
+                continue;
+            }
+            while i < chars.len() && chars[i] != '.' {
+                i += 1;
+            }
+            let seg: String = chars[start..i].iter().collect();
+            if seg.is_empty() {
+                return Err(SelectorError::EmptySegment(start));
+            }
+            let segment = match seg.as_str() {
+                "*" => Segment::Star,
+                "**" => Segment::GlobStar,
+                s if s.contains('*') => {
+                    return Err(SelectorError::PartialStar(start + s.find('*').unwrap_or(0)));
+                }
+                s => Segment::Key(s.into()),
+            };
+            if segment == Segment::GlobStar && segments.last() == Some(&Segment::GlobStar) {
+                return Err(SelectorError::DoubleGlobStar);
+            }
+            segments.push(segment);
+            if i == chars.len() {
+                break;
+            }
+            i += 1; // the dot
+            if i == chars.len() {
+                return Err(SelectorError::EmptySegment(i));
+            }
+        }
+        Ok(Selector { segments })
+    }
+
+    /// Builds a selector from segments (used for nested tables and tests).
+    pub fn from_segments(segments: Vec<Segment>) -> Selector {
+        Selector { segments }
+    }
+
+    /// The segments, left to right.
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    /// Number of `**` segments (fewer wins a precedence tie).
+    pub fn globstars(&self) -> usize {
+        self.segments
+            .iter()
+            .filter(|s| **s == Segment::GlobStar)
+            .count()
+    }
+
+    /// Whether this selector matches `path` exactly (not an ancestor of it).
+    /// Slow and obviously correct: used by the reference rewriter and tests.
+    pub fn matches(&self, path: &[&str]) -> bool {
+        self.best_ranks(path).is_some()
+    }
+
+    /// The best (lexicographically greatest) per-key rank vector over all the
+    /// ways this selector can match `path`, or `None` when it does not match.
+    /// Each key of the path is consumed by one segment; its rank is the
+    /// segment's ([`Segment::rank`]). This is the precedence order documented
+    /// in docs/rules.md.
+    pub fn best_ranks(&self, path: &[&str]) -> Option<Vec<u8>> {
+        fn go(segs: &[Segment], path: &[&str]) -> Option<Vec<u8>> {
+            match segs.first() {
+                None => path.is_empty().then(Vec::new),
+                Some(Segment::GlobStar) => {
+                    // `**` consumes zero keys, or one key and stays.
+                    let zero = go(&segs[1..], path);
+                    let more = if path.is_empty() {
+                        None
+                    } else {
+                        go(segs, &path[1..]).map(|mut v| {
+                            v.insert(0, 0);
+                            v
+                        })
+                    };
+                    match (zero, more) {
+                        (Some(a), Some(b)) => Some(a.max(b)),
+                        (a, b) => a.or(b),
+                    }
+                }
+                Some(seg) => {
+                    let (key, rest) = path.split_first()?;
+                    if let Segment::Key(k) = seg
+                        && **k != **key
+                    {
+                        return None;
+                    }
+                    go(&segs[1..], rest).map(|mut v| {
+                        v.insert(0, seg.rank());
+                        v
+                    })
+                }
+            }
+        }
+        go(&self.segments, path)
+    }
+}
+
+impl fmt::Display for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, seg) in self.segments.iter().enumerate() {
+            if i > 0 {
+                f.write_str(".")?;
+            }
+            match seg {
+                Segment::Star => f.write_str("*")?,
+                Segment::GlobStar => f.write_str("**")?,
+                Segment::Key(k) => {
+                    if k.contains(['.', '*', '"', '\\']) {
+                        f.write_str("\"")?;
+                        for c in k.chars() {
+                            if c == '"' || c == '\\' {
+                                f.write_str("\\")?;
+                            }
+                            write!(f, "{c}")?;
+                        }
+                        f.write_str("\"")?;
+                    } else {
+                        f.write_str(k)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(s: &Selector) -> Vec<String> {
+        s.segments()
+            .iter()
+            .map(|s| match s {
+                Segment::Key(k) => k.to_string(),
+                Segment::Star => "<*>".into(),
+                Segment::GlobStar => "<**>".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parses_plain_star_globstar_and_quoted() {
+        let s = Selector::parse(r#"properties."a.b".*.**.x"#).unwrap();
+        assert_eq!(keys(&s), ["properties", "a.b", "<*>", "<**>", "x"]);
+        let s = Selector::parse(r#""*""#).unwrap();
+        assert_eq!(keys(&s), ["*"]);
+        assert_eq!(s.to_string(), r#""*""#);
+        let s = Selector::parse(r#""say \"hi\"".b"#).unwrap();
+        assert_eq!(keys(&s), ["say \"hi\"", "b"]);
+    }
+
+    #[test]
+    fn refuses_malformed_selectors() {
+        assert_eq!(Selector::parse(""), Err(SelectorError::EmptySegment(0)));
+        assert_eq!(Selector::parse("a..b"), Err(SelectorError::EmptySegment(2)));
+        assert_eq!(Selector::parse("a."), Err(SelectorError::EmptySegment(2)));
+        assert_eq!(Selector::parse("a*"), Err(SelectorError::PartialStar(1)));
+        assert_eq!(Selector::parse("\"ab"), Err(SelectorError::Unterminated(0)));
+        assert_eq!(Selector::parse("\"a\"b"), Err(SelectorError::AfterQuote(3)));
+        assert_eq!(Selector::parse("**.**"), Err(SelectorError::DoubleGlobStar));
+        assert_eq!(Selector::parse(r#""a\x""#), Err(SelectorError::BadEscape(2)));
+    }
+
+    #[test]
+    fn matching_and_ranks() {
+        let g = Selector::parse("**.email").unwrap();
+        assert!(g.matches(&["email"]));
+        assert!(g.matches(&["a", "b", "email"]));
+        assert!(!g.matches(&["email", "x"]));
+        assert_eq!(g.best_ranks(&["a", "email"]), Some(vec![0, 2]));
+        let a = Selector::parse("a.**").unwrap();
+        assert_eq!(a.best_ranks(&["a"]), Some(vec![2]));
+        assert_eq!(a.best_ranks(&["a", "b", "c"]), Some(vec![2, 0, 0]));
+        let s = Selector::parse("a.*").unwrap();
+        assert!(!s.matches(&["a"]));
+        assert_eq!(s.best_ranks(&["a", "z"]), Some(vec![2, 1]));
+        // Several alignments: the best one counts.
+        let m = Selector::parse("**.a.**").unwrap();
+        assert_eq!(m.best_ranks(&["a", "a"]), Some(vec![2, 0]));
+    }
+}

@@ -1,0 +1,1016 @@
+//! Single-pass, incremental JSON and NDJSON rewriter.
+//!
+//! No DOM: the input is tokenised once and each value is decided as it is
+//! met. State between chunks is kept at token granularity (the stack of open
+//! containers and what is expected next); a token cut by a chunk boundary is
+//! kept and completed by the next chunk, so memory is bounded by the largest
+//! single token plus one chunk. Kept subtrees are copied as one byte range and
+//! flushed at each chunk end.
+//!
+//! What is refused, each a known way around minimisers: duplicate keys (parsers
+//! disagree on which wins), lone surrogates, invalid UTF-8, control characters
+//! in strings, comments, NaN and other non-JSON tokens, trailing data, and
+//! nesting beyond the limit. Keys are compared after unescaping
+//! (`"em\u0061il"` is `email`). Kept values pass byte for byte.
+
+use std::collections::HashSet;
+
+use super::apply::{self, Out, Scalar};
+use super::{Engine, ErrorKind, Explained, MAX_DROPPED_PATHS, Outcome, RewriteError, Stats};
+use crate::policy::dfa::StateId;
+use crate::policy::{Action, FieldRules};
+
+/// Longest number token accepted, in bytes (a bound on per-token buffering).
+pub const MAX_NUMBER_LEN: usize = 4096;
+
+/// Objects with more keys than this check duplicates with a hash set.
+const LINEAR_DUP_LIMIT: usize = 16;
+
+/// The path context of a value about to be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Ctx {
+    /// Automaton state at the value's path.
+    state: StateId,
+    /// Whether an ancestor was kept as a container (the default becomes keep).
+    keep: bool,
+    /// The root of an embedded document: the state's own decision (the
+    /// `embedded_json` rule) is not applied again.
+    fresh: bool,
+}
+
+/// How a container's content is handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Kept verbatim: validated, copied as one byte range.
+    Copy,
+    /// Dropped: validated only.
+    Skip,
+    /// Entered: each member decided on its own. For arrays, the context of
+    /// every element (arrays are transparent).
+    Rewrite(Ctx),
+}
+
+#[derive(Debug)]
+struct Frame {
+    obj: bool,
+    mode: Mode,
+    /// Something was written inside (a comma goes before the next member).
+    emitted: bool,
+    /// First index of this object's keys in the key arena.
+    keys_start: usize,
+    /// Array element count (for error paths).
+    index: u64,
+    /// Hashed keys once the object is large.
+    set: Option<HashSet<Box<[u8]>>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expect {
+    Value,
+    /// After `[`.
+    ValueOrEnd,
+    /// After `{`.
+    KeyOrEnd,
+    /// After `,` in an object.
+    Key,
+    Colon,
+    CommaOrEnd,
+    /// After the root value.
+    End,
+}
+
+type Step<T> = Result<Option<T>, (ErrorKind, usize)>;
+
+/// Incremental JSON / NDJSON rewriter. Feed chunks with [`JsonRewriter::feed`],
+/// end with [`JsonRewriter::finish`]. After an error the rewriter is spent.
+#[derive(Debug)]
+pub struct JsonRewriter<'e> {
+    engine: &'e Engine,
+    rules: &'e FieldRules,
+    lines: bool,
+    max_depth: usize,
+    root: Ctx,
+    pending: Vec<u8>,
+    /// Absolute offset of the first byte of the current buffer.
+    base: u64,
+    stack: Vec<Frame>,
+    expect: Expect,
+    /// Context of the object member whose value comes next.
+    member: Ctx,
+    /// Raw key token of that member, written before its value if it stays.
+    member_key: Vec<u8>,
+    /// Unescaped keys of every open object (duplicate checks, error paths).
+    keys: Vec<u8>,
+    key_ends: Vec<usize>,
+    scratch: Vec<u8>,
+    /// Start of the kept byte range being copied, in the current buffer.
+    copy_from: Option<usize>,
+    copy_depth: usize,
+    /// How far into a cut string token scanning already got.
+    hint: usize,
+    hint_high: bool,
+    stats: Stats,
+    explain: Option<Vec<Explained>>,
+    /// 1-based line being read (NDJSON).
+    line: u64,
+    error: Option<RewriteError>,
+}
+
+impl<'e> JsonRewriter<'e> {
+    /// A rewriter for the body fields of `engine`'s policy. `lines` selects
+    /// NDJSON (one document per line, blank lines skipped).
+    pub fn new(engine: &'e Engine, lines: bool) -> JsonRewriter<'e> {
+        let rules = &engine.policy().fields;
+        let root = Ctx {
+            state: rules.root(),
+            keep: false,
+            fresh: false,
+        };
+        Self::with_root(engine, rules, root, engine.policy().max_depth, lines)
+    }
+
+    fn with_root(
+        engine: &'e Engine,
+        rules: &'e FieldRules,
+        root: Ctx,
+        max_depth: usize,
+        lines: bool,
+    ) -> JsonRewriter<'e> {
+        JsonRewriter {
+            engine,
+            rules,
+            lines,
+            max_depth,
+            root,
+            pending: Vec::new(),
+            base: 0,
+            stack: Vec::new(),
+            expect: Expect::Value,
+            member: root,
+            member_key: Vec::new(),
+            keys: Vec::new(),
+            key_ends: Vec::new(),
+            scratch: Vec::new(),
+            copy_from: None,
+            copy_depth: 0,
+            hint: 0,
+            hint_high: false,
+            stats: Stats::default(),
+            explain: None,
+            line: 1,
+            error: None,
+        }
+    }
+
+    /// Records a decision per field for `--explain`.
+    pub fn explain(&mut self) {
+        self.explain = Some(Vec::new());
+    }
+
+    /// The recorded decisions.
+    pub fn explained(&self) -> &[Explained] {
+        self.explain.as_deref().unwrap_or(&[])
+    }
+
+    /// Bytes held back waiting for the rest of a token.
+    pub fn buffered(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Feeds the next chunk; appends the output that is ready to `out`.
+    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), RewriteError> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        let result = if self.pending.is_empty() {
+            let r = self.run(chunk, out, false);
+            if let Ok(used) = r {
+                self.flush_copy(chunk, used, out);
+                self.pending.extend_from_slice(&chunk[used..]);
+                self.base += used as u64;
+            }
+            r.map(|_| ())
+        } else {
+            let mut buf = std::mem::take(&mut self.pending);
+            buf.extend_from_slice(chunk);
+            let r = self.run(&buf, out, false);
+            if let Ok(used) = r {
+                self.flush_copy(&buf, used, out);
+                buf.drain(..used);
+                self.base += used as u64;
+            }
+            self.pending = buf;
+            r.map(|_| ())
+        };
+        result.inspect_err(|e| self.error = Some(e.clone()))
+    }
+
+    /// Ends the body: everything left must complete the document(s).
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<Stats, RewriteError> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        let buf = std::mem::take(&mut self.pending);
+        let result = self.run(&buf, out, true).and_then(|used| {
+            let at = self.base + used as u64;
+            let done = match self.expect {
+                Expect::End => true,
+                Expect::Value => self.lines && self.stack.is_empty(),
+                _ => false,
+            };
+            if used < buf.len() || !done {
+                Err(self.error_at(ErrorKind::UnexpectedEnd, at))
+            } else {
+                Ok(std::mem::take(&mut self.stats))
+            }
+        });
+        result.inspect_err(|e| self.error = Some(e.clone()))
+    }
+
+    fn flush_copy(&mut self, buf: &[u8], used: usize, out: &mut Vec<u8>) {
+        if let Some(from) = self.copy_from {
+            out.extend_from_slice(&buf[from..used]);
+            self.copy_from = Some(0);
+        }
+    }
+
+    fn error_at(&self, kind: ErrorKind, offset: u64) -> RewriteError {
+        RewriteError {
+            kind,
+            offset,
+            line: self.lines.then_some(self.line),
+            path: self.path(),
+        }
+    }
+
+    /// The path of the value being read (keys shown only when they look like
+    /// identifiers or are named by a rule).
+    fn path(&self) -> String {
+        let mut path = String::new();
+        for (d, f) in self.stack.iter().enumerate() {
+            if f.obj {
+                let end = self.stack.get(d + 1).map_or(self.key_ends.len(), |n| n.keys_start);
+                if end > f.keys_start {
+                    let last = end - 1;
+                    let ks = if last == 0 { 0 } else { self.key_ends[last - 1] };
+                    super::push_path_key(&mut path, &self.keys[ks..self.key_ends[last]], self.rules);
+                }
+            } else {
+                path.push_str(&format!("[{}]", f.index));
+            }
+        }
+        path
+    }
+
+    /// Runs over `buf` as far as complete tokens go; returns bytes consumed.
+    fn run(&mut self, buf: &[u8], out: &mut Vec<u8>, last: bool) -> Result<usize, RewriteError> {
+        match self.run_inner(buf, out, last) {
+            Ok(used) => Ok(used),
+            Err((kind, at)) => Err(self.error_at(kind, self.base + at as u64)),
+        }
+    }
+
+    fn run_inner(&mut self, buf: &[u8], out: &mut Vec<u8>, last: bool) -> Result<usize, (ErrorKind, usize)> {
+        let n = buf.len();
+        let mut i = 0;
+        loop {
+            // Insignificant whitespace (RFC 8259 section 2); in NDJSON a line
+            // break ends a document and may not occur inside one.
+            while i < n {
+                match buf[i] {
+                    b' ' | b'\t' | b'\r' => i += 1,
+                    b'\n' => {
+                        if self.lines {
+                            if self.expect == Expect::End {
+                                self.expect = Expect::Value;
+                            } else if !(self.stack.is_empty() && self.expect == Expect::Value) {
+                                return Err((ErrorKind::LineBreakInDocument, i));
+                            }
+                            self.line += 1;
+                        }
+                        i += 1;
+                    }
+                    _ => break,
+                }
+            }
+            if i == n {
+                return Ok(i);
+            }
+            let b = buf[i];
+            match self.expect {
+                Expect::End => {
+                    return Err((ErrorKind::TrailingData, i));
+                }
+                Expect::Value | Expect::ValueOrEnd => {
+                    if b == b']' && self.expect == Expect::ValueOrEnd {
+                        self.close(buf, i, out);
+                        i += 1;
+                        continue;
+                    }
+                    match self.value(buf, i, out, last)? {
+                        Some(next) => i = next,
+                        None => return Ok(i),
+                    }
+                }
+                Expect::KeyOrEnd | Expect::Key => {
+                    if b == b'}' && self.expect == Expect::KeyOrEnd {
+                        self.close(buf, i, out);
+                        i += 1;
+                        continue;
+                    }
+                    if b != b'"' {
+                        return Err((ErrorKind::Syntax("expected a string key"), i));
+                    }
+                    match self.key(buf, i, last)? {
+                        Some(next) => {
+                            i = next;
+                            self.expect = Expect::Colon;
+                        }
+                        None => return Ok(i),
+                    }
+                }
+                Expect::Colon => {
+                    if b != b':' {
+                        return Err((ErrorKind::Syntax("expected ':' after key"), i));
+                    }
+                    i += 1;
+                    self.expect = Expect::Value;
+                }
+                Expect::CommaOrEnd => {
+                    let obj = self.stack.last().is_some_and(|f| f.obj);
+                    if b == b',' {
+                        i += 1;
+                        self.expect = if obj { Expect::Key } else { Expect::Value };
+                    } else if b == if obj { b'}' } else { b']' } {
+                        self.close(buf, i, out);
+                        i += 1;
+                    } else {
+                        return Err((
+                            ErrorKind::Syntax(if obj {
+                                "expected ',' or '}' after object member"
+                            } else {
+                                "expected ',' or ']' after array element"
+                            }),
+                            i,
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// A value finished.
+    #[inline]
+    fn after_value(&mut self, out: &mut Vec<u8>) {
+        match self.stack.last_mut() {
+            Some(f) => {
+                if !f.obj {
+                    f.index += 1;
+                }
+                self.expect = Expect::CommaOrEnd;
+            }
+            None => {
+                self.expect = Expect::End;
+                self.stats.documents += 1;
+                if self.lines {
+                    out.push(b'\n');
+                }
+            }
+        }
+    }
+
+    fn close(&mut self, buf: &[u8], i: usize, out: &mut Vec<u8>) {
+        let Some(frame) = self.stack.pop() else {
+            return;
+        };
+        self.key_ends.truncate(frame.keys_start);
+        self.keys.truncate(self.key_ends.last().copied().unwrap_or(0));
+        match frame.mode {
+            Mode::Rewrite(_) => out.push(if frame.obj { b'}' } else { b']' }),
+            Mode::Copy if self.stack.len() == self.copy_depth => {
+                if let Some(from) = self.copy_from.take() {
+                    out.extend_from_slice(&buf[from..=i]);
+                }
+            }
+            _ => {}
+        }
+        self.after_value(out);
+    }
+
+    fn push(&mut self, obj: bool, mode: Mode, at: usize) -> Result<(), (ErrorKind, usize)> {
+        if self.stack.len() >= self.max_depth {
+            return Err((ErrorKind::TooDeep(self.max_depth), at));
+        }
+        self.stack.push(Frame {
+            obj,
+            mode,
+            emitted: false,
+            keys_start: self.key_ends.len(),
+            index: 0,
+            set: None,
+        });
+        self.expect = if obj { Expect::KeyOrEnd } else { Expect::ValueOrEnd };
+        Ok(())
+    }
+
+    /// Writes what goes before a value that stays: comma, key, colon.
+    #[inline]
+    fn emit_prefix(&mut self, out: &mut Vec<u8>) {
+        if let Some(f) = self.stack.last_mut() {
+            if f.emitted {
+                out.push(b',');
+            }
+            f.emitted = true;
+            if f.obj {
+                out.extend_from_slice(&self.member_key);
+                out.push(b':');
+            }
+        }
+    }
+
+    fn note(&mut self, rule: Option<u32>, inherited: bool, action: &'static str, outcome: Outcome) {
+        match outcome {
+            Outcome::Kept => self.stats.kept += 1,
+            Outcome::Transformed => self.stats.transformed += 1,
+            Outcome::Dropped | Outcome::NotApplicable => {
+                self.stats.dropped += 1;
+                if outcome == Outcome::NotApplicable {
+                    self.stats.not_applicable += 1;
+                }
+                if self.stats.dropped_paths.len() < MAX_DROPPED_PATHS {
+                    let p = self.path();
+                    self.stats.dropped_paths.push(p);
+                }
+            }
+            Outcome::Entered => {}
+        }
+        if self.explain.is_some() {
+            let entry = Explained {
+                path: self.path(),
+                selector: rule.map(|r| self.rules.rule(r).text.clone()),
+                inherited,
+                action,
+                outcome,
+            };
+            if let Some(e) = self.explain.as_mut() {
+                e.push(entry);
+            }
+        }
+    }
+
+    /// Reads one value starting at `i`. `None`: the token is cut, come back
+    /// with more bytes.
+    fn value(&mut self, buf: &[u8], i: usize, out: &mut Vec<u8>, last: bool) -> Step<usize> {
+        let b = buf[i];
+        let ctx = match self.stack.last() {
+            None => self.root,
+            Some(f) => match f.mode {
+                Mode::Copy | Mode::Skip => {
+                    let mode = f.mode;
+                    return self.passive_value(buf, i, mode, last);
+                }
+                Mode::Rewrite(c) if !f.obj => c,
+                Mode::Rewrite(_) => self.member,
+            },
+        };
+        let info = self.rules.info(ctx.state);
+        let rules = self.rules;
+        let (action, rule) = match info.decision {
+            Some(r) if !ctx.fresh => (&rules.rule(r).action, Some(r)),
+            _ if ctx.keep => (&Action::Keep, None),
+            _ => (&Action::Drop, None),
+        };
+        let inherited = rule.is_none() && ctx.keep;
+        let name = action.name();
+        let at_root = self.stack.is_empty();
+
+        if b == b'{' || b == b'[' {
+            let obj = b == b'{';
+            let child_fresh = ctx.fresh && !obj;
+            let mode = match action {
+                Action::Keep if !info.descend => {
+                    self.note(rule, inherited, name, Outcome::Kept);
+                    Mode::Copy
+                }
+                Action::Drop if !info.descend => {
+                    self.note(rule, inherited, name, Outcome::Dropped);
+                    Mode::Skip
+                }
+                Action::Keep | Action::Drop if obj => {
+                    self.note(rule, inherited, name, Outcome::Entered);
+                    Mode::Rewrite(Ctx {
+                        state: ctx.state,
+                        keep: matches!(action, Action::Keep),
+                        fresh: false,
+                    })
+                }
+                Action::Redact { with_json, .. } if obj => {
+                    self.note(rule, inherited, name, Outcome::Transformed);
+                    self.emit_prefix(out);
+                    out.extend_from_slice(with_json);
+                    Mode::Skip
+                }
+                _ if obj => {
+                    self.note(rule, inherited, name, Outcome::NotApplicable);
+                    Mode::Skip
+                }
+                // Arrays are transparent: each element gets the array's context.
+                _ => {
+                    self.note(rule, inherited, name, Outcome::Entered);
+                    Mode::Rewrite(Ctx {
+                        fresh: child_fresh,
+                        ..ctx
+                    })
+                }
+            };
+            match mode {
+                Mode::Copy => {
+                    self.emit_prefix(out);
+                    self.copy_from = Some(i);
+                    self.copy_depth = self.stack.len();
+                }
+                Mode::Skip => {
+                    // The document root is always present.
+                    if at_root && !matches!(action, Action::Redact { .. }) {
+                        out.extend_from_slice(if obj { b"{}" } else { b"[]" });
+                    }
+                }
+                Mode::Rewrite(_) => {
+                    self.emit_prefix(out);
+                    out.push(b);
+                }
+            }
+            self.push(obj, mode, i)?;
+            return Ok(Some(i + 1));
+        }
+
+        // A scalar.
+        let (end, kind) = match self.scalar(buf, i, last)? {
+            Some(x) => x,
+            None => return Ok(None),
+        };
+        let token = &buf[i..end];
+        let outcome = match action {
+            Action::Keep => {
+                self.emit_prefix(out);
+                out.extend_from_slice(token);
+                Outcome::Kept
+            }
+            Action::Drop => Outcome::Dropped,
+            Action::EmbeddedJson { base64 } => match kind {
+                ScalarKind::Str { escaped } => {
+                    let mut scratch = std::mem::take(&mut self.scratch);
+                    let text = unescape(&token[1..token.len() - 1], escaped, &mut scratch);
+                    let depth_left = self.max_depth.saturating_sub(self.stack.len()).max(1);
+                    let done = rewrite_embedded(self.engine, self.rules, ctx.state, text, *base64, depth_left);
+                    self.scratch = scratch;
+                    match done {
+                        Some((s, sub)) => {
+                            self.stats.absorb(&sub);
+                            self.emit_prefix(out);
+                            apply::write_json_str(out, &s);
+                            Outcome::Transformed
+                        }
+                        None => Outcome::NotApplicable,
+                    }
+                }
+                _ => Outcome::NotApplicable,
+            },
+            _ => {
+                let mut scratch = std::mem::take(&mut self.scratch);
+                let scalar = match kind {
+                    ScalarKind::Str { escaped } => {
+                        Scalar::Str(unescape(&token[1..token.len() - 1], escaped, &mut scratch))
+                    }
+                    ScalarKind::Num => Scalar::Num(std::str::from_utf8(token).unwrap_or("")),
+                    ScalarKind::Lit => Scalar::Other,
+                };
+                // Pseudonyms and hashes always apply to strings and numbers:
+                // they are written straight into the output.
+                let direct = matches!(action, Action::Pseudonymise { .. } | Action::HashSha256 { .. })
+                    && !matches!(scalar, Scalar::Other);
+                let outcome = if direct {
+                    self.emit_prefix(out);
+                    apply::apply_scalar(self.engine, action, scalar, Some(out));
+                    Outcome::Transformed
+                } else {
+                    match apply::apply_scalar(self.engine, action, scalar, None) {
+                        None => Outcome::NotApplicable,
+                        Some(Out::Original) => {
+                            self.emit_prefix(out);
+                            out.extend_from_slice(token);
+                            Outcome::Kept
+                        }
+                        Some(Out::Str(s)) => {
+                            self.emit_prefix(out);
+                            apply::write_json_str(out, &s);
+                            Outcome::Transformed
+                        }
+                        Some(Out::Num(s)) => {
+                            self.emit_prefix(out);
+                            out.extend_from_slice(s.as_bytes());
+                            Outcome::Transformed
+                        }
+                        Some(Out::Written) => Outcome::Transformed,
+                    }
+                };
+                self.scratch = scratch;
+                outcome
+            }
+        };
+        self.note(rule, inherited, name, outcome);
+        if at_root && matches!(outcome, Outcome::Dropped | Outcome::NotApplicable) {
+            out.extend_from_slice(b"null");
+        }
+        self.after_value(out);
+        Ok(Some(end))
+    }
+
+    /// A value inside a kept or dropped container: validated, nothing written
+    /// (a kept range is copied when it closes or the chunk ends).
+    fn passive_value(&mut self, buf: &[u8], i: usize, mode: Mode, last: bool) -> Step<usize> {
+        let b = buf[i];
+        if b == b'{' || b == b'[' {
+            self.push(b == b'{', mode, i)?;
+            return Ok(Some(i + 1));
+        }
+        match self.scalar(buf, i, last)? {
+            Some((end, _)) => {
+                if let Some(f) = self.stack.last_mut()
+                    && !f.obj
+                {
+                    f.index += 1;
+                }
+                self.expect = Expect::CommaOrEnd;
+                Ok(Some(end))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Scans one scalar token.
+    #[inline]
+    fn scalar(&mut self, buf: &[u8], i: usize, last: bool) -> Step<(usize, ScalarKind)> {
+        match buf[i] {
+            b'"' => Ok(self
+                .string(buf, i, last)?
+                .map(|(end, escaped)| (end, ScalarKind::Str { escaped }))),
+            b'-' | b'0'..=b'9' => Ok(scan_number(buf, i, last)?.map(|end| (end, ScalarKind::Num))),
+            b't' => Ok(literal(buf, i, b"true", last)?.map(|end| (end, ScalarKind::Lit))),
+            b'f' => Ok(literal(buf, i, b"false", last)?.map(|end| (end, ScalarKind::Lit))),
+            b'n' => Ok(literal(buf, i, b"null", last)?.map(|end| (end, ScalarKind::Lit))),
+            b'/' => Err((ErrorKind::Syntax("comments are not JSON"), i)),
+            b'N' | b'I' | b'+' | b'.' => Err((ErrorKind::Syntax("not a JSON number"), i)),
+            0xEF => Err((ErrorKind::Syntax("byte order mark"), i)),
+            _ => Err((ErrorKind::Syntax("expected a value"), i)),
+        }
+    }
+
+    /// Scans a string token, resuming where a cut token left off.
+    #[inline]
+    fn string(&mut self, buf: &[u8], i: usize, last: bool) -> Step<(usize, bool)> {
+        let (resume, high) = if i == 0 && self.hint > 0 {
+            (self.hint, self.hint_high)
+        } else {
+            (1, false)
+        };
+        match scan_string(buf, i, resume, high)? {
+            Scan::Done { end, escaped } => {
+                self.hint = 0;
+                Ok(Some((end, escaped)))
+            }
+            Scan::Cut { safe, high } => {
+                if last {
+                    return Err((ErrorKind::UnexpectedEnd, buf.len()));
+                }
+                // `safe` is relative to the token start, which will be byte 0
+                // of the next buffer.
+                self.hint = safe;
+                self.hint_high = high;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Reads a key starting at `i`, checks it is new in its object and decides
+    /// the member's context.
+    fn key(&mut self, buf: &[u8], i: usize, last: bool) -> Step<usize> {
+        let (end, escaped) = match self.string(buf, i, last)? {
+            Some(x) => x,
+            None => return Ok(None),
+        };
+        let raw = &buf[i + 1..end - 1];
+        // Keys are compared after unescaping: "em\u0061il" is "email".
+        let start = self.keys.len();
+        if escaped {
+            let mut scratch = std::mem::take(&mut self.scratch);
+            let k = unescape(raw, true, &mut scratch);
+            self.keys.extend_from_slice(k.as_bytes());
+            self.scratch = scratch;
+        } else {
+            self.keys.extend_from_slice(raw);
+        }
+        let Some(frame) = self.stack.last_mut() else {
+            return Err((ErrorKind::Syntax("key outside an object"), i));
+        };
+        let key = &self.keys[start..];
+        let count = self.key_ends.len() - frame.keys_start;
+        let duplicate = if let Some(set) = &mut frame.set {
+            !set.insert(key.into())
+        } else {
+            let mut dup = false;
+            let mut s = if frame.keys_start == 0 {
+                0
+            } else {
+                self.key_ends[frame.keys_start - 1]
+            };
+            for &e in &self.key_ends[frame.keys_start..] {
+                if &self.keys[s..e] == key {
+                    dup = true;
+                    break;
+                }
+                s = e;
+            }
+            if !dup && count >= LINEAR_DUP_LIMIT {
+                let mut set: HashSet<Box<[u8]>> = HashSet::with_capacity(count * 2);
+                let mut s = if frame.keys_start == 0 {
+                    0
+                } else {
+                    self.key_ends[frame.keys_start - 1]
+                };
+                for &e in &self.key_ends[frame.keys_start..] {
+                    set.insert(self.keys[s..e].into());
+                    s = e;
+                }
+                set.insert(key.into());
+                frame.set = Some(set);
+            }
+            dup
+        };
+        self.key_ends.push(self.keys.len());
+        if duplicate {
+            return Err((ErrorKind::DuplicateKey, i));
+        }
+        if let Mode::Rewrite(ctx) = frame.mode {
+            self.member = Ctx {
+                state: self.rules.step(ctx.state, &self.keys[start..]),
+                keep: ctx.keep,
+                fresh: false,
+            };
+            self.member_key.clear();
+            self.member_key.extend_from_slice(&buf[i..end]);
+        }
+        Ok(Some(end))
+    }
+}
+
+/// Rewrites an embedded document (`embedded_json`) with the selectors below
+/// `state`: the document's root stands at `state`, whose own decision (the
+/// `embedded_json` rule) is not applied again. `None` when the text is not a
+/// document the rewriter accepts: the caller drops the field.
+pub(crate) fn rewrite_embedded(
+    engine: &Engine,
+    rules: &FieldRules,
+    state: StateId,
+    text: &str,
+    base64: bool,
+    max_depth: usize,
+) -> Option<(String, Stats)> {
+    let (bytes, style) = apply::decode_embedded(text, base64)?;
+    let root = Ctx {
+        state,
+        keep: false,
+        fresh: true,
+    };
+    let mut sub = JsonRewriter::with_root(engine, rules, root, max_depth, false);
+    let mut tmp = Vec::with_capacity(bytes.len());
+    sub.feed(&bytes, &mut tmp).ok()?;
+    let stats = sub.finish(&mut tmp).ok()?;
+    let s = match style {
+        None => String::from_utf8(tmp).ok()?,
+        Some(st) => st.encode(&tmp),
+    };
+    Some((s, stats))
+}
+
+#[derive(Clone, Copy)]
+enum ScalarKind {
+    Str { escaped: bool },
+    Num,
+    Lit,
+}
+
+enum Scan {
+    Done { end: usize, escaped: bool },
+    Cut { safe: usize, high: bool },
+}
+
+/// Bytes that end the fast scan of a string: quote, backslash, controls.
+static STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
+fn hex4(b: &[u8]) -> Option<u32> {
+    let mut v = 0u32;
+    for &c in b {
+        v = v * 16 + (c as char).to_digit(16)?;
+    }
+    Some(v)
+}
+
+/// Scans a string token starting at the quote `buf[start]`, from `resume`
+/// bytes in. Validates escapes, surrogate pairs, control characters and UTF-8.
+#[inline]
+fn scan_string(buf: &[u8], start: usize, resume: usize, mut high: bool) -> Result<Scan, (ErrorKind, usize)> {
+    let n = buf.len();
+    let mut i = start + resume;
+    let mut escaped = resume > 1;
+    loop {
+        let seg = i;
+        while i < n && !STOP[buf[i] as usize] {
+            i += 1;
+        }
+        if !high && buf[seg..i].iter().any(|&b| b >= 0x80) {
+            high = true;
+        }
+        if i >= n {
+            return Ok(Scan::Cut {
+                safe: i - start,
+                high,
+            });
+        }
+        match buf[i] {
+            b'"' => {
+                let end = i + 1;
+                if high && let Err(e) = std::str::from_utf8(&buf[start + 1..i]) {
+                    return Err((ErrorKind::InvalidUtf8, start + 1 + e.valid_up_to()));
+                }
+                return Ok(Scan::Done { end, escaped });
+            }
+            b'\\' => {
+                escaped = true;
+                let Some(&e) = buf.get(i + 1) else {
+                    return Ok(Scan::Cut { safe: i - start, high });
+                };
+                match e {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
+                    b'u' => {
+                        if i + 6 > n {
+                            return Ok(Scan::Cut { safe: i - start, high });
+                        }
+                        let cp = hex4(&buf[i + 2..i + 6])
+                            .ok_or((ErrorKind::Syntax("invalid \\u escape"), i))?;
+                        match cp {
+                            0xD800..=0xDBFF => {
+                                // A high surrogate must be followed by a low one.
+                                if i + 12 > n {
+                                    let after = &buf[i + 6..];
+                                    if !b"\\u".starts_with(&after[..after.len().min(2)]) {
+                                        return Err((ErrorKind::LoneSurrogate, i));
+                                    }
+                                    return Ok(Scan::Cut { safe: i - start, high });
+                                }
+                                if &buf[i + 6..i + 8] != b"\\u" {
+                                    return Err((ErrorKind::LoneSurrogate, i));
+                                }
+                                match hex4(&buf[i + 8..i + 12]) {
+                                    Some(0xDC00..=0xDFFF) => i += 12,
+                                    Some(_) => return Err((ErrorKind::LoneSurrogate, i)),
+                                    None => return Err((ErrorKind::Syntax("invalid \\u escape"), i + 6)),
+                                }
+                            }
+                            0xDC00..=0xDFFF => return Err((ErrorKind::LoneSurrogate, i)),
+                            _ => i += 6,
+                        }
+                    }
+                    _ => return Err((ErrorKind::Syntax("invalid escape in string"), i)),
+                }
+            }
+            _ => return Err((ErrorKind::Syntax("control character in string"), i)),
+        }
+    }
+}
+
+/// Scans a number (RFC 8259 section 6). At the end of a buffer that is not
+/// the last, the number may continue: `None`.
+#[inline]
+fn scan_number(buf: &[u8], start: usize, last: bool) -> Step<usize> {
+    let n = buf.len();
+    let mut i = start;
+    let cut = |i: usize| -> Step<usize> {
+        if last {
+            Err((ErrorKind::UnexpectedEnd, i))
+        } else if i - start > MAX_NUMBER_LEN {
+            Err((ErrorKind::NumberTooLong, start))
+        } else {
+            Ok(None)
+        }
+    };
+    let digits = |i: &mut usize| {
+        while *i < n && buf[*i].is_ascii_digit() {
+            *i += 1;
+        }
+    };
+    if buf[i] == b'-' {
+        i += 1;
+    }
+    match buf.get(i) {
+        None => return cut(i),
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => digits(&mut i),
+        Some(_) => return Err((ErrorKind::Syntax("invalid number"), i)),
+    }
+    if i < n && buf[i] == b'.' {
+        i += 1;
+        match buf.get(i) {
+            None => return cut(i),
+            Some(b'0'..=b'9') => digits(&mut i),
+            Some(_) => return Err((ErrorKind::Syntax("invalid number"), i)),
+        }
+    }
+    if i < n && (buf[i] == b'e' || buf[i] == b'E') {
+        i += 1;
+        if i < n && (buf[i] == b'+' || buf[i] == b'-') {
+            i += 1;
+        }
+        match buf.get(i) {
+            None => return cut(i),
+            Some(b'0'..=b'9') => digits(&mut i),
+            Some(_) => return Err((ErrorKind::Syntax("invalid number"), i)),
+        }
+    }
+    if i - start > MAX_NUMBER_LEN {
+        return Err((ErrorKind::NumberTooLong, start));
+    }
+    if i == n && !last {
+        return Ok(None);
+    }
+    Ok(Some(i))
+}
+
+fn literal(buf: &[u8], start: usize, word: &[u8], last: bool) -> Step<usize> {
+    let avail = &buf[start..];
+    if avail.len() >= word.len() {
+        if &avail[..word.len()] == word {
+            return Ok(Some(start + word.len()));
+        }
+    } else if !last && word.starts_with(avail) {
+        return Ok(None);
+    }
+    Err((ErrorKind::Syntax("expected a value"), start))
+}
+
+/// Unescapes validated string content. Without escapes, no copy is made.
+pub(crate) fn unescape<'a>(raw: &'a [u8], escaped: bool, scratch: &'a mut Vec<u8>) -> &'a str {
+    if !escaped {
+        // Validated by `scan_string`.
+        return std::str::from_utf8(raw).unwrap_or("");
+    }
+    scratch.clear();
+    let mut i = 0;
+    while i < raw.len() {
+        let b = raw[i];
+        if b != b'\\' {
+            scratch.push(b);
+            i += 1;
+            continue;
+        }
+        let e = raw.get(i + 1).copied().unwrap_or(b'\\');
+        let simple = match e {
+            b'"' => Some(b'"'),
+            b'\\' => Some(b'\\'),
+            b'/' => Some(b'/'),
+            b'b' => Some(0x08),
+            b'f' => Some(0x0c),
+            b'n' => Some(b'\n'),
+            b'r' => Some(b'\r'),
+            b't' => Some(b'\t'),
+            _ => None,
+        };
+        if let Some(c) = simple {
+            scratch.push(c);
+            i += 2;
+            continue;
+        }
+        let cp = raw.get(i + 2..i + 6).and_then(hex4).unwrap_or(0xFFFD);
+        let (ch, used) = if (0xD800..0xDC00).contains(&cp) {
+            let lo = raw.get(i + 8..i + 12).and_then(hex4).unwrap_or(0);
+            let c = 0x10000 + ((cp - 0xD800) << 10) + (lo.wrapping_sub(0xDC00) & 0x3FF);
+            (char::from_u32(c).unwrap_or('\u{FFFD}'), 12)
+        } else {
+            (char::from_u32(cp).unwrap_or('\u{FFFD}'), 6)
+        };
+        let mut tmp = [0u8; 4];
+        scratch.extend_from_slice(ch.encode_utf8(&mut tmp).as_bytes());
+        i += used;
+    }
+    std::str::from_utf8(scratch).unwrap_or("")
+}

@@ -1,0 +1,315 @@
+//! The hot path: bytes in, minimised bytes out.
+//!
+//! [`Engine`] pairs a [`CompiledPolicy`] with the per-scope keys derived from a
+//! key ring. From it come incremental rewriters for JSON, NDJSON
+//! ([`json::JsonRewriter`]) and form bodies ([`form::FormRewriter`]); each is fed
+//! the body in chunks of any size and gives the same output as fed all at once.
+//! Nothing here does I/O: the engine is a pure function of (policy, keys,
+//! bytes), so an aggregating stage can sit behind it.
+
+mod apply;
+pub mod form;
+pub mod json;
+#[cfg(feature = "oracle")]
+pub mod reference;
+pub mod transform;
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::policy::{BodyFormat, CompiledPolicy, FieldRules};
+use crate::pseudonym::{KeyRing, ScopedKey};
+
+pub use form::FormRewriter;
+pub use json::JsonRewriter;
+
+/// How many dropped paths a [`Stats`] remembers (for the audit log).
+pub const MAX_DROPPED_PATHS: usize = 16;
+
+/// A compiled policy with its keys: everything a rewrite needs.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    policy: Arc<CompiledPolicy>,
+    keys: Vec<ScopedKey>,
+}
+
+impl Engine {
+    /// Derives the per-scope keys of `policy` from the active key of `ring`.
+    pub fn new(policy: Arc<CompiledPolicy>, ring: &KeyRing) -> Engine {
+        let keys = policy.scopes.iter().map(|s| ring.scoped(s)).collect();
+        Engine { policy, keys }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Arc<CompiledPolicy> {
+        &self.policy
+    }
+
+    /// The key of scope `index`.
+    #[inline]
+    pub(crate) fn key(&self, index: usize) -> &ScopedKey {
+        &self.keys[index]
+    }
+
+    /// An incremental body rewriter for `format`.
+    pub fn body_rewriter(&self, format: BodyFormat) -> BodyRewriter<'_> {
+        match format {
+            BodyFormat::Json => BodyRewriter::Json(JsonRewriter::new(self, false)),
+            BodyFormat::Ndjson => BodyRewriter::Json(JsonRewriter::new(self, true)),
+            BodyFormat::Form => BodyRewriter::Form(FormRewriter::new(self, &self.policy.fields)),
+        }
+    }
+
+    /// A rewriter for a query string (`[query]` rules, form encoding).
+    pub fn query_rewriter(&self) -> FormRewriter<'_> {
+        FormRewriter::new(self, &self.policy.query)
+    }
+
+    /// Rewrites a whole body at once.
+    pub fn rewrite(&self, format: BodyFormat, input: &[u8]) -> Result<Rewritten, RewriteError> {
+        let mut out = Vec::with_capacity(input.len());
+        let mut rw = self.body_rewriter(format);
+        rw.feed(input, &mut out)?;
+        let stats = rw.finish(&mut out)?;
+        Ok(Rewritten { body: out, stats })
+    }
+
+    /// Rewrites a query string (without the `?`).
+    pub fn rewrite_query(&self, query: &[u8]) -> Result<Rewritten, RewriteError> {
+        let mut out = Vec::with_capacity(query.len());
+        let mut rw = self.query_rewriter();
+        rw.feed(query, &mut out)?;
+        let stats = rw.finish(&mut out)?;
+        Ok(Rewritten { body: out, stats })
+    }
+}
+
+/// A finished rewrite.
+#[derive(Debug, Clone)]
+pub struct Rewritten {
+    /// The minimised bytes.
+    pub body: Vec<u8>,
+    /// What happened to the fields.
+    pub stats: Stats,
+}
+
+/// An incremental rewriter of one body.
+#[derive(Debug)]
+pub enum BodyRewriter<'e> {
+    /// JSON or NDJSON.
+    Json(JsonRewriter<'e>),
+    /// Form-urlencoded.
+    Form(FormRewriter<'e>),
+}
+
+impl BodyRewriter<'_> {
+    /// Feeds the next chunk; appends whatever output is ready to `out`.
+    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), RewriteError> {
+        match self {
+            BodyRewriter::Json(r) => r.feed(chunk, out),
+            BodyRewriter::Form(r) => r.feed(chunk, out),
+        }
+    }
+
+    /// Ends the body; appends the rest of the output.
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<Stats, RewriteError> {
+        match self {
+            BodyRewriter::Json(r) => r.finish(out),
+            BodyRewriter::Form(r) => r.finish(out),
+        }
+    }
+
+    /// Turns on `--explain` recording.
+    pub fn explain(&mut self) {
+        match self {
+            BodyRewriter::Json(r) => r.explain(),
+            BodyRewriter::Form(r) => r.explain(),
+        }
+    }
+
+    /// The recorded decisions (empty unless [`Self::explain`] was called).
+    pub fn explained(&self) -> &[Explained] {
+        match self {
+            BodyRewriter::Json(r) => r.explained(),
+            BodyRewriter::Form(r) => r.explained(),
+        }
+    }
+}
+
+/// Counts of what happened to fields. Never holds a value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Values (or whole subtrees) passed verbatim.
+    pub kept: u64,
+    /// Fields removed (default deny, `drop`, or not applicable).
+    pub dropped: u64,
+    /// Values replaced by an action's output.
+    pub transformed: u64,
+    /// Of `dropped`: values an action could not apply to.
+    pub not_applicable: u64,
+    /// Documents (NDJSON lines; 1 for JSON) or form parameters seen.
+    pub documents: u64,
+    /// The first [`MAX_DROPPED_PATHS`] dropped field paths.
+    pub dropped_paths: Vec<String>,
+}
+
+impl Stats {
+    /// Adds another body's counts (embedded documents).
+    pub fn absorb(&mut self, other: &Stats) {
+        self.kept += other.kept;
+        self.dropped += other.dropped;
+        self.transformed += other.transformed;
+        self.not_applicable += other.not_applicable;
+    }
+}
+
+/// What happened to a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Passed verbatim.
+    Kept,
+    /// Removed.
+    Dropped,
+    /// Replaced by the action's output.
+    Transformed,
+    /// The action could not apply (wrong type or form): removed.
+    NotApplicable,
+    /// A container entered; its fields are listed separately.
+    Entered,
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Outcome::Kept => "kept",
+            Outcome::Dropped => "dropped",
+            Outcome::Transformed => "transformed",
+            Outcome::NotApplicable => "dropped (action not applicable)",
+            Outcome::Entered => "entered",
+        })
+    }
+}
+
+/// One `--explain` line: path, deciding selector, action, outcome. No value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explained {
+    /// Field path (keys that do not look like identifiers are shown as `<key>`).
+    pub path: String,
+    /// The deciding selector; `None` for the default deny.
+    pub selector: Option<String>,
+    /// Whether the decision was inherited from a kept container.
+    pub inherited: bool,
+    /// The action name.
+    pub action: &'static str,
+    /// What happened.
+    pub outcome: Outcome,
+}
+
+/// Why a body was refused. Says what and where (byte offset, field path),
+/// never a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RewriteError {
+    /// What is wrong.
+    pub kind: ErrorKind,
+    /// Absolute byte offset in the (decoded) body.
+    pub offset: u64,
+    /// 1-based NDJSON line, when the body is NDJSON.
+    pub line: Option<u64>,
+    /// Field path where it happened (may be empty).
+    pub path: String,
+}
+
+impl fmt::Display for RewriteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at byte {}", self.kind, self.offset)?;
+        if let Some(line) = self.line {
+            write!(f, " (line {line})")?;
+        }
+        if !self.path.is_empty() {
+            write!(f, " in field {}", self.path)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for RewriteError {}
+
+/// The kinds of refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ErrorKind {
+    /// Bytes that are not JSON where JSON was expected.
+    #[error("invalid JSON: {0}")]
+    Syntax(&'static str),
+    /// An object with the same key twice (parsers disagree on which wins).
+    #[error("duplicate key in object")]
+    DuplicateKey,
+    /// `\uD800` without its pair, or a low surrogate alone.
+    #[error("lone surrogate in string escape")]
+    LoneSurrogate,
+    /// Not UTF-8.
+    #[error("invalid UTF-8")]
+    InvalidUtf8,
+    /// Nesting beyond the limit.
+    #[error("nesting deeper than {0}")]
+    TooDeep(usize),
+    /// Data after the document.
+    #[error("trailing data after the JSON document")]
+    TrailingData,
+    /// The body ended inside a document.
+    #[error("unexpected end of body")]
+    UnexpectedEnd,
+    /// A number longer than [`json::MAX_NUMBER_LEN`] bytes.
+    #[error("number too long")]
+    NumberTooLong,
+    /// An NDJSON document that continues on the next line.
+    #[error("NDJSON document spans more than one line")]
+    LineBreakInDocument,
+    /// A malformed `%XX` in a form body or query.
+    #[error("invalid percent-encoding")]
+    InvalidPercentEncoding,
+}
+
+impl ErrorKind {
+    /// Stable machine-readable code (the `code` of the JSON error body).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ErrorKind::TooDeep(_) => "too_deep",
+            ErrorKind::InvalidPercentEncoding => "invalid_form",
+            ErrorKind::LineBreakInDocument => "invalid_ndjson",
+            _ => "invalid_json",
+        }
+    }
+}
+
+/// Renders a field path from its keys: identifier-like keys verbatim, any
+/// other key as `<key>` (keys can themselves be personal, e.g. a map keyed by
+/// email address, and must not reach a log).
+pub(crate) fn push_path_key(path: &mut String, key: &[u8], rules: &FieldRules) {
+    if !path.is_empty() {
+        path.push('.');
+    }
+    let ident = !key.is_empty()
+        && key.len() <= 40
+        && (key[0].is_ascii_alphabetic() || key[0] == b'_' || key[0] == b'$')
+        && key
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'$'));
+    let named = || {
+        rules.rules().iter().any(|r| {
+            r.selector
+                .segments()
+                .iter()
+                .any(|s| matches!(s, crate::policy::Segment::Key(k) if k.as_bytes() == key))
+        })
+    };
+    match std::str::from_utf8(key) {
+        Ok(k) if ident || named() => {
+            if k.contains(['.', '"', '*']) {
+                path.push_str(&format!("{k:?}"));
+            } else {
+                path.push_str(k);
+            }
+        }
+        _ => path.push_str("<key>"),
+    }
+}
