@@ -1,1 +1,358 @@
-fn main() {}
+//! The `scrim` command line: parse arguments, call into the library.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use scrim::policy::{self, BodyFormat, CompiledPolicy};
+use scrim::pseudonym::{self, KeyRing};
+use scrim::rewrite::Engine;
+
+/// scrim: an egress privacy gateway. Only the fields a recipient's rules
+/// allow leave, pseudonymised or generalised as the rules say.
+#[derive(Parser)]
+#[command(name = "scrim", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate rule files (syntax, selectors, actions, options) and run
+    /// their [[tests]]. Errors are printed as file:line:col: message.
+    ///
+    /// Example: scrim check rules/
+    Check {
+        /// Rule files or directories of *.toml files.
+        #[arg(default_value = "rules")]
+        rules: Vec<PathBuf>,
+    },
+    /// Run every [[tests]] case of the rule files, under the fixed test key.
+    ///
+    /// Example: scrim test rules/segment.toml
+    Test {
+        /// Rule files or directories of *.toml files.
+        #[arg(default_value = "rules")]
+        rules: Vec<PathBuf>,
+    },
+    /// Rewrite a body (JSON, NDJSON or form) with a recipient's rules, as the
+    /// gateway would, and print the result. Exit code 1 means the input was
+    /// refused; for NDJSON, output written before the refusal must be
+    /// discarded.
+    ///
+    /// Example: scrim rewrite --rules rules --recipient segment --explain event.json
+    Rewrite {
+        /// Rules directory (or file).
+        #[arg(long, default_value = "rules")]
+        rules: PathBuf,
+        /// Recipient whose rules apply.
+        #[arg(long)]
+        recipient: String,
+        /// Key ring file (default: $SCRIM_KEYS_FILE; without either, a random
+        /// ephemeral key is used and a warning printed).
+        #[arg(long, env = "SCRIM_KEYS_FILE")]
+        keys: Option<PathBuf>,
+        /// Use the fixed, documented test key (as [[tests]] do).
+        #[arg(long, conflicts_with = "keys")]
+        test_key: bool,
+        /// Body format (default: from the file extension, .ndjson/.jsonl for
+        /// NDJSON, otherwise JSON).
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        /// Print, per field, its path, the deciding selector, the action and
+        /// the outcome to stderr. Never a value.
+        #[arg(long)]
+        explain: bool,
+        /// Input file; standard input when absent or "-".
+        file: Option<PathBuf>,
+    },
+    /// Generate a new key (32 bytes from the OS RNG). With --keys, add it to
+    /// that key ring file (created with mode 0600 if missing); otherwise print
+    /// a new key ring to stdout.
+    ///
+    /// Example: scrim keygen --keys /etc/scrim/keys.toml --activate
+    Keygen {
+        /// Key ring file to add the key to.
+        #[arg(long)]
+        keys: Option<PathBuf>,
+        /// Key id (default: k<YYYYMMDD>).
+        #[arg(long)]
+        id: Option<String>,
+        /// Make the new key the active one.
+        #[arg(long)]
+        activate: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Json,
+    Ndjson,
+    Form,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { rules } => check(&rules),
+        Command::Test { rules } => test(&rules),
+        Command::Rewrite {
+            rules,
+            recipient,
+            keys,
+            test_key,
+            format,
+            explain,
+            file,
+        } => rewrite(rules, &recipient, keys, test_key, format, explain, file),
+        Command::Keygen { keys, id, activate } => keygen(keys, id, activate),
+    }
+}
+
+fn load(rules: &[PathBuf]) -> Result<Vec<Arc<CompiledPolicy>>, ExitCode> {
+    policy::load_all(rules).map_err(|errors| {
+        for e in &errors {
+            eprintln!("{e}");
+        }
+        eprintln!("{} error(s)", errors.len());
+        ExitCode::from(1)
+    })
+}
+
+fn check(rules: &[PathBuf]) -> ExitCode {
+    let policies = match load(rules) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let mut failed = 0;
+    for p in &policies {
+        for r in policy::selftest::run(p) {
+            if let Some(why) = r.failure {
+                failed += 1;
+                eprintln!(
+                    "{}:{}:1: test \"{}\" failed: {why}",
+                    p.source.display(),
+                    r.line,
+                    r.name
+                );
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!("{failed} test(s) failed");
+        return ExitCode::from(1);
+    }
+    println!(
+        "ok: {} rule file(s): {}",
+        policies.len(),
+        policies
+            .iter()
+            .map(|p| p.recipient.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    ExitCode::SUCCESS
+}
+
+fn test(rules: &[PathBuf]) -> ExitCode {
+    let policies = match load(rules) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let (mut passed, mut failed) = (0, 0);
+    for p in &policies {
+        if p.tests.is_empty() {
+            println!("{}: no [[tests]]", p.source.display());
+        }
+        for r in policy::selftest::run(p) {
+            match r.failure {
+                None => {
+                    passed += 1;
+                    println!("ok    {} :: {}", p.recipient, r.name);
+                }
+                Some(why) => {
+                    failed += 1;
+                    println!("FAIL  {} :: {} ({}:{})\n    {why}", p.recipient, r.name, p.source.display(), r.line);
+                }
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn rewrite(
+    rules: PathBuf,
+    recipient: &str,
+    keys: Option<PathBuf>,
+    test_key: bool,
+    format: Option<Format>,
+    explain: bool,
+    file: Option<PathBuf>,
+) -> ExitCode {
+    let policies = match load(&[rules]) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let Some(policy) = policies.into_iter().find(|p| p.recipient == recipient) else {
+        eprintln!("unknown recipient \"{recipient}\"");
+        return ExitCode::from(1);
+    };
+    let ring = if test_key {
+        KeyRing::test_ring()
+    } else if let Some(path) = keys {
+        match KeyRing::load(&path) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        eprintln!(
+            "warning: no key ring (--keys or SCRIM_KEYS_FILE): using a random ephemeral key; pseudonyms will differ on every run"
+        );
+        match KeyRing::ephemeral() {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(1);
+            }
+        }
+    };
+    let format = match format {
+        Some(Format::Json) => BodyFormat::Json,
+        Some(Format::Ndjson) => BodyFormat::Ndjson,
+        Some(Format::Form) => BodyFormat::Form,
+        None => match file.as_ref().and_then(|f| f.extension()).and_then(|e| e.to_str()) {
+            Some("ndjson" | "jsonl") => BodyFormat::Ndjson,
+            _ => BodyFormat::Json,
+        },
+    };
+    let engine = Engine::new(policy, &ring);
+    let mut input: Box<dyn Read> = match &file {
+        Some(f) if f.as_os_str() != "-" => match std::fs::File::open(f) {
+            Ok(fh) => Box::new(fh),
+            Err(e) => {
+                eprintln!("{}: {e}", f.display());
+                return ExitCode::from(1);
+            }
+        },
+        _ => Box::new(std::io::stdin().lock()),
+    };
+    let mut rw = engine.body_rewriter(format);
+    if explain {
+        rw.explain();
+    }
+    let stdout = std::io::stdout();
+    let mut stdout = stdout.lock();
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut out = Vec::with_capacity(128 * 1024);
+    // A single JSON document is written only once it is complete, so a
+    // refusal leaves nothing on stdout; NDJSON streams.
+    let stream = format == BodyFormat::Ndjson;
+    let result = loop {
+        let n = match input.read(&mut chunk) {
+            Ok(0) => break rw.finish(&mut out),
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("read error: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        if let Err(e) = rw.feed(&chunk[..n], &mut out) {
+            break Err(e);
+        }
+        if stream && out.len() >= 64 * 1024 {
+            if stdout.write_all(&out).is_err() {
+                return ExitCode::from(1);
+            }
+            out.clear();
+        }
+    };
+    match result {
+        Ok(stats) => {
+            if stdout.write_all(&out).is_err() {
+                return ExitCode::from(1);
+            }
+            if format == BodyFormat::Json && stdout.is_terminal() {
+                let _ = stdout.write_all(b"\n");
+            }
+            let _ = stdout.flush();
+            if explain {
+                print_explain(rw.explained());
+            }
+            eprintln!(
+                "kept {}, transformed {}, dropped {} ({} not applicable), documents {}",
+                stats.kept, stats.transformed, stats.dropped, stats.not_applicable, stats.documents
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            if stream {
+                let _ = stdout.write_all(&out);
+            }
+            if explain {
+                print_explain(rw.explained());
+            }
+            eprintln!("refused: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn print_explain(entries: &[scrim::rewrite::Explained]) {
+    let mut err = std::io::stderr().lock();
+    for e in entries {
+        let sel = match (&e.selector, e.inherited) {
+            (Some(s), _) => s.clone(),
+            (None, true) => "(kept container)".into(),
+            (None, false) => "(default deny)".into(),
+        };
+        let _ = writeln!(
+            err,
+            "{:<40} {:<28} {:<14} {}",
+            if e.path.is_empty() { "(root)" } else { &e.path },
+            sel,
+            e.action,
+            e.outcome
+        );
+    }
+}
+
+fn keygen(keys: Option<PathBuf>, id: Option<String>, activate: bool) -> ExitCode {
+    match keys {
+        Some(path) => match pseudonym::keygen(&path, id.as_deref(), activate) {
+            Ok(id) => {
+                eprintln!(
+                    "added key \"{id}\" to {}{}",
+                    path.display(),
+                    if activate { " (active)" } else { "" }
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(1)
+            }
+        },
+        None => match pseudonym::keygen_text(id.as_deref()) {
+            Ok((_, text)) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(1)
+            }
+        },
+    }
+}

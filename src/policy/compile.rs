@@ -693,9 +693,9 @@ mod tests {
     fn unknown_action_suggests_the_nearest() {
         let e = compile(&format!("{HEAD}[fields]\n\"user.email\" = \"pseudonymize\"\n")).unwrap_err();
         assert_eq!(e.line, 3);
-        assert_eq!(e.col, 16);
+        assert_eq!(e.col, 17);
         assert!(e.message.contains("did you mean \"pseudonymise\""), "{e}");
-        assert!(e.to_string().starts_with("rules/x.toml:3:16: unknown action"));
+        assert!(e.to_string().starts_with("rules/x.toml:3:17: unknown action"));
     }
 
     #[test]

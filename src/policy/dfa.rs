@@ -354,7 +354,11 @@ mod tests {
         assert_eq!(decide(&dfa, &["x", "email"]), Some(0));
         assert_eq!(decide(&dfa, &["user"]), None);
         assert!(dfa.info(dfa.step(dfa.root(), b"user")).descend);
+        // `**.email` can match below any key.
+        assert!(dfa.info(dfa.step(dfa.root(), b"nothing")).descend);
+        let (dfa, _) = build(&["user.*"]);
         assert!(!dfa.info(dfa.step(dfa.root(), b"nothing")).descend);
+        assert_eq!(dfa.step(dfa.root(), b"nothing"), DEAD);
     }
 
     #[test]

@@ -1,1 +1,198 @@
-//! Placeholder
+//! Running a rule file's own `[[tests]]` (`scrim test`, `scrim check`).
+//!
+//! Tests run under the fixed test key ([`KeyRing::test_ring`]), so an
+//! expected output may spell out pseudonyms. Their inputs are synthetic data
+//! written by rule authors, so a failure shows expected and actual output.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::{BodyFormat, CompiledPolicy, RuleTest, Selector};
+use crate::pseudonym::KeyRing;
+use crate::rewrite::Engine;
+
+/// The outcome of one test case.
+#[derive(Debug, Clone)]
+pub struct TestResult {
+    /// Test name.
+    pub name: String,
+    /// 1-based line of the case.
+    pub line: usize,
+    /// `None` when it passed, else why it failed.
+    pub failure: Option<String>,
+}
+
+/// Runs every `[[tests]]` case of a policy.
+pub fn run(policy: &Arc<CompiledPolicy>) -> Vec<TestResult> {
+    let engine = Engine::new(policy.clone(), &KeyRing::test_ring());
+    policy
+        .tests
+        .iter()
+        .map(|t| TestResult {
+            name: t.name.clone(),
+            line: t.line,
+            failure: run_one(&engine, t).err(),
+        })
+        .collect()
+}
+
+fn run_one(engine: &Engine, t: &RuleTest) -> Result<(), String> {
+    let result = engine.rewrite(t.format, t.input.as_bytes());
+    let out = match (result, t.refused) {
+        (Err(_), true) => return Ok(()),
+        (Ok(_), true) => return Err("expected the input to be refused, but it was rewritten".into()),
+        (Err(e), false) => return Err(format!("input refused: {e}")),
+        (Ok(r), false) => r.body,
+    };
+    let out_text = String::from_utf8_lossy(&out).into_owned();
+    if let Some(expect) = &t.expect {
+        let (got, want) = match t.format {
+            BodyFormat::Form => (out_text.trim().to_string(), expect.trim().to_string()),
+            _ => (minify_lines(&out_text), minify_lines(expect)),
+        };
+        if got != want {
+            return Err(format!("output differs\n    expected: {want}\n    actual:   {got}"));
+        }
+    }
+    let docs_out = documents(&out_text, t.format)?;
+    let docs_in = documents(&t.input, t.format).unwrap_or_default();
+    for p in &t.absent {
+        let sel = parse_path(p)?;
+        if docs_out.iter().any(|d| !lookup(d, &sel).is_empty()) {
+            return Err(format!("path \"{p}\" should be absent but is in the output"));
+        }
+    }
+    for p in &t.present {
+        let sel = parse_path(p)?;
+        if docs_out.iter().all(|d| lookup(d, &sel).is_empty()) {
+            return Err(format!("path \"{p}\" should be present but is not in the output"));
+        }
+    }
+    for p in &t.transformed {
+        let sel = parse_path(p)?;
+        let found: Vec<&Value> = docs_out.iter().flat_map(|d| lookup(d, &sel)).collect();
+        if found.is_empty() {
+            return Err(format!("path \"{p}\" should be transformed but is not in the output"));
+        }
+        let before: Vec<&Value> = docs_in.iter().flat_map(|d| lookup(d, &sel)).collect();
+        if found.iter().any(|v| before.contains(v)) {
+            return Err(format!("path \"{p}\" left with its input value unchanged"));
+        }
+    }
+    Ok(())
+}
+
+fn parse_path(p: &str) -> Result<Vec<String>, String> {
+    let sel = Selector::parse(p).map_err(|e| format!("invalid path \"{p}\": {e}"))?;
+    sel.segments()
+        .iter()
+        .map(|s| match s {
+            super::Segment::Key(k) => Ok(k.to_string()),
+            _ => Err(format!("path \"{p}\": wildcards are not allowed in test paths")),
+        })
+        .collect()
+}
+
+fn documents(text: &str, format: BodyFormat) -> Result<Vec<Value>, String> {
+    match format {
+        BodyFormat::Json => serde_json::from_str(text)
+            .map(|v| vec![v])
+            .map_err(|e| format!("output is not JSON: {e}")),
+        BodyFormat::Ndjson => text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).map_err(|e| format!("output line is not JSON: {e}")))
+            .collect(),
+        BodyFormat::Form => {
+            let mut map = serde_json::Map::new();
+            for pair in text.split('&').filter(|p| !p.is_empty()) {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                let k = crate::rewrite::form::decode(k.as_bytes(), 0).map_err(|e| e.to_string())?;
+                let v = crate::rewrite::form::decode(v.as_bytes(), 0).map_err(|e| e.to_string())?;
+                map.insert(
+                    String::from_utf8_lossy(&k).into_owned(),
+                    Value::String(String::from_utf8_lossy(&v).into_owned()),
+                );
+            }
+            Ok(vec![Value::Object(map)])
+        }
+    }
+}
+
+/// Every value at `path`, arrays transparent.
+fn lookup<'v>(doc: &'v Value, path: &[String]) -> Vec<&'v Value> {
+    let mut cur = vec![doc];
+    for key in path {
+        let mut next = Vec::new();
+        for v in cur {
+            collect_key(v, key, &mut next);
+        }
+        cur = next;
+    }
+    // A path that ends on an array stands for the array.
+    cur
+}
+
+fn collect_key<'v>(v: &'v Value, key: &str, out: &mut Vec<&'v Value>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(x) = m.get(key) {
+                out.push(x);
+            }
+        }
+        Value::Array(items) => {
+            for i in items {
+                collect_key(i, key, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Removes insignificant whitespace from each line of JSON text.
+pub fn minify_lines(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        let mut in_str = false;
+        let mut esc = false;
+        for c in line.chars() {
+            if in_str {
+                out.push(c);
+                if esc {
+                    esc = false;
+                } else if c == '\\' {
+                    esc = true;
+                } else if c == '"' {
+                    in_str = false;
+                }
+            } else if c == '"' {
+                in_str = true;
+                out.push(c);
+            } else if !c.is_whitespace() {
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minify_keeps_string_whitespace() {
+        assert_eq!(minify_lines("{ \"a b\" : [1, \"x \\\" y\"] }\n\n{}\n"), "{\"a b\":[1,\"x \\\" y\"]}\n{}");
+    }
+
+    #[test]
+    fn lookup_is_array_transparent() {
+        let v: Value = serde_json::from_str(r#"{"batch":[{"e":1},{"e":2},{"f":3}]}"#).unwrap();
+        let path = vec!["batch".to_string(), "e".to_string()];
+        assert_eq!(lookup(&v, &path).len(), 2);
+    }
+}
