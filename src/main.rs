@@ -176,7 +176,13 @@ fn test(rules: &[PathBuf]) -> ExitCode {
                 }
                 Some(why) => {
                     failed += 1;
-                    println!("FAIL  {} :: {} ({}:{})\n    {why}", p.recipient, r.name, p.source.display(), r.line);
+                    println!(
+                        "FAIL  {} :: {} ({}:{})\n    {why}",
+                        p.recipient,
+                        r.name,
+                        p.source.display(),
+                        r.line
+                    );
                 }
             }
         }
@@ -232,7 +238,11 @@ fn rewrite(
         Some(Format::Json) => BodyFormat::Json,
         Some(Format::Ndjson) => BodyFormat::Ndjson,
         Some(Format::Form) => BodyFormat::Form,
-        None => match file.as_ref().and_then(|f| f.extension()).and_then(|e| e.to_str()) {
+        None => match file
+            .as_ref()
+            .and_then(|f| f.extension())
+            .and_then(|e| e.to_str())
+        {
             Some("ndjson" | "jsonl") => BodyFormat::Ndjson,
             _ => BodyFormat::Json,
         },

@@ -87,7 +87,10 @@ pub fn compile_str(text: &str, file: &str, stem: &str) -> Result<CompiledPolicy,
         }
         None => {
             check_name(stem).map_err(|m| {
-                src.err(0, format!("{m} (the recipient name defaults to the file name; set `recipient`)"))
+                src.err(
+                    0,
+                    format!("{m} (the recipient name defaults to the file name; set `recipient`)"),
+                )
             })?;
             stem.to_string()
         }
@@ -151,9 +154,20 @@ pub fn compile_str(text: &str, file: &str, stem: &str) -> Result<CompiledPolicy,
     // Body fields: flatten nested tables into dotted selectors.
     let mut field_entries = Vec::new();
     for (k, v) in &raw.fields {
-        let sel = Selector::parse(k.get_ref())
-            .map_err(|e| src.err(k.span().start, format!("invalid selector \"{}\": {e}", k.get_ref())))?;
-        flatten(&src, sel, k.span(), v.get_ref(), v.span(), &mut field_entries)?;
+        let sel = Selector::parse(k.get_ref()).map_err(|e| {
+            src.err(
+                k.span().start,
+                format!("invalid selector \"{}\": {e}", k.get_ref()),
+            )
+        })?;
+        flatten(
+            &src,
+            sel,
+            k.span(),
+            v.get_ref(),
+            v.span(),
+            &mut field_entries,
+        )?;
     }
     let mut rules = Vec::new();
     for (sel, key_span, value, value_span) in field_entries {
@@ -180,7 +194,10 @@ pub fn compile_str(text: &str, file: &str, stem: &str) -> Result<CompiledPolicy,
         };
         let action = parse_action(&src, v.get_ref(), &v.span(), &mut scopes)?;
         if matches!(action, Action::EmbeddedJson { .. }) {
-            return Err(src.err(v.span().start, "embedded_json is not available for query parameters"));
+            return Err(src.err(
+                v.span().start,
+                "embedded_json is not available for query parameters",
+            ));
         }
         qrules.push(Rule {
             text: name.clone(),
@@ -248,12 +265,14 @@ fn check_upstream(url: &str, allow_plain_http: bool) -> Result<(), String> {
     if url == "capture:" {
         return Ok(());
     }
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| "upstream must be an absolute URL (https://host[:port][/path]) or \"capture:\"".to_string())?;
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        "upstream must be an absolute URL (https://host[:port][/path]) or \"capture:\"".to_string()
+    })?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     if authority.is_empty() || authority.contains('@') {
-        return Err("upstream needs a host and must not carry credentials (use [headers] set)".into());
+        return Err(
+            "upstream needs a host and must not carry credentials (use [headers] set)".into(),
+        );
     }
     if rest.contains(['?', '#']) {
         return Err("upstream must not have a query or fragment".into());
@@ -304,11 +323,21 @@ fn flatten(
         for (k, v) in t {
             let mut segs = prefix.segments().to_vec();
             let sub = Selector::parse(k).map_err(|e| {
-                src.err(src.find_in(&value_span, k), format!("invalid selector \"{k}\": {e}"))
+                src.err(
+                    src.find_in(&value_span, k),
+                    format!("invalid selector \"{k}\": {e}"),
+                )
             })?;
             segs.extend(sub.segments().iter().cloned());
             let at = src.find_in(&value_span, k);
-            flatten(src, Selector::from_segments(segs), at..at, v, value_span.clone(), out)?;
+            flatten(
+                src,
+                Selector::from_segments(segs),
+                at..at,
+                v,
+                value_span.clone(),
+                out,
+            )?;
         }
         return Ok(());
     }
@@ -324,10 +353,7 @@ fn build_rules(src: &Source<'_>, rules: Vec<Rule>) -> Result<FieldRules, PolicyE
                 file: src.file.into(),
                 line: a.line,
                 col: 1,
-                message: format!(
-                    "selector \"{}\" is also written on line {}",
-                    a.text, b.line
-                ),
+                message: format!("selector \"{}\" is also written on line {}", a.text, b.line),
             });
         }
     }
@@ -387,7 +413,11 @@ fn parse_action(
     if !ACTION_NAMES.contains(&name) {
         return Err(src.err(
             src.find_in(span, name),
-            format!("unknown action \"{}\"{}", name.escape_debug(), did_you_mean(name, ACTION_NAMES)),
+            format!(
+                "unknown action \"{}\"{}",
+                name.escape_debug(),
+                did_you_mean(name, ACTION_NAMES)
+            ),
         ));
     }
     let allowed = options_of(name);
@@ -420,7 +450,11 @@ fn parse_action(
             Some(toml::Value::Integer(i)) if range.contains(i) => Ok(Some(*i)),
             Some(_) => Err(src.err(
                 at(k),
-                format!("option \"{k}\" must be an integer from {} to {}", range.start, range.end - 1),
+                format!(
+                    "option \"{k}\" must be an integer from {} to {}",
+                    range.start,
+                    range.end - 1
+                ),
             )),
         }
     };
@@ -430,7 +464,11 @@ fn parse_action(
             Some(n) => Normalise::parse(n).ok_or_else(|| {
                 src.err(
                     at("normalise"),
-                    format!("unknown normalise \"{}\"{}", n.escape_debug(), did_you_mean(n, Normalise::NAMES)),
+                    format!(
+                        "unknown normalise \"{}\"{}",
+                        n.escape_debug(),
+                        did_you_mean(n, Normalise::NAMES)
+                    ),
                 )
             }),
         }
@@ -477,7 +515,11 @@ fn parse_action(
                 Some(u) => TimeUnit::parse(u).ok_or_else(|| {
                     src.err(
                         at("unit"),
-                        format!("unknown unit \"{}\"{}", u.escape_debug(), did_you_mean(u, TimeUnit::NAMES)),
+                        format!(
+                            "unknown unit \"{}\"{}",
+                            u.escape_debug(),
+                            did_you_mean(u, TimeUnit::NAMES)
+                        ),
                     )
                 })?,
             };
@@ -494,7 +536,10 @@ fn parse_action(
             let bounds = bounds
                 .filter(|b| !b.is_empty() && b.windows(2).all(|w| w[0] < w[1]))
                 .ok_or_else(|| {
-                    src.err(at("bounds"), "`bounds` must be a non-empty array of strictly increasing integers")
+                    src.err(
+                        at("bounds"),
+                        "`bounds` must be a non-empty array of strictly increasing integers",
+                    )
                 })?;
             Action::Bucket {
                 bounds: bounds.into(),
@@ -507,9 +552,17 @@ fn parse_action(
                     .iter()
                     .map(|v| v.as_str().map(str::to_string))
                     .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| src.err(at("keep_params"), "`keep_params` must be an array of strings"))?,
+                    .ok_or_else(|| {
+                        src.err(
+                            at("keep_params"),
+                            "`keep_params` must be an array of strings",
+                        )
+                    })?,
                 Some(_) => {
-                    return Err(src.err(at("keep_params"), "`keep_params` must be an array of strings"));
+                    return Err(src.err(
+                        at("keep_params"),
+                        "`keep_params` must be an array of strings",
+                    ));
                 }
             };
             Action::StripQuery {
@@ -544,12 +597,16 @@ fn parse_action(
                     }
                     set
                 }
-                Some(_) => return Err(src.err(at("detect"), "`detect` must be an array of detector names")),
+                Some(_) => {
+                    return Err(src.err(at("detect"), "`detect` must be an array of detector names"));
+                }
             };
             let replace = match str_opt("replace")?.unwrap_or("pseudonymise") {
                 "pseudonymise" => {
                     if opts.contains_key("with") {
-                        return Err(src.err(at("with"), "`with` only applies to replace = \"redact\""));
+                        return Err(
+                            src.err(at("with"), "`with` only applies to replace = \"redact\"")
+                        );
                     }
                     ScanReplace::Pseudonymise {
                         scope: scope_of(scopes)?,
@@ -615,16 +672,18 @@ fn compile_headers(src: &Source<'_>, raw: &RawRuleFile) -> Result<HeaderRules, P
         }
         let value = v.get_ref();
         let source = if let Some(var) = value.strip_prefix("env:") {
-            if var.is_empty()
-                || !var
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-            {
-                return Err(src.err(v.span().start, "`env:` must be followed by an environment variable name ([A-Za-z0-9_])"));
+            if var.is_empty() || !var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(src.err(
+                    v.span().start,
+                    "`env:` must be followed by an environment variable name ([A-Za-z0-9_])",
+                ));
             }
             HeaderValueSource::Env(var.to_string())
         } else {
-            if !value.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b)) {
+            if !value
+                .bytes()
+                .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+            {
                 return Err(src.err(v.span().start, "header value must be visible ASCII"));
             }
             HeaderValueSource::Literal(value.clone())
@@ -691,11 +750,17 @@ mod tests {
 
     #[test]
     fn unknown_action_suggests_the_nearest() {
-        let e = compile(&format!("{HEAD}[fields]\n\"user.email\" = \"pseudonymize\"\n")).unwrap_err();
+        let e = compile(&format!(
+            "{HEAD}[fields]\n\"user.email\" = \"pseudonymize\"\n"
+        ))
+        .unwrap_err();
         assert_eq!(e.line, 3);
         assert_eq!(e.col, 17);
         assert!(e.message.contains("did you mean \"pseudonymise\""), "{e}");
-        assert!(e.to_string().starts_with("rules/x.toml:3:17: unknown action"));
+        assert!(
+            e.to_string()
+                .starts_with("rules/x.toml:3:17: unknown action")
+        );
     }
 
     #[test]
@@ -717,23 +782,37 @@ mod tests {
 
     #[test]
     fn nested_tables_are_dotted_selectors() {
-        let p = compile(&format!("{HEAD}[fields.context]\nip = \"truncate_ip\"\n\"page.url\" = \"keep\"\n")).unwrap();
+        let p = compile(&format!(
+            "{HEAD}[fields.context]\nip = \"truncate_ip\"\n\"page.url\" = \"keep\"\n"
+        ))
+        .unwrap();
         let texts: Vec<&str> = p.fields.rules().iter().map(|r| r.text.as_str()).collect();
         assert_eq!(texts, ["context.ip", "context.page.url"]);
     }
 
     #[test]
     fn same_selector_twice_is_refused() {
-        let e = compile(&format!("{HEAD}[fields]\n\"a.b\" = \"keep\"\n'a.\"b\"' = \"drop\"\n")).unwrap_err();
+        let e = compile(&format!(
+            "{HEAD}[fields]\n\"a.b\" = \"keep\"\n'a.\"b\"' = \"drop\"\n"
+        ))
+        .unwrap_err();
         assert!(e.message.contains("also written"), "{e}");
     }
 
     #[test]
     fn ambiguous_selectors_are_refused() {
         // "a.*" [2,1] beats "*.b" [1,2] (compared from the left): not ambiguous.
-        assert!(compile(&format!("{HEAD}[fields]\n\"*.b\" = \"keep\"\n\"a.*\" = \"drop\"\n")).is_ok());
+        assert!(
+            compile(&format!(
+                "{HEAD}[fields]\n\"*.b\" = \"keep\"\n\"a.*\" = \"drop\"\n"
+            ))
+            .is_ok()
+        );
         // At the path `a` both give [2] with one `**` each.
-        let e = compile(&format!("{HEAD}[fields]\n\"a.**\" = \"keep\"\n\"**.a\" = \"drop\"\n")).unwrap_err();
+        let e = compile(&format!(
+            "{HEAD}[fields]\n\"a.**\" = \"keep\"\n\"**.a\" = \"drop\"\n"
+        ))
+        .unwrap_err();
         assert!(e.message.contains("equal precedence"), "{e}");
     }
 
@@ -743,20 +822,48 @@ mod tests {
         assert!(compile("upstream = \"capture:\"\n").is_ok());
         let e = compile("upstream = \"http://partner.example\"\n").unwrap_err();
         assert!(e.message.contains("allow_plain_http"), "{e}");
-        assert!(compile("upstream = \"http://partner.example\"\nallow_plain_http = true\n").is_ok());
+        assert!(
+            compile("upstream = \"http://partner.example\"\nallow_plain_http = true\n").is_ok()
+        );
         assert!(compile("upstream = \"https://u:p@partner.example\"\n").is_err());
         assert!(compile("upstream = \"ftp://partner.example\"\n").is_err());
     }
 
     #[test]
     fn options_are_validated() {
-        assert!(compile(&format!("{HEAD}[fields]\na = {{ action = \"pseudonymise\", bits = 60 }}\n")).is_err());
-        assert!(compile(&format!("{HEAD}[fields]\na = {{ action = \"pseudonymise\", bits = 72 }}\n")).is_ok());
-        assert!(compile(&format!("{HEAD}[fields]\na = {{ action = \"bucket\", bounds = [3, 2] }}\n")).is_err());
-        assert!(compile(&format!("{HEAD}[fields]\na = {{ action = \"truncate_ip\", v4_prefix = 33 }}\n")).is_err());
-        let e = compile(&format!("{HEAD}[fields]\na = {{ action = \"coarsen_time\", unit = \"hours\" }}\n")).unwrap_err();
+        assert!(
+            compile(&format!(
+                "{HEAD}[fields]\na = {{ action = \"pseudonymise\", bits = 60 }}\n"
+            ))
+            .is_err()
+        );
+        assert!(
+            compile(&format!(
+                "{HEAD}[fields]\na = {{ action = \"pseudonymise\", bits = 72 }}\n"
+            ))
+            .is_ok()
+        );
+        assert!(
+            compile(&format!(
+                "{HEAD}[fields]\na = {{ action = \"bucket\", bounds = [3, 2] }}\n"
+            ))
+            .is_err()
+        );
+        assert!(
+            compile(&format!(
+                "{HEAD}[fields]\na = {{ action = \"truncate_ip\", v4_prefix = 33 }}\n"
+            ))
+            .is_err()
+        );
+        let e = compile(&format!(
+            "{HEAD}[fields]\na = {{ action = \"coarsen_time\", unit = \"hours\" }}\n"
+        ))
+        .unwrap_err();
         assert!(e.message.contains("did you mean \"hour\""), "{e}");
-        let e = compile(&format!("{HEAD}[fields]\na = {{ action = \"keep\", with = 1 }}\n")).unwrap_err();
+        let e = compile(&format!(
+            "{HEAD}[fields]\na = {{ action = \"keep\", with = 1 }}\n"
+        ))
+        .unwrap_err();
         assert!(e.message.contains("takes no option"), "{e}");
     }
 
@@ -778,7 +885,10 @@ mod tests {
 
     #[test]
     fn header_literals_never_print() {
-        let p = compile(&format!("{HEAD}[headers]\nset = {{ authorization = \"Bearer s3cr3t\", x-key = \"env:KEY\" }}\n")).unwrap();
+        let p = compile(&format!(
+            "{HEAD}[headers]\nset = {{ authorization = \"Bearer s3cr3t\", x-key = \"env:KEY\" }}\n"
+        ))
+        .unwrap();
         let dbg = format!("{:?}", p.headers);
         assert!(!dbg.contains("s3cr3t"), "{dbg}");
         assert!(dbg.contains("env:KEY"));

@@ -246,9 +246,9 @@ impl Builder<'_> {
         set: &[Thread],
         same_action: &dyn Fn(usize, usize) -> bool,
     ) -> Result<StateInfo, DfaError> {
-        let descend = set.iter().any(|&(s, p, _)| {
-            (p as usize) < self.segs(s).len() && self.allows[s as usize]
-        });
+        let descend = set
+            .iter()
+            .any(|&(s, p, _)| (p as usize) < self.segs(s).len() && self.allows[s as usize]);
         let accepting = set
             .iter()
             .filter(|&&(s, p, _)| p as usize == self.segs(s).len());
@@ -297,8 +297,7 @@ mod tests {
 
     /// The slow definition: best rank vector, then fewer `**`.
     fn reference(sels: &[Selector], path: &[&str]) -> Option<u32> {
-        let mut best: Option<(Vec<u8>, std::cmp::Reverse<usize>, std::cmp::Reverse<usize>)> =
-            None;
+        let mut best: Option<(Vec<u8>, std::cmp::Reverse<usize>, std::cmp::Reverse<usize>)> = None;
         for (i, s) in sels.iter().enumerate() {
             if let Some(r) = s.best_ranks(path) {
                 let cand = (r, std::cmp::Reverse(s.globstars()), std::cmp::Reverse(i));

@@ -44,7 +44,9 @@ pub enum SelectorError {
     #[error("expected '.' after quoted segment at character {0}")]
     AfterQuote(usize),
     /// `a*` or `**b`: stars only stand alone.
-    #[error("'*' must be a whole segment (use a quoted segment for a literal star) at character {0}")]
+    #[error(
+        "'*' must be a whole segment (use a quoted segment for a literal star) at character {0}"
+    )]
     PartialStar(usize),
     /// `\x` inside a quoted segment.
     #[error("invalid escape in quoted segment at character {0} (only \\\" and \\\\ are allowed)")]
@@ -259,7 +261,10 @@ mod tests {
         assert_eq!(Selector::parse("\"ab"), Err(SelectorError::Unterminated(0)));
         assert_eq!(Selector::parse("\"a\"b"), Err(SelectorError::AfterQuote(3)));
         assert_eq!(Selector::parse("**.**"), Err(SelectorError::DoubleGlobStar));
-        assert_eq!(Selector::parse(r#""a\x""#), Err(SelectorError::BadEscape(2)));
+        assert_eq!(
+            Selector::parse(r#""a\x""#),
+            Err(SelectorError::BadEscape(2))
+        );
     }
 
     #[test]

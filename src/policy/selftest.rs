@@ -41,7 +41,9 @@ fn run_one(engine: &Engine, t: &RuleTest) -> Result<(), String> {
     let result = engine.rewrite(t.format, t.input.as_bytes());
     let out = match (result, t.refused) {
         (Err(_), true) => return Ok(()),
-        (Ok(_), true) => return Err("expected the input to be refused, but it was rewritten".into()),
+        (Ok(_), true) => {
+            return Err("expected the input to be refused, but it was rewritten".into());
+        }
         (Err(e), false) => return Err(format!("input refused: {e}")),
         (Ok(r), false) => r.body,
     };
@@ -52,7 +54,9 @@ fn run_one(engine: &Engine, t: &RuleTest) -> Result<(), String> {
             _ => (minify_lines(&out_text), minify_lines(expect)),
         };
         if got != want {
-            return Err(format!("output differs\n    expected: {want}\n    actual:   {got}"));
+            return Err(format!(
+                "output differs\n    expected: {want}\n    actual:   {got}"
+            ));
         }
     }
     let docs_out = documents(&out_text, t.format)?;
@@ -60,20 +64,26 @@ fn run_one(engine: &Engine, t: &RuleTest) -> Result<(), String> {
     for p in &t.absent {
         let sel = parse_path(p)?;
         if docs_out.iter().any(|d| !lookup(d, &sel).is_empty()) {
-            return Err(format!("path \"{p}\" should be absent but is in the output"));
+            return Err(format!(
+                "path \"{p}\" should be absent but is in the output"
+            ));
         }
     }
     for p in &t.present {
         let sel = parse_path(p)?;
         if docs_out.iter().all(|d| lookup(d, &sel).is_empty()) {
-            return Err(format!("path \"{p}\" should be present but is not in the output"));
+            return Err(format!(
+                "path \"{p}\" should be present but is not in the output"
+            ));
         }
     }
     for p in &t.transformed {
         let sel = parse_path(p)?;
         let found: Vec<&Value> = docs_out.iter().flat_map(|d| lookup(d, &sel)).collect();
         if found.is_empty() {
-            return Err(format!("path \"{p}\" should be transformed but is not in the output"));
+            return Err(format!(
+                "path \"{p}\" should be transformed but is not in the output"
+            ));
         }
         let before: Vec<&Value> = docs_in.iter().flat_map(|d| lookup(d, &sel)).collect();
         if found.iter().any(|v| before.contains(v)) {
@@ -89,7 +99,9 @@ fn parse_path(p: &str) -> Result<Vec<String>, String> {
         .iter()
         .map(|s| match s {
             super::Segment::Key(k) => Ok(k.to_string()),
-            _ => Err(format!("path \"{p}\": wildcards are not allowed in test paths")),
+            _ => Err(format!(
+                "path \"{p}\": wildcards are not allowed in test paths"
+            )),
         })
         .collect()
 }
@@ -186,7 +198,10 @@ mod tests {
 
     #[test]
     fn minify_keeps_string_whitespace() {
-        assert_eq!(minify_lines("{ \"a b\" : [1, \"x \\\" y\"] }\n\n{}\n"), "{\"a b\":[1,\"x \\\" y\"]}\n{}");
+        assert_eq!(
+            minify_lines("{ \"a b\" : [1, \"x \\\" y\"] }\n\n{}\n"),
+            "{\"a b\":[1,\"x \\\" y\"]}\n{}"
+        );
     }
 
     #[test]

@@ -60,7 +60,11 @@ pub(crate) fn apply_scalar(
             scope,
             bits,
         } => {
-            let norm = if is_num { Cow::Borrowed(text) } else { normalise(*n, text) };
+            let norm = if is_num {
+                Cow::Borrowed(text)
+            } else {
+                normalise(*n, text)
+            };
             let key = engine.key(*scope);
             match json_out {
                 Some(out) => {
@@ -73,7 +77,11 @@ pub(crate) fn apply_scalar(
             }
         }
         Action::HashSha256 { normalise: n } => {
-            let norm = if is_num { Cow::Borrowed(text) } else { normalise(*n, text) };
+            let norm = if is_num {
+                Cow::Borrowed(text)
+            } else {
+                normalise(*n, text)
+            };
             match json_out {
                 Some(out) => {
                     out.push(b'"');

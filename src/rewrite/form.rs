@@ -98,11 +98,28 @@ impl<'e> FormRewriter<'e> {
         };
         let value_at = offset + eq.map_or(raw.len(), |p| p + 1) as u64;
         let name = decode(name_raw, offset)?;
+        if std::str::from_utf8(&name).is_err() {
+            return Err(RewriteError {
+                kind: ErrorKind::InvalidUtf8,
+                offset,
+                line: None,
+                path: String::new(),
+            });
+        }
         self.stats.documents += 1;
         let state = self.rules.step(self.rules.root(), &name);
         let info = self.rules.info(state);
         let rule = info.decision;
         let action = rule.map_or(&Action::Drop, |r| &self.rules.rule(r).action);
+        // Every value is validated, kept or not: a malformed body is refused
+        // whole, never partly forwarded.
+        let value = decode(value_raw, value_at)?;
+        let value = std::str::from_utf8(&value).map_err(|e| RewriteError {
+            kind: ErrorKind::InvalidUtf8,
+            offset: value_at + e.valid_up_to() as u64,
+            line: None,
+            path: self.path_of(&name),
+        })?;
         let outcome = match action {
             Action::Keep => {
                 self.emit(out, raw);
@@ -110,13 +127,6 @@ impl<'e> FormRewriter<'e> {
             }
             Action::Drop => Outcome::Dropped,
             _ => {
-                let value = decode(value_raw, value_at)?;
-                let value = std::str::from_utf8(&value).map_err(|e| RewriteError {
-                    kind: ErrorKind::InvalidUtf8,
-                    offset: value_at + e.valid_up_to() as u64,
-                    line: None,
-                    path: self.path_of(&name),
-                })?;
                 let result = match action {
                     Action::EmbeddedJson { base64 } => {
                         let depth = self.engine.policy().max_depth;

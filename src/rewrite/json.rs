@@ -249,11 +249,22 @@ impl<'e> JsonRewriter<'e> {
         let mut path = String::new();
         for (d, f) in self.stack.iter().enumerate() {
             if f.obj {
-                let end = self.stack.get(d + 1).map_or(self.key_ends.len(), |n| n.keys_start);
+                let end = self
+                    .stack
+                    .get(d + 1)
+                    .map_or(self.key_ends.len(), |n| n.keys_start);
                 if end > f.keys_start {
                     let last = end - 1;
-                    let ks = if last == 0 { 0 } else { self.key_ends[last - 1] };
-                    super::push_path_key(&mut path, &self.keys[ks..self.key_ends[last]], self.rules);
+                    let ks = if last == 0 {
+                        0
+                    } else {
+                        self.key_ends[last - 1]
+                    };
+                    super::push_path_key(
+                        &mut path,
+                        &self.keys[ks..self.key_ends[last]],
+                        self.rules,
+                    );
                 }
             } else {
                 path.push_str(&format!("[{}]", f.index));
@@ -270,7 +281,12 @@ impl<'e> JsonRewriter<'e> {
         }
     }
 
-    fn run_inner(&mut self, buf: &[u8], out: &mut Vec<u8>, last: bool) -> Result<usize, (ErrorKind, usize)> {
+    fn run_inner(
+        &mut self,
+        buf: &[u8],
+        out: &mut Vec<u8>,
+        last: bool,
+    ) -> Result<usize, (ErrorKind, usize)> {
         let n = buf.len();
         let mut i = 0;
         loop {
@@ -384,7 +400,8 @@ impl<'e> JsonRewriter<'e> {
             return;
         };
         self.key_ends.truncate(frame.keys_start);
-        self.keys.truncate(self.key_ends.last().copied().unwrap_or(0));
+        self.keys
+            .truncate(self.key_ends.last().copied().unwrap_or(0));
         match frame.mode {
             Mode::Rewrite(_) => out.push(if frame.obj { b'}' } else { b']' }),
             Mode::Copy if self.stack.len() == self.copy_depth => {
@@ -409,7 +426,11 @@ impl<'e> JsonRewriter<'e> {
             index: 0,
             set: None,
         });
-        self.expect = if obj { Expect::KeyOrEnd } else { Expect::ValueOrEnd };
+        self.expect = if obj {
+            Expect::KeyOrEnd
+        } else {
+            Expect::ValueOrEnd
+        };
         Ok(())
     }
 
@@ -562,7 +583,14 @@ impl<'e> JsonRewriter<'e> {
                     let mut scratch = std::mem::take(&mut self.scratch);
                     let text = unescape(&token[1..token.len() - 1], escaped, &mut scratch);
                     let depth_left = self.max_depth.saturating_sub(self.stack.len()).max(1);
-                    let done = rewrite_embedded(self.engine, self.rules, ctx.state, text, *base64, depth_left);
+                    let done = rewrite_embedded(
+                        self.engine,
+                        self.rules,
+                        ctx.state,
+                        text,
+                        *base64,
+                        depth_left,
+                    );
                     self.scratch = scratch;
                     match done {
                         Some((s, sub)) => {
@@ -587,8 +615,10 @@ impl<'e> JsonRewriter<'e> {
                 };
                 // Pseudonyms and hashes always apply to strings and numbers:
                 // they are written straight into the output.
-                let direct = matches!(action, Action::Pseudonymise { .. } | Action::HashSha256 { .. })
-                    && !matches!(scalar, Scalar::Other);
+                let direct = matches!(
+                    action,
+                    Action::Pseudonymise { .. } | Action::HashSha256 { .. }
+                ) && !matches!(scalar, Scalar::Other);
                 let outcome = if direct {
                     self.emit_prefix(out);
                     apply::apply_scalar(self.engine, action, scalar, Some(out));
@@ -829,7 +859,12 @@ fn hex4(b: &[u8]) -> Option<u32> {
 /// Scans a string token starting at the quote `buf[start]`, from `resume`
 /// bytes in. Validates escapes, surrogate pairs, control characters and UTF-8.
 #[inline]
-fn scan_string(buf: &[u8], start: usize, resume: usize, mut high: bool) -> Result<Scan, (ErrorKind, usize)> {
+fn scan_string(
+    buf: &[u8],
+    start: usize,
+    resume: usize,
+    mut high: bool,
+) -> Result<Scan, (ErrorKind, usize)> {
     let n = buf.len();
     let mut i = start + resume;
     let mut escaped = resume > 1;
@@ -858,13 +893,19 @@ fn scan_string(buf: &[u8], start: usize, resume: usize, mut high: bool) -> Resul
             b'\\' => {
                 escaped = true;
                 let Some(&e) = buf.get(i + 1) else {
-                    return Ok(Scan::Cut { safe: i - start, high });
+                    return Ok(Scan::Cut {
+                        safe: i - start,
+                        high,
+                    });
                 };
                 match e {
                     b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
                     b'u' => {
                         if i + 6 > n {
-                            return Ok(Scan::Cut { safe: i - start, high });
+                            return Ok(Scan::Cut {
+                                safe: i - start,
+                                high,
+                            });
                         }
                         let cp = hex4(&buf[i + 2..i + 6])
                             .ok_or((ErrorKind::Syntax("invalid \\u escape"), i))?;
@@ -876,7 +917,10 @@ fn scan_string(buf: &[u8], start: usize, resume: usize, mut high: bool) -> Resul
                                     if !b"\\u".starts_with(&after[..after.len().min(2)]) {
                                         return Err((ErrorKind::LoneSurrogate, i));
                                     }
-                                    return Ok(Scan::Cut { safe: i - start, high });
+                                    return Ok(Scan::Cut {
+                                        safe: i - start,
+                                        high,
+                                    });
                                 }
                                 if &buf[i + 6..i + 8] != b"\\u" {
                                     return Err((ErrorKind::LoneSurrogate, i));
@@ -884,7 +928,12 @@ fn scan_string(buf: &[u8], start: usize, resume: usize, mut high: bool) -> Resul
                                 match hex4(&buf[i + 8..i + 12]) {
                                     Some(0xDC00..=0xDFFF) => i += 12,
                                     Some(_) => return Err((ErrorKind::LoneSurrogate, i)),
-                                    None => return Err((ErrorKind::Syntax("invalid \\u escape"), i + 6)),
+                                    None => {
+                                        return Err((
+                                            ErrorKind::Syntax("invalid \\u escape"),
+                                            i + 6,
+                                        ));
+                                    }
                                 }
                             }
                             0xDC00..=0xDFFF => return Err((ErrorKind::LoneSurrogate, i)),

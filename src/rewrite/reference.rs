@@ -1,0 +1,164 @@
+//! The reference rewriter: slow and obviously correct, on `serde_json::Value`.
+//!
+//! It decides every field straight from the selectors
+//! ([`Selector::best_ranks`]), with no automaton, and walks a parsed document.
+//! It is the oracle that differential tests and fuzz targets hold the fast
+//! rewriter to. Built only with the `oracle` feature (which turns on
+//! serde_json's `arbitrary_precision` and `preserve_order`, so numbers keep
+//! their text and objects their key order).
+
+use std::cmp::Reverse;
+
+use serde_json::Value;
+
+use super::Engine;
+use super::apply::{self, Out, Scalar};
+use crate::policy::{Action, Segment, Selector};
+
+/// Rewrites a parsed document as the fast rewriter does with the same engine.
+pub fn rewrite(engine: &Engine, doc: &Value) -> Value {
+    let r = Reference { engine };
+    let mut path = Vec::new();
+    match r.value(doc, &mut path, false, false) {
+        Some(v) => v,
+        None => match doc {
+            // The document root is always present.
+            Value::Object(_) => Value::Object(Default::default()),
+            Value::Array(_) => Value::Array(Vec::new()),
+            _ => Value::Null,
+        },
+    }
+}
+
+struct Reference<'e> {
+    engine: &'e Engine,
+}
+
+impl Reference<'_> {
+    /// The rule deciding exactly `path`: best per-key rank vector, then fewer
+    /// `**`, then the earlier rule.
+    fn decide(&self, path: &[String]) -> Option<usize> {
+        let keys: Vec<&str> = path.iter().map(String::as_str).collect();
+        let rules = self.engine.policy().fields.rules();
+        let mut best: Option<(Vec<u8>, Reverse<usize>, Reverse<usize>)> = None;
+        for (i, r) in rules.iter().enumerate() {
+            if let Some(ranks) = r.selector.best_ranks(&keys) {
+                let cand = (ranks, Reverse(r.selector.globstars()), Reverse(i));
+                if best.as_ref().is_none_or(|b| cand > *b) {
+                    best = Some(cand);
+                }
+            }
+        }
+        best.map(|b| b.2.0)
+    }
+
+    /// Whether some allowing rule can match strictly below `path`.
+    fn can_descend(&self, path: &[String]) -> bool {
+        let keys: Vec<&str> = path.iter().map(String::as_str).collect();
+        self.engine
+            .policy()
+            .fields
+            .rules()
+            .iter()
+            .any(|r| r.action.allows() && remains_after(&r.selector, &keys))
+    }
+
+    fn value(&self, v: &Value, path: &mut Vec<String>, keep: bool, fresh: bool) -> Option<Value> {
+        let rule = if fresh { None } else { self.decide(path) };
+        let rules = self.engine.policy().fields.rules();
+        let action = match rule {
+            Some(i) => &rules[i].action,
+            None if keep => &Action::Keep,
+            None => &Action::Drop,
+        };
+        let descend = self.can_descend(path);
+        match v {
+            Value::Object(m) => match action {
+                Action::Keep if !descend => Some(v.clone()),
+                Action::Drop if !descend => None,
+                Action::Keep | Action::Drop => {
+                    let child_keep = matches!(action, Action::Keep);
+                    let mut out = serde_json::Map::new();
+                    for (k, x) in m {
+                        path.push(k.clone());
+                        if let Some(y) = self.value(x, path, child_keep, false) {
+                            out.insert(k.clone(), y);
+                        }
+                        path.pop();
+                    }
+                    Some(Value::Object(out))
+                }
+                Action::Redact { with, .. } => Some(Value::String(with.to_string())),
+                _ => None,
+            },
+            // Arrays are transparent: each element has the array's path.
+            Value::Array(items) => match action {
+                Action::Keep if !descend => Some(v.clone()),
+                Action::Drop if !descend => None,
+                _ => Some(Value::Array(
+                    items
+                        .iter()
+                        .filter_map(|x| self.value(x, path, keep, fresh))
+                        .collect(),
+                )),
+            },
+            scalar => self.scalar(scalar, action, path),
+        }
+    }
+
+    fn scalar(&self, v: &Value, action: &Action, path: &[String]) -> Option<Value> {
+        match action {
+            Action::Keep => return Some(v.clone()),
+            Action::Drop => return None,
+            Action::EmbeddedJson { base64 } => {
+                let Value::String(s) = v else { return None };
+                let (bytes, style) = apply::decode_embedded(s, *base64)?;
+                let doc: Value = serde_json::from_slice(&bytes).ok()?;
+                let mut sub_path = path.to_vec();
+                let out = match self.value(&doc, &mut sub_path, false, true) {
+                    Some(x) => x,
+                    None => match doc {
+                        Value::Object(_) => Value::Object(Default::default()),
+                        Value::Array(_) => Value::Array(Vec::new()),
+                        _ => Value::Null,
+                    },
+                };
+                let text = serde_json::to_vec(&out).ok()?;
+                return Some(Value::String(match style {
+                    None => String::from_utf8(text).ok()?,
+                    Some(st) => st.encode(&text),
+                }));
+            }
+            _ => {}
+        }
+        let num_text;
+        let scalar = match v {
+            Value::String(s) => Scalar::Str(s),
+            Value::Number(n) => {
+                num_text = n.to_string();
+                Scalar::Num(&num_text)
+            }
+            _ => Scalar::Other,
+        };
+        match apply::apply_scalar(self.engine, action, scalar, None)? {
+            Out::Original | Out::Written => Some(v.clone()),
+            Out::Str(s) => Some(Value::String(s)),
+            Out::Num(n) => serde_json::from_str(&n).ok(),
+        }
+    }
+}
+
+/// Whether `sel` can consume all of `path` and still have a segment left
+/// (so it may match something strictly below `path`).
+fn remains_after(sel: &Selector, path: &[&str]) -> bool {
+    fn go(segs: &[Segment], path: &[&str]) -> bool {
+        match (segs.first(), path.first()) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(Segment::GlobStar), Some(_)) => go(segs, &path[1..]) || go(&segs[1..], path),
+            (Some(Segment::Star), Some(_)) => go(&segs[1..], &path[1..]),
+            (Some(Segment::Key(k)), Some(p)) => **k == **p && go(&segs[1..], &path[1..]),
+        }
+    }
+    go(sel.segments(), path)
+}

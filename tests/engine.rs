@@ -1,0 +1,379 @@
+//! The rewrite engine from outside: exact outputs, refusals with offsets and
+//! paths, chunking, memory bounds, forms.
+
+use std::sync::Arc;
+
+use scrim::policy::{BodyFormat, compile_str};
+use scrim::pseudonym::KeyRing;
+use scrim::rewrite::{Engine, ErrorKind, RewriteError};
+
+const RULES: &str = r#"
+upstream = "https://partner.example"
+[fields]
+"type" = "keep"
+"event" = "keep"
+"userId" = "pseudonymise"
+"context.ip" = "truncate_ip"
+"context.page.url" = "strip_query"
+"properties" = "keep"
+"properties.secret" = "drop"
+"**.email" = { action = "pseudonymise", normalise = "email" }
+"batch" = "keep"
+"batch.password" = "drop"
+"n" = "keep"
+"blob" = "embedded_json"
+"blob.a" = "keep"
+"blob64" = { action = "embedded_json", encoding = "base64" }
+"blob64.ip" = "truncate_ip"
+"age" = { action = "bucket", bounds = [18, 25, 35] }
+"#;
+
+fn engine(rules: &str) -> Engine {
+    Engine::new(
+        Arc::new(compile_str(rules, "t.toml", "t").unwrap()),
+        &KeyRing::test_ring(),
+    )
+}
+
+fn ok(input: &str) -> String {
+    let out = engine(RULES)
+        .rewrite(BodyFormat::Json, input.as_bytes())
+        .unwrap();
+    String::from_utf8(out.body).unwrap()
+}
+
+fn refused(input: &[u8]) -> RewriteError {
+    engine(RULES)
+        .rewrite(BodyFormat::Json, input)
+        .expect_err("must be refused")
+}
+
+fn pseudonym(value: &str, scope: &str) -> String {
+    KeyRing::test_ring()
+        .scoped(scope)
+        .pseudonymise(value.as_bytes(), 128)
+}
+
+#[test]
+fn default_deny_and_exact_output() {
+    let out = ok(
+        r#"{"type":"track","password":"hunter2","event":"Sign\u0020up","n":1.50e+00,"userId":"u-1"}"#,
+    );
+    let p = pseudonym("u-1", "t");
+    assert_eq!(
+        out,
+        format!(r#"{{"type":"track","event":"Sign\u0020up","n":1.50e+00,"userId":"{p}"}}"#)
+    );
+    assert!(p.starts_with("test."));
+}
+
+#[test]
+fn keys_are_matched_after_unescaping() {
+    let out = ok(r#"{"us\u0065rId":"u-1","pass\u0077ord":"x"}"#);
+    assert!(!out.contains("u-1"), "{out}");
+    assert!(!out.contains("pass"), "{out}");
+    assert!(out.contains(&pseudonym("u-1", "t")));
+}
+
+#[test]
+fn nested_email_anywhere_is_pseudonymised_and_normalised() {
+    let out = ok(
+        r#"{"properties":{"deep":[{"email":" Alice@Example.COM "}]},"batch":[{"email":"alice@example.com","password":"p"}]}"#,
+    );
+    let p = pseudonym("alice@example.com", "t");
+    assert_eq!(out.matches(&p).count(), 2, "{out}");
+    assert!(
+        !out.contains("Alice") && !out.contains("alice") && !out.contains("\"p\""),
+        "{out}"
+    );
+}
+
+#[test]
+fn containers_are_emitted_only_where_rules_reach() {
+    // `**.email` can match below any key, so any object may hold something.
+    assert_eq!(
+        ok(r#"{"context":{"ua":"x"},"other":{"a":1}}"#),
+        r#"{"context":{},"other":{}}"#
+    );
+    let e = engine("upstream = \"https://p.example\"\n[fields]\n\"context.ip\" = \"keep\"\n");
+    let out = e
+        .rewrite(
+            BodyFormat::Json,
+            br#"{"context":{"ua":"x"},"other":{"a":1}}"#,
+        )
+        .unwrap();
+    assert_eq!(out.body, br#"{"context":{}}"#);
+    assert_eq!(ok(r#"[1,{"type":"a"}]"#), r#"[{"type":"a"}]"#);
+    assert_eq!(ok(r#""scalar root""#), "null");
+    assert_eq!(ok(r#"{"nothing":1}"#), "{}");
+}
+
+#[test]
+fn value_an_action_cannot_apply_to_is_dropped_and_counted() {
+    let e = engine(RULES);
+    let out = e
+        .rewrite(
+            BodyFormat::Json,
+            br#"{"userId":{"id":1},"age":"old","type":"t"}"#,
+        )
+        .unwrap();
+    assert_eq!(out.body, br#"{"type":"t"}"#);
+    assert_eq!(out.stats.not_applicable, 2);
+    assert_eq!(out.stats.kept, 1);
+    assert_eq!(out.stats.dropped, 2);
+    assert_eq!(out.stats.dropped_paths, ["userId", "age"]);
+}
+
+#[test]
+fn embedded_json_plain_and_base64() {
+    let out = ok(r#"{"blob":"{\"a\":1,\"b\":\"secret\"}"}"#);
+    assert_eq!(out, r#"{"blob":"{\"a\":1}"}"#);
+    use base64::Engine as _;
+    let b64 =
+        base64::engine::general_purpose::STANDARD.encode(br#"{"ip":"10.1.2.3","email":"x@y.io"}"#);
+    let out = ok(&format!(r#"{{"blob64":"{b64}"}}"#));
+    let inner = out
+        .trim_start_matches(r#"{"blob64":""#)
+        .trim_end_matches(r#""}"#);
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(inner)
+        .unwrap();
+    let decoded = String::from_utf8(decoded).unwrap();
+    assert!(
+        decoded.starts_with(r#"{"ip":""#) && !decoded.contains("x@y.io"),
+        "{decoded}"
+    );
+    // Not JSON inside: dropped, never passed on.
+    assert_eq!(ok(r#"{"blob":"not json {"}"#), "{}");
+}
+
+#[test]
+fn refusals_say_what_and_where_never_the_value() {
+    let e = refused(br#"{"type":"a","type":"b"}"#);
+    assert_eq!(
+        (e.kind, e.offset, e.path.as_str()),
+        (ErrorKind::DuplicateKey, 12, "type")
+    );
+    // Duplicates are caught after unescaping too.
+    let e = refused(br#"{"properties":{"k":1,"\u006b":2}}"#);
+    assert_eq!(e.kind, ErrorKind::DuplicateKey);
+    assert_eq!(e.path, "properties.k");
+    let e = refused(br#"{"email":"\ud800x"}"#);
+    assert_eq!((e.kind, e.offset), (ErrorKind::LoneSurrogate, 10));
+    let e = refused(b"{\"type\":\"\xff\"}");
+    assert_eq!((e.kind, e.offset), (ErrorKind::InvalidUtf8, 9));
+    let e = refused(b"{\"type\":\"\xc0\xaf\"}"); // overlong '/'
+    assert_eq!(e.kind, ErrorKind::InvalidUtf8);
+    assert_eq!(refused(br#"{"a":1} {"b":2}"#).kind, ErrorKind::TrailingData);
+    assert_eq!(
+        refused(br#"{"a":1 /* c */}"#).kind,
+        ErrorKind::Syntax("expected ',' or '}' after object member")
+    );
+    assert!(matches!(
+        refused(br#"{"a":NaN}"#).kind,
+        ErrorKind::Syntax(_)
+    ));
+    assert!(matches!(
+        refused("\u{feff}{}".as_bytes()).kind,
+        ErrorKind::Syntax(_)
+    ));
+    assert_eq!(refused(br#"{"a":"#).kind, ErrorKind::UnexpectedEnd);
+    assert_eq!(refused(b"").kind, ErrorKind::UnexpectedEnd);
+    let secret = "4111111111111111-alice@example.com";
+    for bad in [
+        format!(r#"{{"email":"{secret}","email":"x"}}"#),
+        format!(r#"{{"email":"{secret}\ud800"}}"#),
+        format!(r#"{{"email":"{secret}"#),
+    ] {
+        let msg = refused(bad.as_bytes()).to_string();
+        assert!(!msg.contains("alice") && !msg.contains("4111"), "{msg}");
+    }
+}
+
+#[test]
+fn personal_keys_do_not_reach_error_paths() {
+    let e = refused(br#"{"properties":{"alice@example.com":{"x":1,"x":2}}}"#);
+    assert_eq!(e.path, "properties.<key>.x");
+}
+
+#[test]
+fn depth_limit() {
+    let deep = "[".repeat(65) + &"]".repeat(65);
+    let e = refused(deep.as_bytes());
+    assert_eq!(e.kind, ErrorKind::TooDeep(64));
+    assert_eq!(e.offset, 64);
+    let ok_depth = "[".repeat(64) + &"]".repeat(64);
+    assert!(
+        engine(RULES)
+            .rewrite(BodyFormat::Json, ok_depth.as_bytes())
+            .is_ok()
+    );
+    let e = refused("[".repeat(100_000).as_bytes());
+    assert_eq!(e.kind, ErrorKind::TooDeep(64));
+}
+
+#[test]
+fn ndjson_lines() {
+    let e = engine(RULES);
+    let out = e
+        .rewrite(
+            BodyFormat::Ndjson,
+            b"{\"type\":1,\"x\":2}\r\n\n  \n{\"event\":\"e\"}",
+        )
+        .unwrap();
+    assert_eq!(out.body, b"{\"type\":1}\n{\"event\":\"e\"}\n");
+    assert_eq!(out.stats.documents, 2);
+    let err = e
+        .rewrite(BodyFormat::Ndjson, b"{\"type\":1}\n{\"type\":\n2}\n")
+        .unwrap_err();
+    assert_eq!(
+        (err.kind, err.line),
+        (ErrorKind::LineBreakInDocument, Some(2))
+    );
+    let err = e
+        .rewrite(BodyFormat::Ndjson, b"{\"type\":1} {}\n")
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::TrailingData);
+    assert!(e.rewrite(BodyFormat::Ndjson, b"").unwrap().body.is_empty());
+}
+
+#[test]
+fn any_chunking_gives_the_same_output() {
+    let input = r#"{"type":"t\"q\u00e9\ud83d\ude00","userId":"ü-1","context":{"ip":"10.0.0.9","page":{"url":"https://a/b?c=d"}},"properties":{"a":[1,-2.5e-3,true,null,{"b":"c"}],"secret":1,"email":"E@x.io"},"batch":[{"password":"p","k":"v"}],"n":123456789012345678901234567890}"#;
+    let e = engine(RULES);
+    let whole = e.rewrite(BodyFormat::Json, input.as_bytes()).unwrap();
+    for size in 1..=input.len() {
+        let mut out = Vec::new();
+        let mut rw = e.body_rewriter(BodyFormat::Json);
+        for c in input.as_bytes().chunks(size) {
+            rw.feed(c, &mut out).unwrap();
+        }
+        let stats = rw.finish(&mut out).unwrap();
+        assert_eq!(out, whole.body, "chunk size {size}");
+        assert_eq!(stats, whole.stats, "chunk size {size}");
+    }
+}
+
+#[test]
+fn memory_is_bounded_by_the_largest_token_not_the_body() {
+    let e = engine(RULES);
+    let mut rw = match e.body_rewriter(BodyFormat::Json) {
+        scrim::rewrite::BodyRewriter::Json(r) => r,
+        _ => unreachable!(),
+    };
+    let mut out = Vec::new();
+    rw.feed(br#"{"properties":{"list":["#, &mut out).unwrap();
+    let item = br#"{"k":"vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv"},"#;
+    let mut max_buffered = 0;
+    let mut total_out = 0;
+    for _ in 0..20_000 {
+        rw.feed(item, &mut out).unwrap();
+        max_buffered = max_buffered.max(rw.buffered());
+        total_out += out.len();
+        out.clear(); // output is drained as it is produced
+    }
+    rw.feed(br#"1]}}"#, &mut out).unwrap();
+    rw.finish(&mut out).unwrap();
+    total_out += out.len();
+    assert!(max_buffered <= item.len(), "buffered {max_buffered}");
+    assert_eq!(
+        total_out,
+        r#"{"properties":{"list":["#.len() + item.len() * 20_000 + 4
+    );
+}
+
+#[test]
+fn a_large_string_in_small_chunks_is_linear() {
+    // 8 MiB string fed 4 KiB at a time: rescanning from the token start on
+    // every chunk would take minutes; resuming takes milliseconds.
+    let e = engine(RULES);
+    let mut rw = e.body_rewriter(BodyFormat::Json);
+    let mut out = Vec::new();
+    rw.feed(br#"{"type":""#, &mut out).unwrap();
+    let chunk = vec![b'a'; 4096];
+    for _ in 0..2048 {
+        rw.feed(&chunk, &mut out).unwrap();
+    }
+    rw.feed(br#""}"#, &mut out).unwrap();
+    rw.finish(&mut out).unwrap();
+    assert_eq!(out.len(), 8 * 1024 * 1024 + r#"{"type":""}"#.len());
+}
+
+#[test]
+fn forms_are_fields() {
+    let e = engine(RULES);
+    let out = e
+        .rewrite(
+            BodyFormat::Form,
+            b"type=track&us%65rId=u-1&password=x&&event=a+b&userId=u-2",
+        )
+        .unwrap();
+    let s = String::from_utf8(out.body).unwrap();
+    assert_eq!(
+        s,
+        format!(
+            "type=track&us%65rId={}&event=a+b&userId={}",
+            pseudonym("u-1", "t"),
+            pseudonym("u-2", "t")
+        )
+    );
+    let err = e.rewrite(BodyFormat::Form, b"type=%zz").unwrap_err();
+    assert_eq!(
+        (err.kind, err.offset),
+        (ErrorKind::InvalidPercentEncoding, 5)
+    );
+    let err = e.rewrite(BodyFormat::Form, b"userId=%ff").unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidUtf8);
+    // Chunked the same.
+    let mut out = Vec::new();
+    let mut rw = e.body_rewriter(BodyFormat::Form);
+    for c in b"type=track&event=x&password=y".chunks(3) {
+        rw.feed(c, &mut out).unwrap();
+    }
+    rw.finish(&mut out).unwrap();
+    assert_eq!(out, b"type=track&event=x");
+}
+
+#[test]
+fn query_rules_are_separate() {
+    let e = engine(
+        "upstream = \"https://p.example\"\n[query]\nv = \"keep\"\ncid = \"pseudonymise\"\n[fields]\nv = \"drop\"\n",
+    );
+    let out = e.rewrite_query(b"v=2&cid=abc&email=a%40b.c").unwrap();
+    assert_eq!(
+        String::from_utf8(out.body).unwrap(),
+        format!("v=2&cid={}", pseudonym("abc", "t"))
+    );
+}
+
+#[test]
+fn explain_names_the_deciding_selector_and_never_a_value() {
+    let e = engine(RULES);
+    let mut rw = e.body_rewriter(BodyFormat::Json);
+    rw.explain();
+    let mut out = Vec::new();
+    rw.feed(
+        br#"{"properties":{"email":"a@b.c","secret":"s3"},"zz":"v"}"#,
+        &mut out,
+    )
+    .unwrap();
+    rw.finish(&mut out).unwrap();
+    let lines: Vec<String> = rw
+        .explained()
+        .iter()
+        .map(|x| format!("{} {:?} {} {}", x.path, x.selector, x.action, x.outcome))
+        .collect();
+    assert!(
+        lines.contains(&"properties.email Some(\"**.email\") pseudonymise transformed".to_string()),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"properties.secret Some(\"properties.secret\") drop dropped".to_string()),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"zz None drop dropped".to_string()),
+        "{lines:?}"
+    );
+    assert!(!lines.join(" ").contains("a@b.c") && !lines.join(" ").contains("s3"));
+}
