@@ -1,1 +1,457 @@
-fn main() {}
+//! Rewrite throughput: scrim against serde_json baselines, same run, same
+//! input, one thread, `Throughput::Bytes` everywhere.
+//!
+//! ```text
+//! cargo bench --bench rewrite                 # full run (~3-4 min on 2 cores)
+//! cargo bench --bench rewrite -- --test       # each function once (smoke)
+//! cargo bench --bench rewrite -- realistic/16k
+//! ```
+//!
+//! Groups (function names in brackets):
+//!
+//! * `realistic/{1k,16k,1m,ndjson_1m}`: rules that pseudonymise 3 fields
+//!   (`userId`, `anonymousId`, `traits.email` with `normalise = "email"`),
+//!   drop 3 (`traits.phone`, `traits.address`, `context.userAgent`) and keep
+//!   the rest through container `keep`s (no `**`).
+//!   [`scrim`] `Engine::rewrite`;
+//!   [`serde_value_rewrite`] `serde_json::Value` parse, the same edits on the
+//!   tree (pseudonyms from the same `ScopedKey`), `serde_json::to_writer`;
+//!   [`serde_validate`] `serde_json::from_slice::<IgnoredAny>` (parse only,
+//!   no output: a floor, not a competitor). NDJSON baselines work line by line.
+//! * `keepdrop/16k`: the same rule shape without transforms, scrim against
+//!   `IgnoredAny` validation.
+//! * `pseudonym/one`: one `ScopedKey::pseudonymise_into` of a 20-byte email
+//!   into a reused `Vec` (target <= 100 ns), and a whole tiny document
+//!   `{"userId":"user-123456"}` through the engine.
+//! * `chunked/{16k,1m}`: the realistic rewrite fed in 4 KiB chunks through
+//!   `body_rewriter().feed/finish`, against the whole buffer at once.
+//!
+//! Before anything is timed, every scrim output is checked: valid JSON, none
+//! of the raw pseudonymised values left in it, equal (as a JSON value) to the
+//! serde baseline's output, and identical bytes whether fed whole or chunked.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aho_corasick::AhoCorasick;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use serde::de::IgnoredAny;
+use serde_json::Value;
+
+use scrim::policy::{BodyFormat, compile_str};
+use scrim::pseudonym::{DEFAULT_BITS, KeyRing, Normalise, ScopedKey, normalise};
+use scrim::rewrite::Engine;
+
+mod corpus;
+
+/// Recipient and pseudonym scope of every bench rule file, so that the
+/// engine's scope key is `KeyRing::test_ring().scoped(SCOPE)`, the key the
+/// baselines use.
+const SCOPE: &str = "bench";
+const CHUNK: usize = 4096;
+const SEED: u64 = 0x5c41_2025;
+
+// ---------------------------------------------------------------------------
+// Rules
+
+/// The bench rule file. `prefix` is `"batch."` for batches and `""` for a
+/// single event or NDJSON lines. With `transforms`, the 3 identifiers are
+/// pseudonymised; without, they are kept (keep/drop only, same shape).
+fn rules(prefix: &str, transforms: bool) -> String {
+    let p = prefix;
+    let (id, email) = if transforms {
+        (
+            "\"pseudonymise\"",
+            "{ action = \"pseudonymise\", normalise = \"email\" }",
+        )
+    } else {
+        ("\"keep\"", "\"keep\"")
+    };
+    format!(
+        r#"recipient = "{SCOPE}"
+upstream  = "https://api.segment.example"
+
+[fields]
+"sentAt"               = "keep"
+"{p}type"              = "keep"
+"{p}event"             = "keep"
+"{p}messageId"         = "keep"
+"{p}timestamp"         = "keep"
+"{p}channel"           = "keep"
+"{p}integrations"      = "keep"
+"{p}properties"        = "keep"
+"{p}context"           = "keep"
+"{p}context.userAgent" = "drop"
+"{p}traits"            = "keep"
+"{p}traits.phone"      = "drop"
+"{p}traits.address"    = "drop"
+"{p}userId"            = {id}
+"{p}anonymousId"       = {id}
+"{p}traits.email"      = {email}
+"#
+    )
+}
+
+const TINY_RULES: &str = r#"recipient = "bench"
+upstream = "https://api.segment.example"
+[fields]
+userId = "pseudonymise"
+"#;
+
+fn engine(text: &str) -> Engine {
+    let policy =
+        compile_str(text, "bench.toml", SCOPE).unwrap_or_else(|e| panic!("bench rules: {e}"));
+    assert_eq!(policy.scopes, [SCOPE]);
+    Engine::new(Arc::new(policy), &KeyRing::test_ring())
+}
+
+// ---------------------------------------------------------------------------
+// Baselines on serde_json::Value
+
+/// The realistic (or keep/drop) edits on one event.
+fn edit_event(ev: &mut Value, key: &ScopedKey, transforms: bool) {
+    let Some(obj) = ev.as_object_mut() else {
+        return;
+    };
+    if transforms {
+        for f in ["userId", "anonymousId"] {
+            if let Some(Value::String(s)) = obj.get_mut(f) {
+                *s = key.pseudonymise(s.as_bytes(), DEFAULT_BITS);
+            }
+        }
+    }
+    if let Some(Value::Object(ctx)) = obj.get_mut("context") {
+        ctx.remove("userAgent");
+    }
+    if let Some(Value::Object(traits)) = obj.get_mut("traits") {
+        traits.remove("phone");
+        traits.remove("address");
+        if transforms {
+            if let Some(Value::String(s)) = traits.get_mut("email") {
+                let p = key.pseudonymise(normalise(Normalise::Email, s).as_bytes(), DEFAULT_BITS);
+                *s = p;
+            }
+        }
+    }
+}
+
+fn serde_batch(input: &[u8], key: &ScopedKey, transforms: bool) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(input).unwrap();
+    if let Some(Value::Array(events)) = v.get_mut("batch") {
+        for ev in events {
+            edit_event(ev, key, transforms);
+        }
+    }
+    let mut out = Vec::with_capacity(input.len());
+    serde_json::to_writer(&mut out, &v).unwrap();
+    out
+}
+
+fn serde_single(input: &[u8], key: &ScopedKey) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(input).unwrap();
+    edit_event(&mut v, key, true);
+    let mut out = Vec::with_capacity(input.len());
+    serde_json::to_writer(&mut out, &v).unwrap();
+    out
+}
+
+/// Non-empty lines, split with memchr (the fastest split available).
+fn lines(input: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', input)
+        .chain(std::iter::once(input.len()))
+        .filter_map(move |end| {
+            let line = &input[start..end];
+            start = end + 1;
+            (!line.is_empty()).then_some(line)
+        })
+}
+
+fn serde_ndjson(input: &[u8], key: &ScopedKey) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len());
+    for line in lines(input) {
+        let mut v: Value = serde_json::from_slice(line).unwrap();
+        edit_event(&mut v, key, true);
+        serde_json::to_writer(&mut out, &v).unwrap();
+        out.push(b'\n');
+    }
+    out
+}
+
+fn validate(input: &[u8]) {
+    serde_json::from_slice::<IgnoredAny>(input).unwrap();
+}
+
+fn validate_ndjson(input: &[u8]) {
+    for line in lines(input) {
+        serde_json::from_slice::<IgnoredAny>(line).unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// scrim
+
+fn scrim(engine: &Engine, format: BodyFormat, input: &[u8]) -> Vec<u8> {
+    engine.rewrite(format, input).unwrap().body
+}
+
+fn scrim_chunked(engine: &Engine, format: BodyFormat, input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut rw = engine.body_rewriter(format);
+    for chunk in input.chunks(CHUNK) {
+        rw.feed(chunk, &mut out).unwrap();
+    }
+    rw.finish(&mut out).unwrap();
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Fixtures and the checks run before timing
+
+struct Fixtures {
+    key: ScopedKey,
+    single: Engine,
+    batch: Engine,
+    keepdrop: Engine,
+    tiny: Engine,
+    e1k: corpus::Body,
+    b16k: corpus::Body,
+    b1m: corpus::Body,
+    nd1m: corpus::Body,
+}
+
+fn json_values(format: BodyFormat, bytes: &[u8]) -> Vec<Value> {
+    match format {
+        BodyFormat::Ndjson => lines(bytes)
+            .map(|l| {
+                serde_json::from_slice(l)
+                    .unwrap_or_else(|e| panic!("scrim NDJSON line is not JSON: {e}"))
+            })
+            .collect(),
+        _ => vec![
+            serde_json::from_slice(bytes)
+                .unwrap_or_else(|e| panic!("scrim output is not JSON: {e}")),
+        ],
+    }
+}
+
+impl Fixtures {
+    fn new() -> Fixtures {
+        let fx = Fixtures {
+            key: KeyRing::test_ring().scoped(SCOPE),
+            single: engine(&rules("", true)),
+            batch: engine(&rules("batch.", true)),
+            keepdrop: engine(&rules("batch.", false)),
+            tiny: engine(TINY_RULES),
+            e1k: corpus::single_1k(SEED),
+            b16k: corpus::batch(SEED + 1, 16 * 1024),
+            b1m: corpus::batch(SEED + 2, 1 << 20),
+            nd1m: corpus::ndjson(SEED + 3, 1 << 20),
+        };
+        fx.check();
+        fx
+    }
+
+    /// Not timed: makes sure every bench measures a real, correct rewrite.
+    fn check(&self) {
+        let cases: [(
+            &str,
+            &Engine,
+            BodyFormat,
+            &corpus::Body,
+            fn(&[u8], &ScopedKey) -> Vec<u8>,
+        ); 4] = [
+            (
+                "1k",
+                &self.single,
+                BodyFormat::Json,
+                &self.e1k,
+                serde_single,
+            ),
+            ("16k", &self.batch, BodyFormat::Json, &self.b16k, |i, k| {
+                serde_batch(i, k, true)
+            }),
+            ("1m", &self.batch, BodyFormat::Json, &self.b1m, |i, k| {
+                serde_batch(i, k, true)
+            }),
+            (
+                "ndjson_1m",
+                &self.single,
+                BodyFormat::Ndjson,
+                &self.nd1m,
+                serde_ndjson,
+            ),
+        ];
+        for (name, engine, format, body, baseline) in cases {
+            let input = &body.bytes[..];
+            let rewritten = engine
+                .rewrite(format, input)
+                .unwrap_or_else(|e| panic!("{name}: scrim refused the corpus: {e}"));
+            let out = &rewritten.body;
+            let got = json_values(format, out);
+            let want = json_values(format, &baseline(input, &self.key));
+            assert!(got == want, "{name}: scrim and the serde baseline disagree");
+            // The raw identifiers are in the input and nowhere in the output.
+            let ac = AhoCorasick::new(&body.secrets).unwrap();
+            assert!(ac.is_match(input), "{name}: corpus lost its secrets");
+            if let Some(m) = ac.find(out.as_slice()) {
+                panic!(
+                    "{name}: raw value #{} survived the rewrite",
+                    m.pattern().as_usize()
+                );
+            }
+            let s = &rewritten.stats;
+            assert!(
+                s.transformed > 0 && s.dropped > 0 && s.kept > 0,
+                "{name}: {s:?}"
+            );
+            assert_eq!(
+                scrim_chunked(engine, format, input),
+                *out,
+                "{name}: chunked output differs"
+            );
+            eprintln!(
+                "corpus {name:>9}: {:>8} bytes in, {:>8} out ({} documents, {} kept, {} dropped, {} transformed)",
+                input.len(),
+                out.len(),
+                s.documents,
+                s.kept,
+                s.dropped,
+                s.transformed
+            );
+        }
+        // keep/drop: same as the Value baseline without transforms.
+        let input = &self.b16k.bytes[..];
+        let out = scrim(&self.keepdrop, BodyFormat::Json, input);
+        let want = json_values(BodyFormat::Json, &serde_batch(input, &self.key, false));
+        assert!(
+            json_values(BodyFormat::Json, &out) == want,
+            "keepdrop: scrim and the serde baseline disagree"
+        );
+        // Tiny document.
+        let out = scrim(&self.tiny, BodyFormat::Json, TINY_DOC);
+        let want = format!(
+            r#"{{"userId":"{}"}}"#,
+            self.key.pseudonymise(b"user-123456", DEFAULT_BITS)
+        );
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+        assert_eq!(EMAIL.len(), 20);
+    }
+}
+
+const TINY_DOC: &[u8] = br#"{"userId":"user-123456"}"#;
+const EMAIL: &[u8] = b"alice.mu@example.com";
+
+// ---------------------------------------------------------------------------
+// Benches
+
+fn realistic(c: &mut Criterion, fx: &Fixtures) {
+    let cases: [(&str, &Engine, BodyFormat, &[u8]); 4] = [
+        ("realistic/1k", &fx.single, BodyFormat::Json, &fx.e1k.bytes),
+        ("realistic/16k", &fx.batch, BodyFormat::Json, &fx.b16k.bytes),
+        ("realistic/1m", &fx.batch, BodyFormat::Json, &fx.b1m.bytes),
+        (
+            "realistic/ndjson_1m",
+            &fx.single,
+            BodyFormat::Ndjson,
+            &fx.nd1m.bytes,
+        ),
+    ];
+    for (name, engine, format, input) in cases {
+        let mut g = c.benchmark_group(name);
+        g.throughput(Throughput::Bytes(input.len() as u64));
+        g.bench_function("scrim", |b| {
+            b.iter(|| scrim(engine, format, black_box(input)))
+        });
+        let key = &fx.key;
+        match (format, name) {
+            (BodyFormat::Ndjson, _) => {
+                g.bench_function("serde_value_rewrite", |b| {
+                    b.iter(|| serde_ndjson(black_box(input), key))
+                });
+                g.bench_function("serde_validate", |b| {
+                    b.iter(|| validate_ndjson(black_box(input)))
+                });
+            }
+            (_, "realistic/1k") => {
+                g.bench_function("serde_value_rewrite", |b| {
+                    b.iter(|| serde_single(black_box(input), key))
+                });
+                g.bench_function("serde_validate", |b| b.iter(|| validate(black_box(input))));
+            }
+            _ => {
+                g.bench_function("serde_value_rewrite", |b| {
+                    b.iter(|| serde_batch(black_box(input), key, true))
+                });
+                g.bench_function("serde_validate", |b| b.iter(|| validate(black_box(input))));
+            }
+        }
+        g.finish();
+    }
+}
+
+fn keepdrop(c: &mut Criterion, fx: &Fixtures) {
+    let input = &fx.b16k.bytes[..];
+    let mut g = c.benchmark_group("keepdrop/16k");
+    g.throughput(Throughput::Bytes(input.len() as u64));
+    g.bench_function("scrim", |b| {
+        b.iter(|| scrim(&fx.keepdrop, BodyFormat::Json, black_box(input)))
+    });
+    g.bench_function("serde_validate", |b| b.iter(|| validate(black_box(input))));
+    g.finish();
+}
+
+fn pseudonym(c: &mut Criterion, fx: &Fixtures) {
+    let mut g = c.benchmark_group("pseudonym/one");
+    g.throughput(Throughput::Bytes(EMAIL.len() as u64));
+    let mut buf = Vec::with_capacity(64);
+    g.bench_function("pseudonymise_into_email_20b", |b| {
+        b.iter(|| {
+            buf.clear();
+            fx.key
+                .pseudonymise_into(black_box(EMAIL), DEFAULT_BITS, &mut buf);
+            black_box(&buf);
+        })
+    });
+    g.throughput(Throughput::Bytes(TINY_DOC.len() as u64));
+    g.bench_function("scrim_tiny_doc", |b| {
+        b.iter(|| scrim(&fx.tiny, BodyFormat::Json, black_box(TINY_DOC)))
+    });
+    g.finish();
+}
+
+fn chunked(c: &mut Criterion, fx: &Fixtures) {
+    for (name, input) in [
+        ("chunked/16k", &fx.b16k.bytes),
+        ("chunked/1m", &fx.b1m.bytes),
+    ] {
+        let mut g = c.benchmark_group(name);
+        g.throughput(Throughput::Bytes(input.len() as u64));
+        g.bench_function("scrim_whole", |b| {
+            b.iter(|| scrim(&fx.batch, BodyFormat::Json, black_box(input)))
+        });
+        g.bench_function("scrim_chunks_4k", |b| {
+            b.iter(|| scrim_chunked(&fx.batch, BodyFormat::Json, black_box(input)))
+        });
+        g.finish();
+    }
+}
+
+fn all(c: &mut Criterion) {
+    let fx = Fixtures::new();
+    realistic(c, &fx);
+    keepdrop(c, &fx);
+    pseudonym(c, &fx);
+    chunked(c, &fx);
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(30)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = all
+}
+criterion_main!(benches);

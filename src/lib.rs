@@ -10,6 +10,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod config;
+pub mod ops;
 pub mod policy;
+pub mod proxy;
 pub mod pseudonym;
 pub mod rewrite;

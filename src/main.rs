@@ -22,6 +22,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the gateway: services send partner-bound requests to it, it
+    /// forwards only what each recipient's rules allow. Reloads rules on
+    /// SIGHUP and on changes in the rules directory; drains and exits on
+    /// SIGTERM.
+    ///
+    /// Example: scrim serve --config scrim.toml --log-format json
+    Serve {
+        /// Server configuration (defaults apply when the file is absent and
+        /// no --config was given).
+        #[arg(long, default_value = "scrim.toml")]
+        config: PathBuf,
+        /// Log format (overrides log.format).
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormatArg>,
+    },
     /// Validate rule files (syntax, selectors, actions, options) and run
     /// their [[tests]]. Errors are printed as file:line:col: message.
     ///
@@ -89,6 +104,12 @@ enum Command {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum Format {
     Json,
     Ndjson,
@@ -98,6 +119,7 @@ enum Format {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve { config, log_format } => serve(&config, log_format),
         Command::Check { rules } => check(&rules),
         Command::Test { rules } => test(&rules),
         Command::Rewrite {
@@ -110,6 +132,59 @@ fn main() -> ExitCode {
             file,
         } => rewrite(rules, &recipient, keys, test_key, format, explain, file),
         Command::Keygen { keys, id, activate } => keygen(keys, id, activate),
+    }
+}
+
+fn serve(path: &std::path::Path, log_format: Option<LogFormatArg>) -> ExitCode {
+    let config = if path.exists() {
+        match scrim::config::Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else if path == std::path::Path::new("scrim.toml") {
+        scrim::config::Config::default()
+    } else {
+        eprintln!("{}: no such file", path.display());
+        return ExitCode::from(1);
+    };
+    let format = match log_format {
+        Some(LogFormatArg::Json) => scrim::config::LogFormat::Json,
+        Some(LogFormatArg::Text) => scrim::config::LogFormat::Text,
+        None => config.log_format,
+    };
+    init_logging(format, &config.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(scrim::proxy::serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("scrim: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(format: scrim::config::LogFormat, level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        scrim::config::LogFormat::Json => builder.json().flatten_event(true).init(),
+        scrim::config::LogFormat::Text => builder.init(),
     }
 }
 

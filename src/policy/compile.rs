@@ -45,7 +45,7 @@ impl Source<'_> {
 }
 
 /// 1-based line and column (in characters) of a byte offset.
-pub(crate) fn line_col(text: &str, at: usize) -> (usize, usize) {
+pub fn line_col(text: &str, at: usize) -> (usize, usize) {
     let at = at.min(text.len());
     let before = text.get(..at).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
@@ -130,6 +130,28 @@ pub fn compile_str(text: &str, file: &str, stem: &str) -> Result<CompiledPolicy,
         }
         passthrough.push(ct);
     }
+
+    let rate_limit = match &raw.rate_limit {
+        None => None,
+        Some(r) => {
+            let raw_rl = r.get_ref();
+            let per_second = std::num::NonZeroU32::new(raw_rl.per_second);
+            let burst = std::num::NonZeroU32::new(raw_rl.burst.unwrap_or(raw_rl.per_second));
+            match (per_second, burst) {
+                (Some(per_second), Some(burst)) => Some(super::RateLimit { per_second, burst }),
+                _ => {
+                    return Err(src.err(
+                        r.span().start,
+                        "rate_limit: per_second and burst must be greater than zero",
+                    ));
+                }
+            }
+        }
+    };
+    let ca_file = raw
+        .ca_file
+        .as_ref()
+        .map(|c| std::path::PathBuf::from(c.get_ref()));
 
     let max_depth = match &raw.max_depth {
         None => DEFAULT_MAX_DEPTH,
@@ -225,6 +247,8 @@ pub fn compile_str(text: &str, file: &str, stem: &str) -> Result<CompiledPolicy,
         hosts,
         allow_plain_http: raw.allow_plain_http,
         passthrough_content_types: passthrough,
+        ca_file,
+        rate_limit,
         scopes,
         max_depth,
         fields,
@@ -236,7 +260,7 @@ pub fn compile_str(text: &str, file: &str, stem: &str) -> Result<CompiledPolicy,
 }
 
 /// Content types that scrim always rewrites.
-pub(crate) fn is_rewritable_type(ct: &str) -> bool {
+pub fn is_rewritable_type(ct: &str) -> bool {
     matches!(
         ct,
         "application/json"
@@ -598,7 +622,9 @@ fn parse_action(
                     set
                 }
                 Some(_) => {
-                    return Err(src.err(at("detect"), "`detect` must be an array of detector names"));
+                    return Err(
+                        src.err(at("detect"), "`detect` must be an array of detector names")
+                    );
                 }
             };
             let replace = match str_opt("replace")?.unwrap_or("pseudonymise") {

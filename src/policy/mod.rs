@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 pub use action::{Action, ScanReplace};
 pub use compile::compile_str;
+pub(crate) use compile::line_col;
 pub use selector::{Segment, Selector};
 
 use dfa::{Dfa, StateId, StateInfo};
@@ -139,6 +140,15 @@ pub struct HeaderRules {
     pub set: Vec<(String, HeaderValueSource)>,
 }
 
+/// A per-recipient rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Sustained requests per second (> 0).
+    pub per_second: std::num::NonZeroU32,
+    /// Burst size (> 0).
+    pub burst: std::num::NonZeroU32,
+}
+
 /// Body format of a test case or request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyFormat {
@@ -189,6 +199,10 @@ pub struct CompiledPolicy {
     pub allow_plain_http: bool,
     /// Content types passed through untouched (lower case, no parameters).
     pub passthrough_content_types: Vec<String>,
+    /// Extra CA bundle for this recipient's upstream (relative to the rule file).
+    pub ca_file: Option<PathBuf>,
+    /// Rate limit, if any.
+    pub rate_limit: Option<RateLimit>,
     /// Pseudonym scopes; index 0 is the recipient's default scope.
     pub scopes: Vec<String>,
     /// Maximum JSON nesting depth.
@@ -215,6 +229,12 @@ pub fn load_file(path: &Path) -> Result<CompiledPolicy, PolicyError> {
     })?;
     let mut policy = compile_str(&text, &path.display().to_string(), file_stem(path))?;
     policy.source = path.to_path_buf();
+    if let Some(ca) = policy.ca_file.as_mut()
+        && ca.is_relative()
+        && let Some(dir) = path.parent()
+    {
+        *ca = dir.join(&*ca);
+    }
     Ok(policy)
 }
 

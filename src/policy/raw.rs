@@ -29,6 +29,10 @@ pub struct RawRuleFile {
     pub passthrough_content_types: Vec<Spanned<String>>,
     /// Pseudonym scope for this recipient; defaults to the recipient name.
     pub scope: Option<Spanned<String>>,
+    /// Extra PEM CA bundle trusted for this recipient's upstream.
+    pub ca_file: Option<Spanned<String>>,
+    /// Requests per second allowed to this recipient (429 beyond).
+    pub rate_limit: Option<Spanned<RawRateLimit>>,
     /// Maximum JSON nesting depth for this recipient (default 64).
     pub max_depth: Option<Spanned<i64>>,
     /// Request header minimisation.
@@ -43,6 +47,16 @@ pub struct RawRuleFile {
     /// Self-tests run by `scrim test` and `scrim check`.
     #[serde(default)]
     pub tests: Vec<Spanned<RawTest>>,
+}
+
+/// `rate_limit = { per_second = 100, burst = 200 }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    /// Sustained requests per second.
+    pub per_second: u32,
+    /// Requests allowed in a burst (default: `per_second`).
+    pub burst: Option<u32>,
 }
 
 /// `[headers]`.

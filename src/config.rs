@@ -1,0 +1,402 @@
+//! The server configuration, `scrim.toml`: raw TOML in, validated type out.
+//!
+//! Every option has a safe default (documented in docs/operations.md and on
+//! each field); an unknown key is an error.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A configuration problem.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        /// The file.
+        file: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not a valid configuration.
+    #[error("{file}:{line}:{col}: {message}")]
+    Invalid {
+        /// The file.
+        file: String,
+        /// 1-based line (0 when unknown).
+        line: usize,
+        /// 1-based column.
+        col: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// `scrim.toml` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    listen: RawListen,
+    #[serde(default)]
+    admin: RawAdmin,
+    #[serde(default)]
+    rules: RawRules,
+    #[serde(default)]
+    keys: RawKeys,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    upstream: RawUpstream,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListen {
+    address: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    address: Option<String>,
+    captured_max: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRules {
+    dir: Option<PathBuf>,
+    watch: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeys {
+    file: Option<PathBuf>,
+    allow_ephemeral: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    body_bytes: Option<u64>,
+    stream_threshold_bytes: Option<u64>,
+    header_bytes: Option<usize>,
+    header_count: Option<usize>,
+    header_read_timeout_ms: Option<u64>,
+    body_idle_timeout_ms: Option<u64>,
+    concurrency: Option<usize>,
+    h2_max_concurrent_streams: Option<u32>,
+    shutdown_grace_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    connect_timeout_ms: Option<u64>,
+    response_timeout_ms: Option<u64>,
+    pool_idle_timeout_ms: Option<u64>,
+    pool_max_idle_per_host: Option<usize>,
+    roots: Option<String>,
+    extra_ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: Option<String>,
+    level: Option<String>,
+}
+
+/// Service-side TLS.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// PEM CA bundle: when set, clients must present a certificate it signs (mTLS).
+    pub client_ca: Option<PathBuf>,
+}
+
+/// Which roots verify partner certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Roots {
+    /// The Mozilla root set compiled in (webpki-roots). Default.
+    Webpki,
+    /// The operating system's store.
+    System,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Validated server configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Service listener (default `127.0.0.1:8080`).
+    pub listen: SocketAddr,
+    /// Service-side TLS (default: none, plain HTTP/1.1 and h2c).
+    pub tls: Option<TlsConfig>,
+    /// Admin listener (default `127.0.0.1:9090`, loopback).
+    pub admin: SocketAddr,
+    /// Captured requests kept for `/captured` (default 100).
+    pub captured_max: usize,
+    /// Rules directory (default `rules`).
+    pub rules_dir: PathBuf,
+    /// Reload when the rules directory changes (default true).
+    pub watch_rules: bool,
+    /// Key ring file (default: `$SCRIM_KEYS_FILE`, else none).
+    pub keys_file: Option<PathBuf>,
+    /// Start with a random key when no key ring is configured (default true,
+    /// with a loud warning). Set false in production.
+    pub allow_ephemeral_key: bool,
+    /// Limits.
+    pub limits: Limits,
+    /// Upstream client settings.
+    pub upstream: UpstreamConfig,
+    /// Log format (default text; `--log-format` overrides).
+    pub log_format: LogFormat,
+    /// Log filter (default `info`; `RUST_LOG` overrides).
+    pub log_level: String,
+}
+
+/// Request limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Body bytes after decoding (default 10 MiB; 413 beyond).
+    pub body_bytes: u64,
+    /// Bodies up to this size are rewritten completely before anything is
+    /// sent (default 1 MiB); larger ones stream.
+    pub stream_threshold_bytes: u64,
+    /// Request header bytes in all (default 32 KiB; 431 beyond).
+    pub header_bytes: usize,
+    /// Request header count (default 100; 431 beyond).
+    pub header_count: usize,
+    /// Time to receive the request head (default 10 s).
+    pub header_read_timeout: Duration,
+    /// Longest wait for the next body chunk (default 15 s).
+    pub body_idle_timeout: Duration,
+    /// Requests in flight before shedding with 503 (default 1024).
+    pub concurrency: usize,
+    /// HTTP/2 concurrent streams per connection (default 100).
+    pub h2_max_concurrent_streams: u32,
+    /// Drain time on shutdown (default 30 s).
+    pub shutdown_grace: Duration,
+}
+
+/// Upstream client settings.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// TCP + TLS connect timeout (default 5 s; 502 beyond).
+    pub connect_timeout: Duration,
+    /// Time to the response head (default 15 s; 504 beyond).
+    pub response_timeout: Duration,
+    /// Idle pooled connections close after (default 90 s).
+    pub pool_idle_timeout: Duration,
+    /// Idle connections kept per partner host (default 64).
+    pub pool_max_idle_per_host: usize,
+    /// Root certificates (default webpki).
+    pub roots: Roots,
+    /// An extra CA bundle trusted for every partner.
+    pub extra_ca_file: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::from_raw(RawConfig::default(), "<defaults>", "").unwrap_or_else(|_| unreachable!())
+    }
+}
+
+impl Config {
+    /// Loads `scrim.toml`; relative paths in it are relative to its folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.display().to_string(),
+            source,
+        })?;
+        let mut c = Config::parse(&text, &path.display().to_string())?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        let rel = |p: &mut PathBuf| {
+            if p.is_relative() && !base.as_os_str().is_empty() {
+                *p = base.join(&*p);
+            }
+        };
+        rel(&mut c.rules_dir);
+        if let Some(k) = c.keys_file.as_mut() {
+            rel(k);
+        }
+        if let Some(t) = c.tls.as_mut() {
+            rel(&mut t.cert);
+            rel(&mut t.key);
+            if let Some(ca) = t.client_ca.as_mut() {
+                rel(ca);
+            }
+        }
+        if let Some(ca) = c.upstream.extra_ca_file.as_mut() {
+            rel(ca);
+        }
+        Ok(c)
+    }
+
+    /// Parses configuration text.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let (line, col) = e
+                .span()
+                .map(|s| crate::policy::line_col(text, s.start))
+                .unwrap_or((0, 0));
+            ConfigError::Invalid {
+                file: file.into(),
+                line,
+                col,
+                message: e.message().trim().replace('\n', " "),
+            }
+        })?;
+        Config::from_raw(raw, file, text)
+    }
+
+    fn from_raw(raw: RawConfig, file: &str, _text: &str) -> Result<Config, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            file: file.into(),
+            line: 0,
+            col: 0,
+            message,
+        };
+        let addr =
+            |s: Option<String>, default: &str, what: &str| -> Result<SocketAddr, ConfigError> {
+                let s = s.unwrap_or_else(|| default.to_string());
+                s.parse()
+                    .map_err(|_| invalid(format!("{what}: \"{s}\" is not an IP:port address")))
+            };
+        let listen = addr(raw.listen.address, "127.0.0.1:8080", "listen.address")?;
+        let admin = addr(raw.admin.address, "127.0.0.1:9090", "admin.address")?;
+        let tls = match (raw.listen.tls_cert, raw.listen.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsConfig {
+                cert,
+                key,
+                client_ca: raw.listen.client_ca,
+            }),
+            (None, None) => {
+                if raw.listen.client_ca.is_some() {
+                    return Err(invalid(
+                        "listen.client_ca needs listen.tls_cert and listen.tls_key".into(),
+                    ));
+                }
+                None
+            }
+            _ => {
+                return Err(invalid(
+                    "listen.tls_cert and listen.tls_key go together".into(),
+                ));
+            }
+        };
+        let ms = Duration::from_millis;
+        let l = raw.limits;
+        let limits = Limits {
+            body_bytes: l.body_bytes.unwrap_or(10 * 1024 * 1024),
+            stream_threshold_bytes: l.stream_threshold_bytes.unwrap_or(1024 * 1024),
+            header_bytes: l.header_bytes.unwrap_or(32 * 1024),
+            header_count: l.header_count.unwrap_or(100),
+            header_read_timeout: ms(l.header_read_timeout_ms.unwrap_or(10_000)),
+            body_idle_timeout: ms(l.body_idle_timeout_ms.unwrap_or(15_000)),
+            concurrency: l.concurrency.unwrap_or(1024),
+            h2_max_concurrent_streams: l.h2_max_concurrent_streams.unwrap_or(100),
+            shutdown_grace: ms(l.shutdown_grace_ms.unwrap_or(30_000)),
+        };
+        if limits.body_bytes == 0 || limits.concurrency == 0 || limits.header_count == 0 {
+            return Err(invalid("limits must be greater than zero".into()));
+        }
+        if limits.header_bytes < 1024 {
+            return Err(invalid("limits.header_bytes must be at least 1024".into()));
+        }
+        let u = raw.upstream;
+        let roots = match u.roots.as_deref() {
+            None | Some("webpki") => Roots::Webpki,
+            Some("system") => Roots::System,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "upstream.roots: \"{other}\" is not one of \"webpki\", \"system\""
+                )));
+            }
+        };
+        let upstream = UpstreamConfig {
+            connect_timeout: ms(u.connect_timeout_ms.unwrap_or(5_000)),
+            response_timeout: ms(u.response_timeout_ms.unwrap_or(15_000)),
+            pool_idle_timeout: ms(u.pool_idle_timeout_ms.unwrap_or(90_000)),
+            pool_max_idle_per_host: u.pool_max_idle_per_host.unwrap_or(64),
+            roots,
+            extra_ca_file: u.extra_ca_file,
+        };
+        let log_format = match raw.log.format.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "log.format: \"{other}\" is not one of \"text\", \"json\""
+                )));
+            }
+        };
+        Ok(Config {
+            listen,
+            tls,
+            admin,
+            captured_max: raw.admin.captured_max.unwrap_or(100),
+            rules_dir: raw.rules.dir.unwrap_or_else(|| PathBuf::from("rules")),
+            watch_rules: raw.rules.watch.unwrap_or(true),
+            keys_file: raw
+                .keys
+                .file
+                .or_else(|| std::env::var_os("SCRIM_KEYS_FILE").map(PathBuf::from)),
+            allow_ephemeral_key: raw.keys.allow_ephemeral.unwrap_or(true),
+            limits,
+            upstream,
+            log_format,
+            log_level: raw.log.level.unwrap_or_else(|| "info".into()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_safe() {
+        let c = Config::parse("", "scrim.toml").unwrap();
+        assert!(c.admin.ip().is_loopback());
+        assert!(c.listen.ip().is_loopback());
+        assert_eq!(c.limits.body_bytes, 10 * 1024 * 1024);
+        assert_eq!(c.limits.header_count, 100);
+        assert_eq!(c.upstream.roots, Roots::Webpki);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_location() {
+        let e = Config::parse("[limits]\nbody_byte = 1\n", "scrim.toml").unwrap_err();
+        let s = e.to_string();
+        assert!(s.starts_with("scrim.toml:2:1:"), "{s}");
+        assert!(s.contains("body_byte"), "{s}");
+    }
+
+    #[test]
+    fn tls_options_go_together() {
+        assert!(Config::parse("[listen]\ntls_cert = \"c.pem\"\n", "s").is_err());
+        assert!(Config::parse("[listen]\nclient_ca = \"ca.pem\"\n", "s").is_err());
+        assert!(Config::parse("[listen]\ntls_cert = \"c\"\ntls_key = \"k\"\n", "s").is_ok());
+    }
+}

@@ -1,0 +1,111 @@
+//! The admin listener (loopback by default): `/metrics`, `/healthz`,
+//! `/readyz`, `/rules`, `/captured`. Nothing it serves holds a key or a
+//! header credential.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+use crate::proxy::{ProxyBody, State, full};
+
+/// Serves the admin endpoints until the task is aborted.
+pub async fn serve(state: Arc<State>, listener: TcpListener) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(route(&state, &req)) }
+            });
+            let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            b.http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10));
+            let _ = b.serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<ProxyBody> {
+    let mut r = Response::new(full(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    r
+}
+
+/// Admin routing.
+pub fn route(state: &State, req: &Request<Incoming>) -> Response<ProxyBody> {
+    if req.method() != http::Method::GET {
+        return respond(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "GET only\n".into(),
+        );
+    }
+    match req.uri().path() {
+        "/metrics" => respond(
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            state.metrics.encode(),
+        ),
+        "/healthz" => respond(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/readyz" => {
+            if state.ready.load(Ordering::SeqCst) && !state.rules.load().routes.is_empty() {
+                respond(StatusCode::OK, "text/plain", "ready\n".into())
+            } else {
+                respond(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "not ready\n".into(),
+                )
+            }
+        }
+        "/rules" => respond(StatusCode::OK, "application/json", rules_json(state)),
+        "/captured" => respond(
+            StatusCode::OK,
+            "application/json",
+            serde_json::to_string_pretty(&state.captured.snapshot())
+                .unwrap_or_else(|_| "[]".into()),
+        ),
+        _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+    }
+}
+
+fn rules_json(state: &State) -> String {
+    let rules = state.rules.load();
+    let mut names: Vec<&String> = rules.routes.keys().collect();
+    names.sort();
+    let list: Vec<serde_json::Value> = names
+        .iter()
+        .map(|n| {
+            let r = &rules.routes[*n];
+            let p = r.engine.policy();
+            serde_json::json!({
+                "recipient": p.recipient,
+                "version": p.version,
+                "source": p.source.display().to_string(),
+                "upstream": p.upstream,
+                "hosts": p.hosts,
+                "fields": p.fields.rules().iter().map(|r| serde_json::json!({"selector": r.text, "action": r.action.name()})).collect::<Vec<_>>(),
+                "query": p.query.rules().iter().map(|r| serde_json::json!({"selector": r.text, "action": r.action.name()})).collect::<Vec<_>>(),
+                "headers_allowed": p.headers.allow,
+                "headers_set": p.headers.set.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+                "rate_limit": p.rate_limit.map(|rl| serde_json::json!({"per_second": rl.per_second.get(), "burst": rl.burst.get()})),
+                "key_id": state.keys.active_id(),
+            })
+        })
+        .collect();
+    serde_json::to_string_pretty(&serde_json::json!({ "recipients": list })).unwrap_or_default()
+}

@@ -1,0 +1,57 @@
+//! The audit event: one structured log line per request, emitted in one
+//! place. It holds counts, statuses and field paths (keys that do not look
+//! like identifiers already shown as `<key>`), never a value.
+
+use std::time::Duration;
+
+use crate::rewrite::Stats;
+
+/// Everything the audit line says about one request.
+#[derive(Debug, Default)]
+pub struct RequestEvent<'a> {
+    /// Recipient, or `unknown`.
+    pub recipient: &'a str,
+    /// HTTP method.
+    pub method: &'a str,
+    /// Final status sent to the caller.
+    pub status: u16,
+    /// Error code when refused (`invalid_json`, `too_large`...).
+    pub code: Option<&'static str>,
+    /// Field counts of the body and query rewrite.
+    pub stats: Stats,
+    /// Decoded request body bytes.
+    pub bytes_in: u64,
+    /// Minimised bytes forwarded.
+    pub bytes_out: u64,
+    /// The body was streamed (above the buffering threshold).
+    pub streamed: bool,
+    /// A streamed upstream request was aborted after a late error.
+    pub aborted: bool,
+    /// Time to the response head.
+    pub duration: Duration,
+}
+
+impl RequestEvent<'_> {
+    /// Emits the line (target `scrim::audit`, level info).
+    pub fn emit(&self) {
+        let dropped_paths = self.stats.dropped_paths.join(",");
+        tracing::info!(
+            target: "scrim::audit",
+            recipient = self.recipient,
+            method = self.method,
+            status = self.status,
+            code = self.code.unwrap_or(""),
+            kept = self.stats.kept,
+            dropped = self.stats.dropped,
+            transformed = self.stats.transformed,
+            not_applicable = self.stats.not_applicable,
+            dropped_paths = %dropped_paths,
+            bytes_in = self.bytes_in,
+            bytes_out = self.bytes_out,
+            streamed = self.streamed,
+            aborted = self.aborted,
+            duration_ms = self.duration.as_secs_f64() * 1000.0,
+            "request"
+        );
+    }
+}

@@ -1,0 +1,304 @@
+//! Prometheus metrics (prometheus-client). One struct, one place that records:
+//! nothing here can take a field value, only counts, statuses and names.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::rewrite::Stats;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    recipient: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FieldLabels {
+    recipient: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RecipientLabels {
+    recipient: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    recipient: String,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+type HistogramFamily = Family<RecipientLabels, Histogram, fn() -> Histogram>;
+
+/// Every metric scrim exports. Recipient labels only ever hold names of
+/// loaded recipients (or `unknown`), so a caller cannot grow cardinality.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    fields: Family<FieldLabels, Counter>,
+    bytes_in: Family<RecipientLabels, Counter>,
+    bytes_out: Family<RecipientLabels, Counter>,
+    duration: HistogramFamily,
+    upstream_errors: Family<UpstreamLabels, Counter>,
+    reloads: Family<ResultLabels, Counter>,
+    rules_loaded: Gauge,
+    inflight: Gauge,
+    shed: Counter,
+    captured: Counter,
+    missing_credentials: Family<RecipientLabels, Counter>,
+}
+
+fn duration_histogram() -> Histogram {
+    // 250 µs to ~8 s.
+    Histogram::new(exponential_buckets(0.00025, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every family.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("scrim");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests by recipient and final status",
+            requests.clone(),
+        );
+        let fields = Family::<FieldLabels, Counter>::default();
+        registry.register(
+            "fields",
+            "Body, query and form fields by outcome (kept, dropped, transformed, not_applicable)",
+            fields.clone(),
+        );
+        let bytes_in = Family::<RecipientLabels, Counter>::default();
+        registry.register(
+            "request_bytes",
+            "Decoded request body bytes received",
+            bytes_in.clone(),
+        );
+        let bytes_out = Family::<RecipientLabels, Counter>::default();
+        registry.register(
+            "forwarded_bytes",
+            "Minimised body bytes forwarded",
+            bytes_out.clone(),
+        );
+        let duration: HistogramFamily = Family::new_with_constructor(duration_histogram);
+        registry.register(
+            "request_duration_seconds",
+            "Time from request head to response head",
+            duration.clone(),
+        );
+        let upstream_errors = Family::<UpstreamLabels, Counter>::default();
+        registry.register(
+            "upstream_errors",
+            "Upstream failures by kind (connect, timeout, reset, aborted)",
+            upstream_errors.clone(),
+        );
+        let reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "rule_reloads",
+            "Rule reloads by result (ok, error)",
+            reloads.clone(),
+        );
+        let rules_loaded = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+        registry.register(
+            "rules_loaded",
+            "Recipients currently loaded",
+            rules_loaded.clone(),
+        );
+        let inflight = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+        registry.register(
+            "inflight_requests",
+            "Requests being handled",
+            inflight.clone(),
+        );
+        let shed = Counter::<u64, AtomicU64>::default();
+        registry.register(
+            "shed",
+            "Requests refused with 503 at the concurrency cap",
+            shed.clone(),
+        );
+        let captured = Counter::<u64, AtomicU64>::default();
+        registry.register(
+            "captured",
+            "Requests answered by the capture upstream",
+            captured.clone(),
+        );
+        let missing_credentials = Family::<RecipientLabels, Counter>::default();
+        registry.register(
+            "missing_credentials",
+            "Rule loads where an env: header credential was not set",
+            missing_credentials.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            fields,
+            bytes_in,
+            bytes_out,
+            duration,
+            upstream_errors,
+            reloads,
+            rules_loaded,
+            inflight,
+            shed,
+            captured,
+            missing_credentials,
+        }
+    }
+
+    /// Records a finished request.
+    pub fn request(&self, recipient: &str, status: u16, elapsed: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                recipient: recipient.to_string(),
+                status,
+            })
+            .inc();
+        self.duration
+            .get_or_create(&RecipientLabels {
+                recipient: recipient.to_string(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records field outcomes and byte counts of a rewrite.
+    pub fn rewrite(&self, recipient: &str, stats: &Stats, bytes_in: u64, bytes_out: u64) {
+        let r = || recipient.to_string();
+        let not_applicable = stats.not_applicable;
+        for (outcome, n) in [
+            ("kept", stats.kept),
+            ("transformed", stats.transformed),
+            ("dropped", stats.dropped - not_applicable),
+            ("not_applicable", not_applicable),
+        ] {
+            if n > 0 {
+                self.fields
+                    .get_or_create(&FieldLabels {
+                        recipient: r(),
+                        outcome,
+                    })
+                    .inc_by(n);
+            }
+        }
+        self.bytes_in
+            .get_or_create(&RecipientLabels { recipient: r() })
+            .inc_by(bytes_in);
+        self.bytes_out
+            .get_or_create(&RecipientLabels { recipient: r() })
+            .inc_by(bytes_out);
+    }
+
+    /// Records an upstream failure (`connect`, `timeout`, `reset`, `aborted`).
+    pub fn upstream_error(&self, recipient: &str, kind: &'static str) {
+        self.upstream_errors
+            .get_or_create(&UpstreamLabels {
+                recipient: recipient.to_string(),
+                kind,
+            })
+            .inc();
+    }
+
+    /// Records a rule reload.
+    pub fn reload(&self, ok: bool, loaded: usize) {
+        self.reloads
+            .get_or_create(&ResultLabels {
+                result: if ok { "ok" } else { "error" },
+            })
+            .inc();
+        if ok {
+            self.rules_loaded.set(loaded as i64);
+        }
+    }
+
+    /// A credential header whose environment variable is unset.
+    pub fn missing_credential(&self, recipient: &str) {
+        self.missing_credentials
+            .get_or_create(&RecipientLabels {
+                recipient: recipient.to_string(),
+            })
+            .inc();
+    }
+
+    /// In-flight gauge up / down.
+    pub fn inflight(&self, delta: i64) {
+        self.inflight.inc_by(delta);
+    }
+
+    /// A request shed at the concurrency cap.
+    pub fn shed(&self) {
+        self.shed.inc();
+    }
+
+    /// A request answered by the capture upstream.
+    pub fn captured(&self) {
+        self.captured.inc();
+    }
+
+    /// Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_the_families() {
+        let m = Metrics::new();
+        m.request("segment", 200, Duration::from_millis(3));
+        let stats = Stats {
+            kept: 3,
+            dropped: 2,
+            not_applicable: 1,
+            transformed: 1,
+            ..Default::default()
+        };
+        m.rewrite("segment", &stats, 100, 40);
+        m.reload(true, 4);
+        let text = m.encode();
+        assert!(
+            text.contains("scrim_requests_total{recipient=\"segment\",status=\"200\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("scrim_fields_total{recipient=\"segment\",outcome=\"dropped\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("scrim_fields_total{recipient=\"segment\",outcome=\"not_applicable\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("scrim_rules_loaded 4"), "{text}");
+        assert!(
+            text.contains("scrim_request_duration_seconds_bucket"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,205 @@
+//! One error type for the request path and the one place that maps it to an
+//! HTTP status and a JSON error body. Messages say what and where (byte
+//! offset, field path), never a value.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+
+use super::ProxyBody;
+use crate::rewrite::{ErrorKind, RewriteError};
+
+/// Who caused an error (pingora's `ErrorSource`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The calling service sent something scrim refuses.
+    Caller,
+    /// The partner failed.
+    Partner,
+    /// scrim itself.
+    Internal,
+}
+
+/// Why a request was not forwarded (or not completed).
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// No rule file claims the path or Host.
+    #[error("no recipient matches this request")]
+    UnknownRecipient,
+    /// The body could not be rewritten with certainty.
+    #[error("{0}")]
+    Invalid(RewriteError),
+    /// The body (after decoding) is over the limit.
+    #[error("body larger than {limit} bytes (after decoding)")]
+    TooLarge {
+        /// The limit.
+        limit: u64,
+    },
+    /// Content type not handled and not allowed through.
+    #[error("content type {0} is not handled for this recipient")]
+    UnsupportedType(String),
+    /// Content encoding not handled.
+    #[error("content encoding {0} is not handled (identity, gzip and deflate are)")]
+    UnsupportedEncoding(String),
+    /// The compressed body is corrupt.
+    #[error("body is not valid {0} data")]
+    BadEncoding(&'static str),
+    /// Over the recipient's rate limit.
+    #[error("rate limit for this recipient exceeded")]
+    RateLimited {
+        /// When to retry.
+        retry_after: Duration,
+    },
+    /// Request headers over the limits.
+    #[error("request headers too large ({0})")]
+    HeadersTooLarge(&'static str),
+    /// The concurrency cap is reached.
+    #[error("too many requests in flight")]
+    Overloaded,
+    /// The client stopped sending the body.
+    #[error("timed out waiting for the request body")]
+    BodyTimeout,
+    /// The client connection failed while the body was read.
+    #[error("request body could not be read")]
+    BodyRead,
+    /// The partner could not be reached or reset the connection.
+    #[error("partner unreachable ({0})")]
+    Unreachable(&'static str),
+    /// The partner did not answer in time.
+    #[error("partner did not answer within {0:?}")]
+    Timeout(Duration),
+    /// Something inside scrim failed.
+    #[error("internal error ({0})")]
+    Internal(&'static str),
+}
+
+impl ProxyError {
+    /// Who caused it.
+    pub fn origin(&self) -> Origin {
+        match self {
+            ProxyError::Unreachable(_) | ProxyError::Timeout(_) => Origin::Partner,
+            ProxyError::Internal(_) | ProxyError::Overloaded => Origin::Internal,
+            _ => Origin::Caller,
+        }
+    }
+
+    /// The HTTP status (the fail-closed table of the contract).
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::UnknownRecipient => StatusCode::NOT_FOUND,
+            ProxyError::Invalid(_) | ProxyError::BadEncoding(_) => StatusCode::BAD_REQUEST,
+            ProxyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::UnsupportedType(_) | ProxyError::UnsupportedEncoding(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ProxyError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::BodyRead => StatusCode::BAD_REQUEST,
+            ProxyError::Unreachable(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProxyError::UnknownRecipient => "unknown_recipient",
+            ProxyError::Invalid(e) => match e.kind {
+                ErrorKind::TooDeep(_) => "too_deep",
+                k => k.code(),
+            },
+            ProxyError::TooLarge { .. } => "too_large",
+            ProxyError::UnsupportedType(_) => "unsupported_content_type",
+            ProxyError::UnsupportedEncoding(_) => "unsupported_content_encoding",
+            ProxyError::BadEncoding(_) => "invalid_encoding",
+            ProxyError::RateLimited { .. } => "rate_limited",
+            ProxyError::HeadersTooLarge(_) => "headers_too_large",
+            ProxyError::Overloaded => "overloaded",
+            ProxyError::BodyTimeout => "body_timeout",
+            ProxyError::BodyRead => "body_read",
+            ProxyError::Unreachable(_) => "upstream_unreachable",
+            ProxyError::Timeout(_) => "upstream_timeout",
+            ProxyError::Internal(_) => "internal",
+        }
+    }
+
+    /// The JSON error response.
+    pub fn into_response(self, recipient: Option<&str>) -> Response<ProxyBody> {
+        let body = serde_json::json!({
+            "error": {
+                "code": self.code(),
+                "message": self.to_string(),
+                "recipient": recipient,
+            }
+        });
+        let mut resp = Response::new(super::full(Bytes::from(body.to_string())));
+        *resp.status_mut() = self.status();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let ProxyError::RateLimited { retry_after } = self {
+            let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        if self.origin() == Origin::Caller || resp.status() == StatusCode::SERVICE_UNAVAILABLE {
+            // The connection may hold unread body bytes.
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_the_contract() {
+        let cases: Vec<(ProxyError, u16)> = vec![
+            (ProxyError::UnknownRecipient, 404),
+            (
+                ProxyError::Invalid(RewriteError {
+                    kind: ErrorKind::TooDeep(64),
+                    offset: 64,
+                    line: None,
+                    path: String::new(),
+                }),
+                400,
+            ),
+            (ProxyError::TooLarge { limit: 1 }, 413),
+            (ProxyError::UnsupportedType("text/plain".into()), 415),
+            (ProxyError::UnsupportedEncoding("br".into()), 415),
+            (
+                ProxyError::RateLimited {
+                    retry_after: Duration::from_millis(200),
+                },
+                429,
+            ),
+            (ProxyError::HeadersTooLarge("count"), 431),
+            (ProxyError::Unreachable("connect"), 502),
+            (ProxyError::Timeout(Duration::from_secs(15)), 504),
+            (ProxyError::Overloaded, 503),
+        ];
+        for (e, status) in cases {
+            assert_eq!(e.status().as_u16(), status, "{e}");
+        }
+    }
+
+    #[test]
+    fn retry_after_is_whole_seconds() {
+        let r = ProxyError::RateLimited {
+            retry_after: Duration::from_millis(200),
+        }
+        .into_response(Some("x"));
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+    }
+}

@@ -1,0 +1,525 @@
+//! One request, start to end: route, limits, decode, rewrite body, query and
+//! headers, forward, relay the response.
+//!
+//! Fail closed by construction: the only bytes that reach the upstream
+//! client are the rewriter's output (`out`), or, for a content type the
+//! rule file lets through untouched, the caller's body under the same size
+//! limit. A body up to the buffering threshold is rewritten completely before
+//! anything is sent; a larger one streams, and a late error aborts the
+//! upstream request (no clean end of body).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
+use http_body_util::channel::{Channel, Sender};
+use hyper::body::{Body, Incoming};
+use tokio::task::JoinHandle;
+
+use super::body::{self, BodyKind, Decoder};
+use super::error::ProxyError;
+use super::headers;
+use super::routes::{Route, Upstream};
+use super::upstream::Captured;
+use super::{BoxError, ProxyBody, State, full};
+use crate::ops::audit::RequestEvent;
+use crate::rewrite::{BodyRewriter, Stats};
+
+/// Handles one request; never fails (errors become JSON error responses).
+pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody> {
+    let start = Instant::now();
+    let method = req.method().as_str().to_string();
+    let Ok(_permit) = state.inflight.clone().try_acquire_owned() else {
+        state.metrics.shed();
+        state.metrics.request("unknown", 503, start.elapsed());
+        let e = ProxyError::Overloaded;
+        RequestEvent {
+            recipient: "unknown",
+            method: &method,
+            status: 503,
+            code: Some(e.code()),
+            duration: start.elapsed(),
+            ..Default::default()
+        }
+        .emit();
+        return e.into_response(None);
+    };
+    state.metrics.inflight(1);
+    let rules = state.rules.load_full();
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        });
+    let path = req.uri().path().to_string();
+    let resolved = rules
+        .resolve(host.as_deref(), &path)
+        .map(|(r, rest)| (r.clone(), rest.to_string()));
+    let mut ev = RequestEvent {
+        recipient: "unknown",
+        method: &method,
+        ..Default::default()
+    };
+    let result = match &resolved {
+        None => Err(ProxyError::UnknownRecipient),
+        Some((route, rest)) => {
+            ev.recipient = &route.name;
+            forward(&state, route, req, rest, &mut ev).await
+        }
+    };
+    let resp = match result {
+        Ok(r) => r,
+        Err(e) => {
+            ev.code = Some(e.code());
+            match &e {
+                ProxyError::Unreachable(kind) => state.metrics.upstream_error(ev.recipient, kind),
+                ProxyError::Timeout(_) => state.metrics.upstream_error(ev.recipient, "timeout"),
+                _ => {}
+            }
+            e.into_response(resolved.as_ref().map(|(r, _)| r.name.as_str()))
+        }
+    };
+    ev.status = resp.status().as_u16();
+    ev.duration = start.elapsed();
+    state.metrics.request(ev.recipient, ev.status, ev.duration);
+    ev.emit();
+    state.metrics.inflight(-1);
+    resp
+}
+
+async fn forward(
+    state: &Arc<State>,
+    route: &Arc<Route>,
+    req: Request<Incoming>,
+    rest: &str,
+    ev: &mut RequestEvent<'_>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let limits = &state.config.limits;
+    let (parts, incoming) = req.into_parts();
+
+    // Header limits (hyper enforces them while parsing HTTP/1.1; this also
+    // covers HTTP/2).
+    if parts.headers.len() > limits.header_count {
+        return Err(ProxyError::HeadersTooLarge("count"));
+    }
+    if headers::size(&parts.headers) > limits.header_bytes {
+        return Err(ProxyError::HeadersTooLarge("bytes"));
+    }
+
+    if let Some((_, limiter)) = &route.limiter
+        && let Err(not_until) = limiter.check()
+    {
+        let wait = not_until.wait_time_from(governor::clock::Clock::now(
+            &governor::clock::DefaultClock::default(),
+        ));
+        return Err(ProxyError::RateLimited { retry_after: wait });
+    }
+
+    // Query string: the same default deny, with the [query] rules.
+    let mut stats = Stats::default();
+    let query = match parts.uri.query() {
+        Some(q) if !q.is_empty() => {
+            let r = route
+                .engine
+                .rewrite_query(q.as_bytes())
+                .map_err(ProxyError::Invalid)?;
+            stats.absorb(&r.stats);
+            stats
+                .dropped_paths
+                .extend(r.stats.dropped_paths.iter().map(|p| format!("?{p}")));
+            String::from_utf8(r.body).map_err(|_| ProxyError::Internal("query encoding"))?
+        }
+        _ => String::new(),
+    };
+
+    let has_body = !incoming.is_end_stream();
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let policy = route.engine.policy();
+    let kind = body::classify(content_type, has_body, &policy.passthrough_content_types)?;
+    let encoding = parts.headers.get(header::CONTENT_ENCODING);
+    let encoding_str = match encoding {
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ProxyError::UnsupportedEncoding("(unprintable)".into()))?,
+        ),
+        None => None,
+    };
+
+    let mut out_headers = headers::outbound(&parts.headers, &route.allow, &route.set);
+    let path_and_query = if query.is_empty() {
+        rest_or_root(rest).to_string()
+    } else {
+        format!("{}?{query}", rest_or_root(rest))
+    };
+    let uri = match &route.upstream {
+        Upstream::Capture => None,
+        Upstream::Http {
+            scheme,
+            authority,
+            base_path,
+        } => Some(
+            Uri::builder()
+                .scheme(scheme.clone())
+                .authority(authority.clone())
+                .path_and_query(format!("{base_path}{path_and_query}"))
+                .build()
+                .map_err(|_| ProxyError::Internal("upstream uri"))?,
+        ),
+    };
+    let mut builder = Request::builder().method(parts.method.clone());
+    if let Some(u) = &uri {
+        builder = builder.uri(u.clone());
+    }
+
+    let client = route.client.as_ref().unwrap_or(&state.client);
+    let response_timeout = state.config.upstream.response_timeout;
+
+    match kind {
+        BodyKind::Empty => {
+            ev.stats = stats;
+            let req = finish_request(builder, out_headers, full(Bytes::new()))?;
+            send(
+                state,
+                route,
+                client,
+                req,
+                response_timeout,
+                &path_and_query,
+                Bytes::new(),
+            )
+            .await
+        }
+        BodyKind::Passthrough => {
+            // Untouched, by the rule file's explicit choice; still limited.
+            if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
+                out_headers.insert(header::CONTENT_TYPE, ct.clone());
+            }
+            if let Some(enc) = encoding {
+                out_headers.insert(header::CONTENT_ENCODING, enc.clone());
+            }
+            let bytes = read_all(incoming, limits.body_bytes, limits.body_idle_timeout).await?;
+            ev.bytes_in = bytes.len() as u64;
+            ev.bytes_out = bytes.len() as u64;
+            ev.stats = stats;
+            let req = finish_request(builder, out_headers, full(bytes.clone()))?;
+            send(
+                state,
+                route,
+                client,
+                req,
+                response_timeout,
+                &path_and_query,
+                bytes,
+            )
+            .await
+        }
+        BodyKind::Rewrite(format) => {
+            let encoding = body::encoding(encoding_str)?;
+            if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
+                out_headers.insert(header::CONTENT_TYPE, ct.clone());
+            }
+            let mut decoder = Decoder::new(encoding, limits.body_bytes);
+            let mut rw = route.engine.body_rewriter(format);
+            let mut pump = Pump {
+                out: Vec::new(),
+                bytes_in: 0,
+                sent: 0,
+                streaming: None,
+            };
+            let threshold = limits.stream_threshold_bytes;
+            let result = read_and_rewrite(
+                incoming,
+                &mut decoder,
+                &mut rw,
+                &mut pump,
+                limits.body_idle_timeout,
+                threshold,
+                state,
+                route,
+                client,
+                &builder,
+                &out_headers,
+                &path_and_query,
+            )
+            .await;
+            ev.bytes_in = pump.bytes_in;
+            match result {
+                Err(e) => {
+                    if let Some(s) = pump.streaming.take() {
+                        // A late error: the partner must not see a clean end
+                        // of body.
+                        s.sender
+                            .abort("request refused after streaming began".into());
+                        s.task.abort();
+                        ev.streamed = true;
+                        ev.aborted = true;
+                        state.metrics.upstream_error(&route.name, "aborted");
+                        tracing::warn!(recipient = %route.name, code = e.code(), "streamed upstream request aborted");
+                    }
+                    Err(e)
+                }
+                Ok(body_stats) => {
+                    stats.absorb(&body_stats);
+                    stats.documents += body_stats.documents;
+                    let room =
+                        crate::rewrite::MAX_DROPPED_PATHS.saturating_sub(stats.dropped_paths.len());
+                    stats
+                        .dropped_paths
+                        .extend(body_stats.dropped_paths.into_iter().take(room));
+                    let out_len = pump.sent + pump.out.len() as u64;
+                    ev.bytes_out = out_len;
+                    state
+                        .metrics
+                        .rewrite(&route.name, &stats, pump.bytes_in, out_len);
+                    ev.stats = stats;
+                    match pump.streaming.take() {
+                        Some(mut s) => {
+                            ev.streamed = true;
+                            if !pump.out.is_empty() {
+                                let last = Bytes::from(std::mem::take(&mut pump.out));
+                                if s.sender.send_data(last).await.is_err() {
+                                    s.task.abort();
+                                    return Err(ProxyError::Unreachable("reset"));
+                                }
+                            }
+                            drop(s.sender); // clean end of body
+                            match s.task.await {
+                                Ok(r) => r,
+                                Err(_) => Err(ProxyError::Internal("upstream task")),
+                            }
+                        }
+                        None => {
+                            let bytes = Bytes::from(std::mem::take(&mut pump.out));
+                            out_headers
+                                .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                            let req = finish_request(builder, out_headers, full(bytes.clone()))?;
+                            send(
+                                state,
+                                route,
+                                client,
+                                req,
+                                response_timeout,
+                                &path_and_query,
+                                bytes,
+                            )
+                            .await
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn rest_or_root(rest: &str) -> &str {
+    if rest.is_empty() { "/" } else { rest }
+}
+
+/// Rewritten output waiting to go, and the streaming upstream request once
+/// the body outgrew the buffering threshold.
+struct Pump {
+    out: Vec<u8>,
+    bytes_in: u64,
+    /// Bytes already handed to the streaming upstream request.
+    sent: u64,
+    streaming: Option<Streaming>,
+}
+
+struct Streaming {
+    sender: Sender<Bytes, BoxError>,
+    task: JoinHandle<Result<Response<ProxyBody>, ProxyError>>,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn read_and_rewrite(
+    mut incoming: Incoming,
+    decoder: &mut Decoder,
+    rw: &mut BodyRewriter<'_>,
+    pump: &mut Pump,
+    idle: Duration,
+    threshold: u64,
+    state: &Arc<State>,
+    route: &Arc<Route>,
+    client: &super::upstream::HttpClient,
+    builder: &http::request::Builder,
+    out_headers: &http::HeaderMap,
+    path_and_query: &str,
+) -> Result<Stats, ProxyError> {
+    loop {
+        let frame = match tokio::time::timeout(idle, incoming.frame()).await {
+            Err(_) => return Err(ProxyError::BodyTimeout),
+            Ok(None) => break,
+            Ok(Some(Err(_))) => return Err(ProxyError::BodyRead),
+            Ok(Some(Ok(f))) => f,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers are not forwarded
+        };
+        {
+            let out = &mut pump.out;
+            let bytes_in = &mut pump.bytes_in;
+            decoder.push(&data, &mut |decoded| {
+                *bytes_in += decoded.len() as u64;
+                rw.feed(decoded, out).map_err(ProxyError::Invalid)
+            })?;
+        }
+        if pump.streaming.is_none()
+            && pump.bytes_in > threshold
+            && !matches!(route.upstream, Upstream::Capture)
+        {
+            let (sender, channel) = Channel::<Bytes, BoxError>::new(4);
+            let mut h = out_headers.clone();
+            h.remove(header::CONTENT_LENGTH);
+            let req = finish_request(clone_builder(builder), h, channel.boxed())?;
+            let state2 = state.clone();
+            let route2 = route.clone();
+            let client2 = client.clone();
+            let pq = path_and_query.to_string();
+            let timeout = state.config.upstream.response_timeout;
+            let task = tokio::spawn(async move {
+                send(&state2, &route2, &client2, req, timeout, &pq, Bytes::new()).await
+            });
+            pump.streaming = Some(Streaming { sender, task });
+        }
+        if let Some(s) = pump.streaming.as_mut()
+            && !pump.out.is_empty()
+        {
+            let chunk = Bytes::from(std::mem::take(&mut pump.out));
+            pump.sent += chunk.len() as u64;
+            if s.sender.send_data(chunk).await.is_err() {
+                return Err(ProxyError::Unreachable("reset"));
+            }
+        }
+    }
+    {
+        let out = &mut pump.out;
+        let bytes_in = &mut pump.bytes_in;
+        decoder.finish(&mut |decoded| {
+            *bytes_in += decoded.len() as u64;
+            rw.feed(decoded, out).map_err(ProxyError::Invalid)
+        })?;
+    }
+    rw.finish(&mut pump.out).map_err(ProxyError::Invalid)
+}
+
+fn clone_builder(b: &http::request::Builder) -> http::request::Builder {
+    let mut nb = Request::builder();
+    if let Some(m) = b.method_ref() {
+        nb = nb.method(m.clone());
+    }
+    if let Some(u) = b.uri_ref() {
+        nb = nb.uri(u.clone());
+    }
+    nb
+}
+
+fn finish_request(
+    builder: http::request::Builder,
+    headers: http::HeaderMap,
+    body: ProxyBody,
+) -> Result<Request<ProxyBody>, ProxyError> {
+    let mut req = builder
+        .body(body)
+        .map_err(|_| ProxyError::Internal("request build"))?;
+    *req.headers_mut() = headers;
+    Ok(req)
+}
+
+/// Reads a whole body under the size limit and idle timeout.
+async fn read_all(mut incoming: Incoming, limit: u64, idle: Duration) -> Result<Bytes, ProxyError> {
+    let mut buf = Vec::new();
+    loop {
+        match tokio::time::timeout(idle, incoming.frame()).await {
+            Err(_) => return Err(ProxyError::BodyTimeout),
+            Ok(None) => return Ok(Bytes::from(buf)),
+            Ok(Some(Err(_))) => return Err(ProxyError::BodyRead),
+            Ok(Some(Ok(f))) => {
+                if let Ok(d) = f.into_data() {
+                    if buf.len() as u64 + d.len() as u64 > limit {
+                        return Err(ProxyError::TooLarge { limit });
+                    }
+                    buf.extend_from_slice(&d);
+                }
+            }
+        }
+    }
+}
+
+/// Sends the minimised request upstream (or to the capture log) and relays
+/// the response.
+async fn send(
+    state: &Arc<State>,
+    route: &Arc<Route>,
+    client: &super::upstream::HttpClient,
+    req: Request<ProxyBody>,
+    timeout: Duration,
+    path_and_query: &str,
+    captured_body: Bytes,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    if let Upstream::Capture = route.upstream {
+        let headers = req
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                let shown = if route.set.iter().any(|(n, _)| n == k) {
+                    "(set by rule)".to_string()
+                } else {
+                    String::from_utf8_lossy(v.as_bytes()).into_owned()
+                };
+                (k.as_str().to_string(), shown)
+            })
+            .collect();
+        let shown = &captured_body[..captured_body.len().min(64 * 1024)];
+        let captured = Captured {
+            at: 0,
+            recipient: route.name.clone(),
+            method: req.method().to_string(),
+            path: path_and_query.to_string(),
+            headers,
+            body: String::from_utf8_lossy(shown).into_owned(),
+            body_bytes: captured_body.len(),
+        };
+        tracing::info!(
+            target: "scrim::capture",
+            recipient = %route.name,
+            method = %captured.method,
+            body_bytes = captured.body_bytes,
+            "captured (not forwarded): see /captured on the admin listener"
+        );
+        state.captured.record(captured);
+        state.metrics.captured();
+        let mut resp = Response::new(full(Bytes::from_static(b"{\"captured\":true}")));
+        *resp.status_mut() = StatusCode::ACCEPTED;
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        return Ok(resp);
+    }
+    let resp = match tokio::time::timeout(timeout, client.request(req)).await {
+        Err(_) => return Err(ProxyError::Timeout(timeout)),
+        Ok(Err(e)) => {
+            return Err(ProxyError::Unreachable(if e.is_connect() {
+                "connect"
+            } else {
+                "reset"
+            }));
+        }
+        Ok(Ok(r)) => r,
+    };
+    let (mut parts, body) = resp.into_parts();
+    headers::inbound_response(&mut parts.headers);
+    let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed();
+    Ok(Response::from_parts(parts, body))
+}

@@ -1,0 +1,346 @@
+//! The gateway: hyper server, routing, body decoding, upstream client,
+//! limits, and the one error-to-status map.
+
+pub mod body;
+pub mod error;
+pub mod handler;
+pub mod headers;
+pub mod routes;
+pub mod upstream;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, TlsConfig};
+use crate::ops::metrics::Metrics;
+use crate::policy;
+use crate::pseudonym::KeyRing;
+use routes::RuleSet;
+use upstream::{CaptureLog, HttpClient, build_client};
+
+/// Boxed error of bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body type of every request sent upstream and response sent back.
+pub type ProxyBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+
+/// A complete body.
+pub fn full(b: Bytes) -> ProxyBody {
+    Full::new(b)
+        .map_err(|never: Infallible| match never {})
+        .boxed()
+}
+
+/// Shared state of a running gateway.
+pub struct State {
+    /// Validated configuration.
+    pub config: Config,
+    /// Key ring.
+    pub keys: KeyRing,
+    /// Current routes; swapped whole on reload.
+    pub rules: ArcSwap<RuleSet>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Shared upstream client.
+    pub client: HttpClient,
+    /// Capture upstream records.
+    pub captured: CaptureLog,
+    /// Concurrency cap.
+    pub inflight: Arc<Semaphore>,
+    /// Rules loaded and listeners up.
+    pub ready: AtomicBool,
+}
+
+/// Why the gateway did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Key ring problem.
+    #[error("key ring: {0}")]
+    Keys(String),
+    /// Rule files problem.
+    #[error("rules: {0}")]
+    Rules(String),
+    /// TLS setup problem.
+    #[error("tls: {0}")]
+    Tls(String),
+    /// Could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A running gateway (used by `scrim serve` and by tests).
+pub struct Running {
+    /// Service listener address.
+    pub addr: SocketAddr,
+    /// Admin listener address.
+    pub admin_addr: SocketAddr,
+    /// Shared state.
+    pub state: Arc<State>,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    admin_task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, drains in-flight requests (up to the grace period).
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Waits until the gateway has stopped.
+    pub async fn wait(self) {
+        let _ = self.task.await;
+        self.admin_task.abort();
+    }
+
+    /// Reloads the rules now (as SIGHUP does).
+    pub fn reload(&self) -> Result<usize, Vec<String>> {
+        crate::ops::reload::reload(&self.state)
+    }
+}
+
+/// Loads the key ring as configured.
+pub fn load_keys(config: &Config) -> Result<KeyRing, ServeError> {
+    match &config.keys_file {
+        Some(path) => KeyRing::load(path).map_err(|e| ServeError::Keys(e.to_string())),
+        None if config.allow_ephemeral_key => {
+            tracing::warn!(
+                "NO KEY RING CONFIGURED: using a random ephemeral key. Pseudonyms will change on every restart and differ between replicas. Set keys.file or SCRIM_KEYS_FILE (create one with `scrim keygen --keys FILE`)."
+            );
+            KeyRing::ephemeral().map_err(|e| ServeError::Keys(e.to_string()))
+        }
+        None => Err(ServeError::Keys(
+            "no key ring configured (keys.file or SCRIM_KEYS_FILE) and keys.allow_ephemeral = false".into(),
+        )),
+    }
+}
+
+/// Starts the gateway: keys, rules, listeners, reload watchers.
+pub async fn start(config: Config) -> Result<Running, ServeError> {
+    let keys = load_keys(&config)?;
+    let metrics = Metrics::new();
+    let client = build_client(&config.upstream, &[]).map_err(ServeError::Tls)?;
+    let policies = policy::load_all(std::slice::from_ref(&config.rules_dir)).map_err(|errors| {
+        ServeError::Rules(
+            errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    })?;
+    let rules = RuleSet::build(&policies, &keys, &config.upstream, &metrics, None)
+        .map_err(|e| ServeError::Rules(e.join("\n")))?;
+    metrics.reload(true, rules.routes.len());
+    let tls = match &config.tls {
+        Some(t) => Some(tls_acceptor(t)?),
+        None => None,
+    };
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let admin_listener =
+        TcpListener::bind(config.admin)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: config.admin,
+                source,
+            })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind {
+            addr: config.admin,
+            source,
+        })?;
+    let state = Arc::new(State {
+        inflight: Arc::new(Semaphore::new(config.limits.concurrency)),
+        captured: CaptureLog::new(config.captured_max),
+        config,
+        keys,
+        rules: ArcSwap::from_pointee(rules),
+        metrics,
+        client,
+        ready: AtomicBool::new(false),
+    });
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    crate::ops::reload::spawn_watchers(state.clone(), shutdown_rx.clone());
+    let admin_task = tokio::spawn(crate::ops::admin::serve(state.clone(), admin_listener));
+    let task = tokio::spawn(accept_loop(state.clone(), listener, tls, shutdown_rx));
+    state.ready.store(true, Ordering::SeqCst);
+    tracing::info!(%addr, %admin_addr, recipients = state.rules.load().routes.len(), "scrim listening");
+    Ok(Running {
+        addr,
+        admin_addr,
+        state,
+        shutdown,
+        task,
+        admin_task,
+    })
+}
+
+fn tls_acceptor(t: &TlsConfig) -> Result<tokio_rustls::TlsAcceptor, ServeError> {
+    let certs = upstream::read_pem_certs(&t.cert).map_err(ServeError::Tls)?;
+    let key_data =
+        std::fs::read(&t.key).map_err(|e| ServeError::Tls(format!("{}: {e}", t.key.display())))?;
+    let key = rustls_pemfile::private_key(&mut key_data.as_slice())
+        .map_err(|e| ServeError::Tls(format!("{}: {e}", t.key.display())))?
+        .ok_or_else(|| ServeError::Tls(format!("{}: no private key found", t.key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
+    let builder = match &t.client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in upstream::read_pem_certs(ca).map_err(ServeError::Tls)? {
+                roots.add(c).map_err(|e| ServeError::Tls(e.to_string()))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| ServeError::Tls(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut cfg = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
+}
+
+fn connection_builder(state: &State) -> auto::Builder<TokioExecutor> {
+    let limits = &state.config.limits;
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        // The header read timeout is only enforced with a timer.
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_headers(limits.header_count)
+        .max_buf_size(limits.header_bytes.max(8192));
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.h2_max_concurrent_streams)
+        .max_header_list_size(limits.header_bytes as u32);
+    b
+}
+
+async fn accept_loop(
+    state: Arc<State>,
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let builder = Arc::new(connection_builder(&state));
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, _peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let svc_state = state.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let state = svc_state.clone();
+            async move { Ok::<_, Infallible>(handler::handle(state, req).await) }
+        });
+        let builder = builder.clone();
+        match &tls {
+            None => {
+                let conn = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                // TLS handshakes share the header read budget.
+                let timeout = state.config.limits.header_read_timeout;
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let Ok(Ok(tls_stream)) =
+                        tokio::time::timeout(timeout, acceptor.accept(stream)).await
+                    else {
+                        return;
+                    };
+                    let conn = builder
+                        .serve_connection(TokioIo::new(tls_stream), service)
+                        .into_owned();
+                    let _ = watcher.watch(conn).await;
+                });
+            }
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: no longer accepting, draining in-flight requests");
+    let grace = state.config.limits.shutdown_grace;
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("drained"),
+        _ = tokio::time::sleep(grace) => tracing::warn!(?grace, "grace period over; closing remaining connections"),
+    }
+}
+
+/// `scrim serve`: runs until SIGTERM or SIGINT.
+pub async fn serve(config: Config) -> Result<(), ServeError> {
+    let running = start(config).await?;
+    wait_for_signal().await;
+    running.shutdown();
+    running.wait().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

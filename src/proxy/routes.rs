@@ -1,0 +1,213 @@
+//! The loaded rule set as routes: recipient name and Host to a compiled
+//! engine, upstream, header rules, rate limiter and client.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use http::header::{HeaderName, HeaderValue};
+use http::uri::{Authority, Scheme};
+
+use super::upstream::{HttpClient, build_client};
+use crate::config::UpstreamConfig;
+use crate::ops::metrics::Metrics;
+use crate::policy::{CompiledPolicy, HeaderValueSource, RateLimit};
+use crate::pseudonym::KeyRing;
+use crate::rewrite::Engine;
+
+/// Where a recipient's traffic goes.
+#[derive(Debug, Clone)]
+pub enum Upstream {
+    /// The built-in capture upstream: records, answers 202, sends nothing.
+    Capture,
+    /// A partner base URL.
+    Http {
+        /// `https` or `http`.
+        scheme: Scheme,
+        /// Host and port.
+        authority: Authority,
+        /// Base path without trailing slash (may be empty).
+        base_path: String,
+    },
+}
+
+/// One recipient, ready to serve.
+pub struct Route {
+    /// Recipient name.
+    pub name: String,
+    /// Policy with its keys.
+    pub engine: Engine,
+    /// Where requests go.
+    pub upstream: Upstream,
+    /// Request headers that may pass.
+    pub allow: Vec<HeaderName>,
+    /// Headers set on every upstream request (values may be credentials).
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    /// Rate limiter and its settings.
+    pub limiter: Option<(RateLimit, Arc<DefaultDirectRateLimiter>)>,
+    /// A client of its own when the rule file names a CA file.
+    pub client: Option<HttpClient>,
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Route")
+            .field("name", &self.name)
+            .field("upstream", &self.upstream)
+            .field("allow", &self.allow)
+            .field("set", &self.set.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every route, by recipient and by Host.
+#[derive(Debug, Default)]
+pub struct RuleSet {
+    /// By recipient name.
+    pub routes: HashMap<String, Arc<Route>>,
+    /// By claimed Host (lower case, without port).
+    pub hosts: HashMap<String, Arc<Route>>,
+}
+
+impl RuleSet {
+    /// Builds routes for compiled policies. Rate limiters whose settings did
+    /// not change are carried over from `previous`, so a reload does not
+    /// reset them.
+    pub fn build(
+        policies: &[Arc<CompiledPolicy>],
+        keys: &KeyRing,
+        upstream_cfg: &UpstreamConfig,
+        metrics: &Metrics,
+        previous: Option<&RuleSet>,
+    ) -> Result<RuleSet, Vec<String>> {
+        let mut set = RuleSet::default();
+        let mut errors = Vec::new();
+        for p in policies {
+            match build_route(p, keys, upstream_cfg, metrics, previous) {
+                Ok(route) => {
+                    let route = Arc::new(route);
+                    for h in &p.hosts {
+                        set.hosts.insert(h.clone(), route.clone());
+                    }
+                    set.routes.insert(p.recipient.clone(), route);
+                }
+                Err(e) => errors.push(format!("{}: {e}", p.source.display())),
+            }
+        }
+        if errors.is_empty() {
+            Ok(set)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Finds the route for a request: a claimed Host first (transparent
+    /// egress: the whole path goes upstream), else `/{recipient}/{rest}`.
+    /// Returns the route and the path to append to its upstream base.
+    pub fn resolve<'a>(
+        &'a self,
+        host: Option<&str>,
+        path: &'a str,
+    ) -> Option<(&'a Arc<Route>, &'a str)> {
+        if let Some(h) = host {
+            let h = match h.strip_prefix('[') {
+                Some(v6) => v6.split(']').next().unwrap_or(""),
+                None => h.split(':').next().unwrap_or(""),
+            }
+            .to_ascii_lowercase();
+            if let Some(r) = self.hosts.get(&h) {
+                return Some((r, path));
+            }
+        }
+        let rest = path.strip_prefix('/')?;
+        let (name, rest) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        self.routes.get(name).map(|r| (r, rest))
+    }
+}
+
+fn build_route(
+    p: &Arc<CompiledPolicy>,
+    keys: &KeyRing,
+    upstream_cfg: &UpstreamConfig,
+    metrics: &Metrics,
+    previous: Option<&RuleSet>,
+) -> Result<Route, String> {
+    let upstream = if p.upstream == "capture:" {
+        Upstream::Capture
+    } else {
+        let uri: http::Uri = p
+            .upstream
+            .parse()
+            .map_err(|_| "upstream is not a valid URI".to_string())?;
+        let scheme = uri.scheme().cloned().ok_or("upstream has no scheme")?;
+        let authority = uri.authority().cloned().ok_or("upstream has no host")?;
+        Upstream::Http {
+            scheme,
+            authority,
+            base_path: uri.path().trim_end_matches('/').to_string(),
+        }
+    };
+    let allow = p
+        .headers
+        .allow
+        .iter()
+        .map(|h| {
+            HeaderName::from_bytes(h.as_bytes()).map_err(|_| format!("invalid header name {h}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut set = Vec::new();
+    for (name, source) in &p.headers.set {
+        let hn = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("invalid header name {name}"))?;
+        let value = match source {
+            HeaderValueSource::Literal(v) => v.clone(),
+            HeaderValueSource::Env(var) => match std::env::var(var) {
+                Ok(v) => v,
+                Err(_) => {
+                    // The partner will refuse the request; nothing personal
+                    // leaks, so serving continues, loudly.
+                    tracing::warn!(
+                        recipient = %p.recipient,
+                        header = %name,
+                        variable = %var,
+                        "credential environment variable is not set; header not sent"
+                    );
+                    metrics.missing_credential(&p.recipient);
+                    continue;
+                }
+            },
+        };
+        let mut hv = HeaderValue::from_str(&value)
+            .map_err(|_| format!("header {name}: value is not a valid header value"))?;
+        hv.set_sensitive(true);
+        set.push((hn, hv));
+    }
+    let limiter = p.rate_limit.map(|rl| {
+        let reused = previous
+            .and_then(|prev| prev.routes.get(&p.recipient))
+            .and_then(|r| r.limiter.as_ref())
+            .filter(|(old, _)| *old == rl)
+            .map(|(_, l)| l.clone());
+        let l = reused.unwrap_or_else(|| {
+            let quota = Quota::per_second(rl.per_second).allow_burst(rl.burst);
+            Arc::new(RateLimiter::direct(quota))
+        });
+        (rl, l)
+    });
+    let client = match &p.ca_file {
+        Some(ca) => Some(build_client(upstream_cfg, &[ca.as_path()])?),
+        None => None,
+    };
+    Ok(Route {
+        name: p.recipient.clone(),
+        engine: Engine::new(p.clone(), keys),
+        upstream,
+        allow,
+        set,
+        limiter,
+        client,
+    })
+}

@@ -1,0 +1,193 @@
+//! `strip_query`: a URL without query, fragment and userinfo.
+
+/// Length of a valid scheme (`ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )`)
+/// followed by `:` at the start of `s`, or `None`.
+fn scheme_len(s: &str) -> Option<usize> {
+    let colon = s.find(':')?;
+    let scheme = &s.as_bytes()[..colon];
+    let first_ok = scheme.first().is_some_and(u8::is_ascii_alphabetic);
+    let rest_ok = scheme
+        .iter()
+        .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'));
+    (first_ok && rest_ok).then_some(colon)
+}
+
+/// Removes the query string, the fragment and any userinfo from a URL.
+///
+/// * The fragment (from the first `#`) is always removed.
+/// * The query (from the first `?` before the fragment) is removed, except for
+///   the parameters whose name is listed in `keep_params`. The name is the raw
+///   text before the first `=` of each `&`-separated parameter and is compared
+///   byte for byte, case-sensitively and without percent-decoding (so an
+///   encoded name such as `ut%6D_source` does not match `utm_source`: fail
+///   closed). Kept parameters are written verbatim, in their original order,
+///   joined by `&` after a `?`; empty parameters are skipped. When nothing is
+///   kept there is no `?`.
+/// * Userinfo is removed from the authority, since it carries credentials or
+///   identity: `"https://user:pass@host/p"` gives `"https://host/p"`. The
+///   authority is what follows `scheme://` (or a leading `//` in a
+///   network-path reference) up to the next `/`; its userinfo ends at the last
+///   `@` in it.
+/// * Everything else (scheme, host, port, path) is kept byte for byte; no
+///   normalisation or decoding is done. Relative references work the same way:
+///   `"/p?a=1#x"` gives `"/p"`, `"?a=1"` gives `""`.
+///
+/// Returns `None` for strings containing whitespace, control characters or a
+/// backslash (URL parsers disagree on whether `\` ends the authority, so such
+/// a value could hide userinfo from one of them).
+#[must_use]
+pub fn strip_query(value: &str, keep_params: &[String]) -> Option<String> {
+    if value
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '\\')
+    {
+        return None;
+    }
+    let no_fragment = value.split_once('#').map_or(value, |(head, _)| head);
+    let (base, query) = match no_fragment.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (no_fragment, None),
+    };
+    let authority_start = match scheme_len(base) {
+        Some(n) if base[n + 1..].starts_with("//") => Some(n + 3),
+        Some(_) => None,
+        None => base.starts_with("//").then_some(2),
+    };
+    let mut out = String::with_capacity(no_fragment.len());
+    match authority_start {
+        Some(a) => {
+            let auth_end = base[a..].find('/').map_or(base.len(), |j| a + j);
+            let authority = &base[a..auth_end];
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            out.push_str(&base[..a]);
+            out.push_str(host);
+            out.push_str(&base[auth_end..]);
+        }
+        None => out.push_str(base),
+    }
+    if let Some(q) = query {
+        let mut first = true;
+        for param in q.split('&').filter(|p| !p.is_empty()) {
+            let name = param.split_once('=').map_or(param, |(n, _)| n);
+            if keep_params.iter().any(|k| k == name) {
+                out.push(if first { '?' } else { '&' });
+                out.push_str(param);
+                first = false;
+            }
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keep(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn sq(v: &str) -> Option<String> {
+        strip_query(v, &[])
+    }
+
+    #[test]
+    fn strips_query_and_fragment() {
+        assert_eq!(
+            sq("https://example.com/p/a?x=1&y=2#frag").as_deref(),
+            Some("https://example.com/p/a")
+        );
+        assert_eq!(
+            sq("https://example.com/p#f?x=1").as_deref(),
+            Some("https://example.com/p")
+        );
+        assert_eq!(
+            sq("https://example.com").as_deref(),
+            Some("https://example.com")
+        );
+        assert_eq!(
+            sq("https://example.com?q=1").as_deref(),
+            Some("https://example.com")
+        );
+        assert_eq!(
+            sq("https://example.com:8443/p?").as_deref(),
+            Some("https://example.com:8443/p")
+        );
+        assert_eq!(
+            sq("https://[2001:db8::1]:8443/p?a").as_deref(),
+            Some("https://[2001:db8::1]:8443/p")
+        );
+    }
+
+    #[test]
+    fn keep_params_in_order() {
+        let k = keep(&["utm_source", "v"]);
+        assert_eq!(
+            strip_query("https://e.com/p?email=a%40b.c&v=2&utm_source=news&x#f", &k).as_deref(),
+            Some("https://e.com/p?v=2&utm_source=news")
+        );
+        assert_eq!(
+            strip_query("/p?utm_source=a&&utm_source=b%20c&v", &k).as_deref(),
+            Some("/p?utm_source=a&utm_source=b%20c&v")
+        );
+        assert_eq!(
+            strip_query("/p?ut%6D_source=x&UTM_SOURCE=y&v2=1", &k).as_deref(),
+            Some("/p")
+        );
+        assert_eq!(strip_query("/p?email=x", &k).as_deref(), Some("/p"));
+    }
+
+    #[test]
+    fn removes_userinfo() {
+        assert_eq!(
+            sq("https://user:pass@host/p").as_deref(),
+            Some("https://host/p")
+        );
+        assert_eq!(sq("https://user@host").as_deref(), Some("https://host"));
+        assert_eq!(sq("https://@host/").as_deref(), Some("https://host/"));
+        assert_eq!(
+            sq("https://a@b@host:1/p?q").as_deref(),
+            Some("https://host:1/p")
+        );
+        assert_eq!(sq("//user@host/p?q").as_deref(), Some("//host/p"));
+        assert_eq!(
+            sq("ftp://u:p@ftp.example/x").as_deref(),
+            Some("ftp://ftp.example/x")
+        );
+        // An '@' in the path is not userinfo.
+        assert_eq!(
+            sq("https://host/@alice?x").as_deref(),
+            Some("https://host/@alice")
+        );
+    }
+
+    #[test]
+    fn relative_and_other_forms() {
+        assert_eq!(sq("/p?a=1").as_deref(), Some("/p"));
+        assert_eq!(sq("p/q?a=1#x").as_deref(), Some("p/q"));
+        assert_eq!(sq("?a=1").as_deref(), Some(""));
+        assert_eq!(sq("").as_deref(), Some(""));
+        assert_eq!(sq("#top").as_deref(), Some(""));
+        assert_eq!(
+            sq("mailto:a@b.example?subject=hi").as_deref(),
+            Some("mailto:a@b.example")
+        );
+        assert_eq!(sq("/caf\u{e9}?x=1").as_deref(), Some("/caf\u{e9}"));
+    }
+
+    #[test]
+    fn rejects() {
+        for bad in [
+            "https://example.com/p q",
+            " https://example.com/",
+            "https://example.com/\n",
+            "https://example.com/\t",
+            "https://example.com/\u{7f}",
+            "https://example.com/\u{a0}",
+            "https://user:pass@host\\@evil/p",
+            "https://host\\p",
+        ] {
+            assert_eq!(sq(bad), None, "{bad:?}");
+        }
+    }
+}
