@@ -89,23 +89,30 @@ fn nested_email_anywhere_is_pseudonymised_and_normalised() {
 }
 
 #[test]
-fn containers_are_emitted_only_where_rules_reach() {
-    // `**.email` can match below any key, so any object may hold something.
+fn containers_appear_only_when_something_inside_stays() {
+    // Nothing inside stays: no empty shells, not even the key names.
     assert_eq!(
-        ok(r#"{"context":{"ua":"x"},"other":{"a":1}}"#),
-        r#"{"context":{},"other":{}}"#
+        ok(r#"{"context":{"ua":"x"},"other":{"alice@example.com":{"a":1}}}"#),
+        "{}"
     );
-    let e = engine("upstream = \"https://p.example\"\n[fields]\n\"context.ip\" = \"keep\"\n");
-    let out = e
-        .rewrite(
-            BodyFormat::Json,
-            br#"{"context":{"ua":"x"},"other":{"a":1}}"#,
-        )
-        .unwrap();
-    assert_eq!(out.body, br#"{"context":{}}"#);
+    assert_eq!(
+        ok(r#"{"context":{"ip":"10.1.2.3"}}"#),
+        r#"{"context":{"ip":"10.1.2.0"}}"#
+    );
+    assert_eq!(
+        ok(r#"{"x":[{"y":[]},{"email":"a@b.c"}]}"#),
+        format!(r#"{{"x":[{{"email":"{}"}}]}}"#, pseudonym("a@b.c", "t"))
+    );
     assert_eq!(ok(r#"[1,{"type":"a"}]"#), r#"[{"type":"a"}]"#);
+    // A container kept as such stays, empty or not.
+    assert_eq!(
+        ok(r#"{"properties":{},"batch":[]}"#),
+        r#"{"properties":{},"batch":[]}"#
+    );
+    // The document root is always present.
     assert_eq!(ok(r#""scalar root""#), "null");
     assert_eq!(ok(r#"{"nothing":1}"#), "{}");
+    assert_eq!(ok(r#"[]"#), "[]");
 }
 
 #[test]

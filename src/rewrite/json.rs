@@ -62,6 +62,10 @@ struct Frame {
     index: u64,
     /// Hashed keys once the object is large.
     set: Option<HashSet<Box<[u8]>>>,
+    /// Its opening bytes are in the output (not waiting in `deferred`).
+    shown: bool,
+    /// Length of `deferred` before this frame's opening bytes.
+    deferred_at: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +103,13 @@ pub struct JsonRewriter<'e> {
     member: Ctx,
     /// Raw key token of that member, written before its value if it stays.
     member_key: Vec<u8>,
+    /// Opening bytes (comma, key, bracket) of entered containers that have
+    /// not emitted anything yet: written only once something inside stays,
+    /// so nothing a rule did not allow (not even a key name) leaves as an
+    /// empty shell.
+    deferred: Vec<u8>,
+    /// How many frames at the top of the stack are waiting in `deferred`.
+    unshown: usize,
     /// Unescaped keys of every open object (duplicate checks, error paths).
     keys: Vec<u8>,
     key_ends: Vec<usize>,
@@ -148,6 +159,8 @@ impl<'e> JsonRewriter<'e> {
             expect: Expect::Value,
             member: root,
             member_key: Vec::new(),
+            deferred: Vec::new(),
+            unshown: 0,
             keys: Vec::new(),
             key_ends: Vec::new(),
             scratch: Vec::new(),
@@ -403,7 +416,12 @@ impl<'e> JsonRewriter<'e> {
         self.keys
             .truncate(self.key_ends.last().copied().unwrap_or(0));
         match frame.mode {
-            Mode::Rewrite(_) => out.push(if frame.obj { b'}' } else { b']' }),
+            Mode::Rewrite(_) if frame.shown => out.push(if frame.obj { b'}' } else { b']' }),
+            Mode::Rewrite(_) => {
+                // Nothing inside stayed: the container leaves no trace.
+                self.deferred.truncate(frame.deferred_at);
+                self.unshown -= 1;
+            }
             Mode::Copy if self.stack.len() == self.copy_depth => {
                 if let Some(from) = self.copy_from.take() {
                     out.extend_from_slice(&buf[from..=i]);
@@ -415,6 +433,16 @@ impl<'e> JsonRewriter<'e> {
     }
 
     fn push(&mut self, obj: bool, mode: Mode, at: usize) -> Result<(), (ErrorKind, usize)> {
+        self.push_frame(obj, mode, at, true)
+    }
+
+    fn push_frame(
+        &mut self,
+        obj: bool,
+        mode: Mode,
+        at: usize,
+        shown: bool,
+    ) -> Result<(), (ErrorKind, usize)> {
         if self.stack.len() >= self.max_depth {
             return Err((ErrorKind::TooDeep(self.max_depth), at));
         }
@@ -425,6 +453,8 @@ impl<'e> JsonRewriter<'e> {
             keys_start: self.key_ends.len(),
             index: 0,
             set: None,
+            shown,
+            deferred_at: self.deferred.len(),
         });
         self.expect = if obj {
             Expect::KeyOrEnd
@@ -434,9 +464,22 @@ impl<'e> JsonRewriter<'e> {
         Ok(())
     }
 
-    /// Writes what goes before a value that stays: comma, key, colon.
+    /// Writes what goes before a value that stays: the opening bytes of
+    /// containers still waiting, then comma, key, colon.
     #[inline]
     fn emit_prefix(&mut self, out: &mut Vec<u8>) {
+        if self.unshown > 0 {
+            out.extend_from_slice(&self.deferred);
+            self.deferred.clear();
+            let n = self.stack.len();
+            for idx in n - self.unshown..n {
+                self.stack[idx].shown = true;
+                if idx > 0 {
+                    self.stack[idx - 1].emitted = true;
+                }
+            }
+            self.unshown = 0;
+        }
         if let Some(f) = self.stack.last_mut() {
             if f.emitted {
                 out.push(b',');
@@ -556,9 +599,29 @@ impl<'e> JsonRewriter<'e> {
                         out.extend_from_slice(if obj { b"{}" } else { b"[]" });
                     }
                 }
-                Mode::Rewrite(_) => {
+                Mode::Rewrite(_) if at_root || matches!(action, Action::Keep) => {
+                    // The root, and a container kept as such, always appear.
                     self.emit_prefix(out);
                     out.push(b);
+                }
+                Mode::Rewrite(_) => {
+                    let at = self.deferred.len();
+                    if let Some(p) = self.stack.last() {
+                        if p.emitted {
+                            self.deferred.push(b',');
+                        }
+                        if p.obj {
+                            self.deferred.extend_from_slice(&self.member_key);
+                            self.deferred.push(b':');
+                        }
+                    }
+                    self.deferred.push(b);
+                    self.push_frame(obj, mode, i, false)?;
+                    if let Some(f) = self.stack.last_mut() {
+                        f.deferred_at = at;
+                    }
+                    self.unshown += 1;
+                    return Ok(Some(i + 1));
                 }
             }
             self.push(obj, mode, i)?;

@@ -86,7 +86,9 @@ impl Reference<'_> {
                         }
                         path.pop();
                     }
-                    Some(Value::Object(out))
+                    // A container not kept as such appears only when
+                    // something inside it stays.
+                    (child_keep || !out.is_empty()).then_some(Value::Object(out))
                 }
                 Action::Redact { with, .. } => Some(Value::String(with.to_string())),
                 _ => None,
@@ -95,12 +97,13 @@ impl Reference<'_> {
             Value::Array(items) => match action {
                 Action::Keep if !descend => Some(v.clone()),
                 Action::Drop if !descend => None,
-                _ => Some(Value::Array(
-                    items
+                _ => {
+                    let out: Vec<Value> = items
                         .iter()
                         .filter_map(|x| self.value(x, path, keep, fresh))
-                        .collect(),
-                )),
+                        .collect();
+                    (matches!(action, Action::Keep) || !out.is_empty()).then_some(Value::Array(out))
+                }
             },
             scalar => self.scalar(scalar, action, path),
         }
