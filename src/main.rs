@@ -189,13 +189,25 @@ fn init_logging(format: scrim::config::LogFormat, level: &str) {
 }
 
 fn load(rules: &[PathBuf]) -> Result<Vec<Arc<CompiledPolicy>>, ExitCode> {
-    policy::load_all(rules).map_err(|errors| {
+    let policies = policy::load_all(rules).map_err(|errors| {
         for e in &errors {
             eprintln!("{e}");
         }
         eprintln!("{} error(s)", errors.len());
         ExitCode::from(1)
-    })
+    })?;
+    if policies.is_empty() {
+        eprintln!(
+            "no rule files (*.toml) found in {}",
+            rules
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return Err(ExitCode::from(1));
+    }
+    Ok(policies)
 }
 
 fn check(rules: &[PathBuf]) -> ExitCode {

@@ -10,7 +10,19 @@ use scrim::policy::{BodyFormat, compile_str};
 use scrim::pseudonym::KeyRing;
 use scrim::rewrite::{Engine, reference};
 
-const KEYS: &[&str] = &["a", "b", "email", "ip", "ts", "n", "x.y", "é"];
+const KEYS: &[&str] = &[
+    "a",
+    "b",
+    "email",
+    "ip",
+    "ts",
+    "n",
+    "x.y",
+    "é",
+    "Email",
+    "e\u{200b}mail",
+    "É",
+];
 
 const SELECTORS: &[&str] = &[
     "a",

@@ -76,6 +76,49 @@ fn keys_are_matched_after_unescaping() {
 }
 
 #[test]
+fn a_drop_below_a_kept_container_is_honoured() {
+    let e = engine(
+        "upstream = \"https://p.example\"\n[fields]\nuser = \"keep\"\n\"**.password\" = \"drop\"\n\"user.secret\" = \"drop\"\n",
+    );
+    let out = e
+        .rewrite(
+            BodyFormat::Json,
+            br#"{"user":{"id":"9","password":"hunter2","secret":"s","deep":{"password":"p2"}}}"#,
+        )
+        .unwrap();
+    assert_eq!(out.body, br#"{"user":{"id":"9","deep":{}}}"#);
+}
+
+#[test]
+fn redact_replaces_any_value() {
+    let e = engine("upstream = \"https://p.example\"\n[fields]\n\"*\" = \"redact\"\n");
+    let out = e
+        .rewrite(
+            BodyFormat::Json,
+            br#"{"a":true,"b":null,"c":1,"d":"x","e":{"f":1}}"#,
+        )
+        .unwrap();
+    assert_eq!(
+        out.body,
+        br#"{"a":"[redacted]","b":"[redacted]","c":"[redacted]","d":"[redacted]","e":"[redacted]"}"#
+    );
+}
+
+#[test]
+fn case_and_invisible_variants_of_a_key_meet_its_rule() {
+    // Under a kept container, a variant spelling must not slip past `**.email`.
+    let out = ok(
+        r#"{"properties":{"Email":"a@b.c","EMAIL":"d@e.f","em\u200bail":"g@h.i","e\u0000mail":"j@k.l"}}"#,
+    );
+    for raw in ["a@b.c", "d@e.f", "g@h.i", "j@k.l"] {
+        assert!(!out.contains(raw), "{raw} leaked: {out}");
+    }
+    assert!(out.contains(&pseudonym("a@b.c", "t")), "{out}");
+    // Keys are output as written.
+    assert!(out.contains(r#""EMAIL":"#), "{out}");
+}
+
+#[test]
 fn nested_email_anywhere_is_pseudonymised_and_normalised() {
     let out = ok(
         r#"{"properties":{"deep":[{"email":" Alice@Example.COM "}]},"batch":[{"email":"alice@example.com","password":"p"}]}"#,
@@ -324,6 +367,11 @@ fn forms_are_fields() {
             pseudonym("u-2", "t")
         )
     );
+    // `;` separates too: nothing hides behind a kept parameter.
+    let out = e
+        .rewrite(BodyFormat::Form, b"type=t;password=x;event=e")
+        .unwrap();
+    assert_eq!(out.body, b"type=t&event=e");
     let err = e.rewrite(BodyFormat::Form, b"type=%zz").unwrap_err();
     assert_eq!(
         (err.kind, err.offset),

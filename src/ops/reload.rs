@@ -16,7 +16,7 @@ use crate::proxy::routes::RuleSet;
 /// recipients loaded.
 pub fn reload(state: &State) -> Result<usize, Vec<String>> {
     let dir = std::slice::from_ref(&state.config.rules_dir);
-    let result = policy::load_all(dir)
+    let result = policy::load_verified(dir)
         .map_err(|errors| errors.iter().map(|e| e.to_string()).collect::<Vec<_>>())
         .and_then(|policies| {
             let current = state.rules.load();

@@ -372,7 +372,10 @@ fn flatten(
 fn build_rules(src: &Source<'_>, rules: Vec<Rule>) -> Result<FieldRules, PolicyError> {
     // The same selector written twice (e.g. `a.b` and `a."b"`).
     for (i, a) in rules.iter().enumerate() {
-        if let Some(b) = rules[..i].iter().find(|b| b.selector == a.selector) {
+        if let Some(b) = rules[..i]
+            .iter()
+            .find(|b| b.selector.canonical() == a.selector.canonical())
+        {
             return Err(PolicyError {
                 file: src.file.into(),
                 line: a.line,
@@ -484,7 +487,7 @@ fn parse_action(
     };
     let normalise = || -> Result<Normalise, PolicyError> {
         match str_opt("normalise")? {
-            None => Ok(Normalise::None),
+            None | Some("none") => Ok(Normalise::None),
             Some(n) => Normalise::parse(n).ok_or_else(|| {
                 src.err(
                     at("normalise"),

@@ -44,6 +44,9 @@ pub struct StateInfo {
     /// Whether some selector that allows something can match below this path
     /// (so a container here must be entered rather than dropped).
     pub descend: bool,
+    /// Whether any selector, `drop` included, can match below this path (so
+    /// a kept container here must be entered rather than copied whole).
+    pub descend_any: bool,
 }
 
 /// A thread: selector index, position in its segments, precedence class.
@@ -84,6 +87,10 @@ impl Dfa {
         allows: &[bool],
         same_action: &dyn Fn(usize, usize) -> bool,
     ) -> Result<Dfa, DfaError> {
+        // Matching compares canonical forms (see `canonical_key`).
+        let canonical: Vec<Selector> = selectors.iter().map(|s| s.canonical()).collect();
+        let selectors: Vec<&Selector> = canonical.iter().collect();
+        let selectors = selectors.as_slice();
         let mut literals: Vec<&str> = selectors
             .iter()
             .flat_map(|s| s.segments())
@@ -146,7 +153,8 @@ impl Dfa {
         self.root
     }
 
-    /// The state after one more (unescaped) key.
+    /// The state after one more key, given in canonical form
+    /// ([`super::selector::canonical_key`]).
     #[inline]
     pub fn step(&self, state: StateId, key: &[u8]) -> StateId {
         let t = &self.trans[state as usize];
@@ -249,6 +257,9 @@ impl Builder<'_> {
         let descend = set
             .iter()
             .any(|&(s, p, _)| (p as usize) < self.segs(s).len() && self.allows[s as usize]);
+        let descend_any = set
+            .iter()
+            .any(|&(s, p, _)| (p as usize) < self.segs(s).len());
         let accepting = set
             .iter()
             .filter(|&&(s, p, _)| p as usize == self.segs(s).len());
@@ -271,7 +282,11 @@ impl Builder<'_> {
                 return Err(DfaError::Ambiguous(Ambiguity { a: a.0, b: b.0 }));
             }
         }
-        Ok(StateInfo { decision, descend })
+        Ok(StateInfo {
+            decision,
+            descend,
+            descend_any,
+        })
     }
 }
 
@@ -290,7 +305,7 @@ mod tests {
     fn decide(dfa: &Dfa, path: &[&str]) -> Option<u32> {
         let mut s = dfa.root();
         for k in path {
-            s = dfa.step(s, k.as_bytes());
+            s = dfa.step(s, super::super::selector::canonical(k).as_bytes());
         }
         dfa.info(s).decision
     }

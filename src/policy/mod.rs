@@ -88,10 +88,18 @@ impl FieldRules {
         self.dfa.root()
     }
 
-    /// The state after one unescaped key.
+    /// The state after one unescaped key (compared in canonical form:
+    /// case and invisible characters do not matter).
     #[inline]
     pub fn step(&self, state: StateId, key: &[u8]) -> StateId {
-        self.dfa.step(state, key)
+        let mut buf = Vec::new();
+        self.dfa.step(state, selector::canonical_key(key, &mut buf))
+    }
+
+    /// Like [`Self::step`], reusing `buf` for the canonical form.
+    #[inline]
+    pub fn step_with(&self, state: StateId, key: &[u8], buf: &mut Vec<u8>) -> StateId {
+        self.dfa.step(state, selector::canonical_key(key, buf))
     }
 
     /// What is known at a state.
@@ -272,6 +280,35 @@ pub fn rule_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, PolicyError> {
         }
     }
     Ok(out)
+}
+
+/// Loads every rule file and runs its `[[tests]]`: a file whose own tests
+/// fail is refused like an invalid one. This is what the gateway loads and
+/// reloads.
+pub fn load_verified(paths: &[PathBuf]) -> Result<Vec<Arc<CompiledPolicy>>, Vec<PolicyError>> {
+    let policies = load_all(paths)?;
+    let mut errors = Vec::new();
+    for p in &policies {
+        for r in selftest::run(p) {
+            if let Some(why) = r.failure {
+                errors.push(PolicyError {
+                    file: p.source.display().to_string(),
+                    line: r.line,
+                    col: 1,
+                    message: format!(
+                        "test \"{}\" failed: {}",
+                        r.name,
+                        why.lines().next().unwrap_or("")
+                    ),
+                });
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(policies)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Loads every rule file of a directory (or list of files). Every file is

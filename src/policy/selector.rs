@@ -2,6 +2,58 @@
 
 use std::fmt;
 
+/// The form in which keys are compared with selector literals: lower case,
+/// with whitespace, control and invisible format characters (zero-width
+/// space, soft hyphen, BOM...) removed. So `Email`, `EMAIL`, `"email "` and
+/// `"em\u200bail"` all meet a rule for `email`: a case or invisible-character
+/// variant of a key cannot slip past a rule under a kept container. Keys
+/// are output as they were written.
+pub fn canonical_key<'a>(key: &'a [u8], buf: &'a mut Vec<u8>) -> &'a [u8] {
+    let plain = key
+        .iter()
+        .all(|&b| b > b' ' && b < 0x7f && !b.is_ascii_uppercase());
+    if plain {
+        return key;
+    }
+    buf.clear();
+    let text = String::from_utf8_lossy(key);
+    for c in text.chars() {
+        if c.is_whitespace() || c.is_control() || is_invisible(c) {
+            continue;
+        }
+        let mut tmp = [0u8; 4];
+        for l in c.to_lowercase() {
+            buf.extend_from_slice(l.encode_utf8(&mut tmp).as_bytes());
+        }
+    }
+    buf
+}
+
+/// Characters that render as nothing (Unicode format characters commonly
+/// used to disguise text).
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{E0000}'..='\u{E007F}'
+    )
+}
+
+/// [`canonical_key`] of a string.
+pub fn canonical(key: &str) -> String {
+    let mut buf = Vec::new();
+    let c = canonical_key(key.as_bytes(), &mut buf);
+    String::from_utf8_lossy(c).into_owned()
+}
+
 /// One segment of a selector.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Segment {
@@ -130,6 +182,21 @@ impl Selector {
         Ok(Selector { segments })
     }
 
+    /// The selector with every literal in [`canonical`] form (what matching
+    /// compares).
+    pub fn canonical(&self) -> Selector {
+        Selector {
+            segments: self
+                .segments
+                .iter()
+                .map(|s| match s {
+                    Segment::Key(k) => Segment::Key(canonical(k).into()),
+                    other => other.clone(),
+                })
+                .collect(),
+        }
+    }
+
     /// Builds a selector from segments (used for nested tables and tests).
     pub fn from_segments(segments: Vec<Segment>) -> Selector {
         Selector { segments }
@@ -182,7 +249,7 @@ impl Selector {
                 Some(seg) => {
                     let (key, rest) = path.split_first()?;
                     if let Segment::Key(k) = seg
-                        && **k != **key
+                        && canonical(k) != canonical(key)
                     {
                         return None;
                     }
@@ -264,6 +331,21 @@ mod tests {
         assert_eq!(
             Selector::parse(r#""a\x""#),
             Err(SelectorError::BadEscape(2))
+        );
+    }
+
+    #[test]
+    fn keys_match_in_canonical_form() {
+        let s = Selector::parse("user.email").unwrap();
+        assert!(s.matches(&["User", "EMAIL"]));
+        assert!(s.matches(&["user", "em\u{200b}ail "]));
+        assert!(s.matches(&["user", "email\u{0}"]));
+        assert!(!s.matches(&["user", "e-mail"]));
+        let mut buf = Vec::new();
+        assert_eq!(canonical_key(b"userid", &mut buf), b"userid");
+        assert_eq!(
+            canonical_key("ÉMAIL".as_bytes(), &mut buf),
+            "émail".as_bytes()
         );
     }
 

@@ -51,7 +51,9 @@ fn run_one(engine: &Engine, t: &RuleTest) -> Result<(), String> {
     if let Some(expect) = &t.expect {
         let (got, want) = match t.format {
             BodyFormat::Form => (out_text.trim().to_string(), expect.trim().to_string()),
-            _ => (minify_lines(&out_text), minify_lines(expect)),
+            // One document: line breaks in `expect` are insignificant whitespace.
+            BodyFormat::Json => (minify(&out_text), minify(expect)),
+            BodyFormat::Ndjson => (minify_lines(&out_text), minify_lines(expect)),
         };
         if got != want {
             return Err(format!(
@@ -169,6 +171,16 @@ pub fn minify_lines(text: &str) -> String {
         if !out.is_empty() {
             out.push('\n');
         }
+        out.push_str(&minify(line));
+    }
+    out
+}
+
+/// Removes insignificant whitespace from JSON text.
+pub fn minify(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    {
+        let line = text;
         let mut in_str = false;
         let mut esc = false;
         for c in line.chars() {

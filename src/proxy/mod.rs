@@ -137,15 +137,16 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
     let keys = load_keys(&config)?;
     let metrics = Metrics::new();
     let client = build_client(&config.upstream, &[]).map_err(ServeError::Tls)?;
-    let policies = policy::load_all(std::slice::from_ref(&config.rules_dir)).map_err(|errors| {
-        ServeError::Rules(
-            errors
-                .iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("\n"),
-        )
-    })?;
+    let policies =
+        policy::load_verified(std::slice::from_ref(&config.rules_dir)).map_err(|errors| {
+            ServeError::Rules(
+                errors
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
+        })?;
     let rules = RuleSet::build(&policies, &keys, &config.upstream, &metrics, None)
         .map_err(|e| ServeError::Rules(e.join("\n")))?;
     metrics.reload(true, rules.routes.len());

@@ -47,6 +47,7 @@ pub(crate) fn apply_scalar(
         Scalar::Other => {
             return match action {
                 Action::Keep => Some(Out::Original),
+                Action::Redact { with, .. } => Some(Out::Str(with.to_string())),
                 _ => None,
             };
         }
@@ -65,6 +66,11 @@ pub(crate) fn apply_scalar(
             } else {
                 normalise(*n, text)
             };
+            // A phone number without digits is not a phone number: one shared
+            // pseudonym (or hash) for every such value would be noise.
+            if norm.is_empty() && *n == Normalise::Phone {
+                return None;
+            }
             let key = engine.key(*scope);
             match json_out {
                 Some(out) => {
@@ -82,6 +88,11 @@ pub(crate) fn apply_scalar(
             } else {
                 normalise(*n, text)
             };
+            // A phone number without digits is not a phone number: one shared
+            // pseudonym (or hash) for every such value would be noise.
+            if norm.is_empty() && *n == Normalise::Phone {
+                return None;
+            }
             match json_out {
                 Some(out) => {
                     out.push(b'"');
@@ -128,6 +139,14 @@ pub(crate) fn apply_scalar(
                             transform::Detector::Phone | transform::Detector::Card => {
                                 normalise(Normalise::Phone, found)
                             }
+                            // "DE89 3704 ..." and "de893704..." are one IBAN.
+                            transform::Detector::Iban => Cow::Owned(
+                                found
+                                    .chars()
+                                    .filter(|c| !c.is_whitespace())
+                                    .flat_map(char::to_uppercase)
+                                    .collect(),
+                            ),
                             _ => Cow::Borrowed(found),
                         };
                         engine.key(*scope).pseudonymise(norm.as_bytes(), *bits)

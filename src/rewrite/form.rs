@@ -4,6 +4,11 @@
 //! after percent-decoding (`em%61il` is `email`), so the same selectors apply
 //! as for JSON keys. Kept parameters pass byte for byte; transformed values
 //! are re-encoded. A repeated name is rewritten each time it occurs.
+//!
+//! A raw `;` separates parameters like `&` (some servers split on it, as
+//! HTML 4 recommended): otherwise `v=1;email=x` would pass as the value of a
+//! kept `v` and reach a partner that splits on `;` as `email=x`. The output
+//! always joins with `&`.
 
 use super::apply::{self, Out, Scalar};
 use super::json::rewrite_embedded;
@@ -55,7 +60,7 @@ impl<'e> FormRewriter<'e> {
             return Err(e.clone());
         }
         self.pending.extend_from_slice(chunk);
-        let Some(last_amp) = memchr::memrchr(b'&', &self.pending) else {
+        let Some(last_amp) = memchr::memrchr2(b'&', b';', &self.pending) else {
             return Ok(());
         };
         let buf = std::mem::take(&mut self.pending);
@@ -79,7 +84,7 @@ impl<'e> FormRewriter<'e> {
 
     fn pairs(&mut self, buf: &[u8], out: &mut Vec<u8>) -> Result<(), RewriteError> {
         let mut at = 0;
-        for pair in buf.split(|&b| b == b'&') {
+        for pair in buf.split(|&b| b == b'&' || b == b';') {
             self.pair(pair, at, out)?;
             at += pair.len() + 1;
         }

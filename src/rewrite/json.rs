@@ -552,7 +552,9 @@ impl<'e> JsonRewriter<'e> {
             let obj = b == b'{';
             let child_fresh = ctx.fresh && !obj;
             let mode = match action {
-                Action::Keep if !info.descend => {
+                // A kept container is entered, not copied, when any deeper
+                // selector (a `drop` included) may say otherwise.
+                Action::Keep if !info.descend_any => {
                     self.note(rule, inherited, name, Outcome::Kept);
                     Mode::Copy
                 }
@@ -678,10 +680,12 @@ impl<'e> JsonRewriter<'e> {
                 };
                 // Pseudonyms and hashes always apply to strings and numbers:
                 // they are written straight into the output.
-                let direct = matches!(
-                    action,
-                    Action::Pseudonymise { .. } | Action::HashSha256 { .. }
-                ) && !matches!(scalar, Scalar::Other);
+                let direct = match action {
+                    Action::Pseudonymise { normalise, .. } | Action::HashSha256 { normalise } => {
+                        *normalise != crate::pseudonym::Normalise::Phone
+                    }
+                    _ => false,
+                } && !matches!(scalar, Scalar::Other);
                 let outcome = if direct {
                     self.emit_prefix(out);
                     apply::apply_scalar(self.engine, action, scalar, Some(out));
@@ -846,7 +850,9 @@ impl<'e> JsonRewriter<'e> {
         }
         if let Mode::Rewrite(ctx) = frame.mode {
             self.member = Ctx {
-                state: self.rules.step(ctx.state, &self.keys[start..]),
+                state: self
+                    .rules
+                    .step_with(ctx.state, &self.keys[start..], &mut self.scratch),
                 keep: ctx.keep,
                 fresh: false,
             };

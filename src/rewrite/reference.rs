@@ -52,15 +52,16 @@ impl Reference<'_> {
         best.map(|b| b.2.0)
     }
 
-    /// Whether some allowing rule can match strictly below `path`.
-    fn can_descend(&self, path: &[String]) -> bool {
+    /// Whether some rule (only allowing ones unless `any`) can match
+    /// strictly below `path`.
+    fn can_descend(&self, path: &[String], any: bool) -> bool {
         let keys: Vec<&str> = path.iter().map(String::as_str).collect();
         self.engine
             .policy()
             .fields
             .rules()
             .iter()
-            .any(|r| r.action.allows() && remains_after(&r.selector, &keys))
+            .any(|r| (any || r.action.allows()) && remains_after(&r.selector, &keys))
     }
 
     fn value(&self, v: &Value, path: &mut Vec<String>, keep: bool, fresh: bool) -> Option<Value> {
@@ -71,7 +72,10 @@ impl Reference<'_> {
             None if keep => &Action::Keep,
             None => &Action::Drop,
         };
-        let descend = self.can_descend(path);
+        // A kept container must be entered when any deeper rule (a `drop`
+        // included) may override; a dropped one only when something deeper
+        // may allow.
+        let descend = self.can_descend(path, matches!(action, Action::Keep));
         match v {
             Value::Object(m) => match action {
                 Action::Keep if !descend => Some(v.clone()),
@@ -160,7 +164,10 @@ fn remains_after(sel: &Selector, path: &[&str]) -> bool {
             (Some(_), None) => true,
             (Some(Segment::GlobStar), Some(_)) => go(segs, &path[1..]) || go(&segs[1..], path),
             (Some(Segment::Star), Some(_)) => go(&segs[1..], &path[1..]),
-            (Some(Segment::Key(k)), Some(p)) => **k == **p && go(&segs[1..], &path[1..]),
+            (Some(Segment::Key(k)), Some(p)) => {
+                crate::policy::selector::canonical(k) == crate::policy::selector::canonical(p)
+                    && go(&segs[1..], &path[1..])
+            }
         }
     }
     go(sel.segments(), path)

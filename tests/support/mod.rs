@@ -83,10 +83,7 @@ impl Drop for TempDir {
 /// reader sees the old or the new file, never half of one.
 pub fn write_atomic(path: &Path, contents: &[u8]) {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let tmp = path.with_extension(format!(
-        "tmp{}",
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    let tmp = path.with_extension(format!("tmp{}", COUNTER.fetch_add(1, Ordering::Relaxed)));
     std::fs::write(&tmp, contents).expect("write temp file");
     std::fs::rename(&tmp, path).expect("rename temp file");
 }
@@ -117,12 +114,18 @@ impl Recorded {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(|v| v.to_str().expect("ascii header"))
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().expect("ascii header"))
     }
 
     /// Lower-case header names, sorted, with repeats.
     pub fn header_names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.headers.keys().map(|k| k.as_str().to_string()).collect();
+        let mut v: Vec<String> = self
+            .headers
+            .keys()
+            .map(|k| k.as_str().to_string())
+            .collect();
         v.sort();
         v
     }
@@ -229,10 +232,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counting<S> {
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
@@ -254,7 +254,9 @@ impl Upstream {
     }
 
     async fn start_inner(mode: Mode, tls: Option<tokio_rustls::TlsAcceptor>) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared::default());
         let sh = shared.clone();
@@ -322,13 +324,22 @@ impl Upstream {
 
     /// Asserts the upstream never saw a connection, a byte or a request.
     pub fn assert_untouched(&self) {
-        assert_eq!(self.records().len(), 0, "upstream received requests: {:#?}", self.records());
+        assert_eq!(
+            self.records().len(),
+            0,
+            "upstream received requests: {:#?}",
+            self.records()
+        );
         assert_eq!(self.bytes_received(), 0, "upstream received bytes");
         assert_eq!(self.connections(), 0, "upstream accepted connections");
     }
 
     /// Waits until `pred` holds over the records (or the timeout passes).
-    pub async fn wait_for(&self, timeout: Duration, pred: impl Fn(&[Recorded]) -> bool) -> Vec<Recorded> {
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&[Recorded]) -> bool,
+    ) -> Vec<Recorded> {
         let deadline = Instant::now() + timeout;
         loop {
             let r = self.records();
@@ -494,7 +505,9 @@ impl Resp {
     /// Asserts the JSON error shape and returns (code, message, recipient).
     pub fn error(&self) -> (String, String, serde_json::Value) {
         let v = self.json();
-        let e = v.get("error").unwrap_or_else(|| panic!("no `error` in {v}"));
+        let e = v
+            .get("error")
+            .unwrap_or_else(|| panic!("no `error` in {v}"));
         let obj = e.as_object().expect("error is an object");
         let mut keys: Vec<&String> = obj.keys().collect();
         keys.sort();
@@ -523,7 +536,9 @@ pub fn request(
 
 /// Sends and reads the whole response (panics on a transport error).
 pub async fn send(client: &HttpClient, req: Request<Body>) -> Resp {
-    try_send(client, req).await.unwrap_or_else(|e| panic!("request failed: {e:?}"))
+    try_send(client, req)
+        .await
+        .unwrap_or_else(|e| panic!("request failed: {e:?}"))
 }
 
 /// Sends and reads the whole response.
@@ -659,7 +674,11 @@ impl Gateway {
 
     /// GET on the admin listener.
     pub async fn admin_get(&self, path: &str) -> Resp {
-        send(&client(), request("GET", &self.admin(path), &[], Bytes::new())).await
+        send(
+            &client(),
+            request("GET", &self.admin(path), &[], Bytes::new()),
+        )
+        .await
     }
 }
 
@@ -692,10 +711,8 @@ pub fn pki(ca_name: &str, names: &[&str], client_auth: bool) -> Pki {
         KeyUsagePurpose::DigitalSignature,
     ];
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let mut leaf = CertificateParams::new(
-        names.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-    )
-    .unwrap();
+    let mut leaf =
+        CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, names[0]);
     leaf.distinguished_name = dn;

@@ -89,11 +89,20 @@ fn digits(b: &[u8], at: usize, n: usize) -> Option<u32> {
 /// Floors an epoch value to the unit, choosing seconds or milliseconds by
 /// magnitude (see [`MS_THRESHOLD`]).
 fn floor_epoch(v: i64, unit: TimeUnit) -> Option<i64> {
-    let step = if v.unsigned_abs() >= MS_THRESHOLD {
-        unit.seconds() * 1_000
+    // Seconds below 1e11, milliseconds below 1e14, microseconds below 1e17,
+    // nanoseconds beyond: the unit is inferred from the magnitude, so a
+    // microsecond stamp is really coarsened, not rounded on a millisecond grid.
+    let a = v.unsigned_abs();
+    let scale: i64 = if a < MS_THRESHOLD {
+        1
+    } else if a < MS_THRESHOLD * 1_000 {
+        1_000
+    } else if a < MS_THRESHOLD * 1_000_000 {
+        1_000_000
     } else {
-        unit.seconds()
+        1_000_000_000
     };
+    let step = unit.seconds().checked_mul(scale)?;
     v.div_euclid(step).checked_mul(step)
 }
 
@@ -227,6 +236,18 @@ mod tests {
 
     fn s(v: &str, u: TimeUnit) -> Option<String> {
         coarsen_time_str(v, u)
+    }
+
+    #[test]
+    fn micro_and_nanosecond_epochs_are_coarsened_in_their_unit() {
+        assert_eq!(
+            coarsen_time_number("1710513472123456", TimeUnit::Hour).as_deref(),
+            Some("1710511200000000")
+        );
+        assert_eq!(
+            coarsen_time_number("1710513472123456789", TimeUnit::Day).as_deref(),
+            Some("1710460800000000000")
+        );
     }
 
     #[test]
@@ -392,7 +413,7 @@ mod tests {
         assert_eq!(n("-9223372036854775808", Day), None);
         assert_eq!(
             n("9223372036854775807", Minute).as_deref(),
-            Some("9223372036854720000")
+            Some("9223372020000000000")
         );
     }
 

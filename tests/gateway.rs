@@ -1,0 +1,1671 @@
+//! Black-box tests of the gateway: scrim runs in-process (`scrim::proxy::start`)
+//! in front of a recording upstream on loopback; the tests assert on the exact
+//! bytes the upstream received and on what the caller got back.
+//!
+//! Every timeout is short; everything binds to 127.0.0.1.
+
+mod support;
+
+use std::io::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::BodyExt;
+use support::*;
+
+/// A rule file for `recipient` sending to `upstream`, with `rest` appended.
+fn rule(recipient: &str, upstream: &str, rest: &str) -> String {
+    format!("recipient = \"{recipient}\"\nupstream = \"{upstream}\"\n{rest}\n")
+}
+
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// Fields used by several tests.
+const ANALYTICS_FIELDS: &str = r#"
+[headers]
+allow = ["user-agent"]
+
+[fields]
+"event" = "keep"
+"userId" = "pseudonymise"
+"context.ip" = "truncate_ip"
+"properties.*" = "keep"
+"n" = "keep"
+"#;
+
+const ANALYTICS_INPUT: &str = r#"{"event":"signup","userId":"u-123","email":"alice@example.com","context":{"ip":"203.0.113.77","ua":"Mozilla/5.0"},"properties":{"plan":"pro","price":1.50e0},"n":12345678901234567890}"#;
+
+fn analytics_expected(gw: &Gateway) -> String {
+    format!(
+        r#"{{"event":"signup","userId":"{}","context":{{"ip":"203.0.113.0"}},"properties":{{"plan":"pro","price":1.50e0}},"n":12345678901234567890}}"#,
+        gw.pseudonym("analytics", "u-123")
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Bodies
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_body_is_minimised_and_content_length_recomputed() {
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(
+        &[(
+            "analytics.toml",
+            &rule("analytics", &up.url(), ANALYTICS_FIELDS),
+        )],
+        Opts::default(),
+    )
+    .await;
+    let resp = send(
+        &client(),
+        request(
+            "POST",
+            &gw.url("/analytics/v1/track"),
+            &[JSON, ("user-agent", "svc/1.0")],
+            ANALYTICS_INPUT,
+        ),
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.body, Bytes::from_static(b"{\"ok\":true}"));
+
+    let got = up.only();
+    let expected = analytics_expected(&gw);
+    assert!(expected.contains("\"userId\":\"k1."), "{expected}");
+    assert_eq!(got.method, "POST");
+    assert_eq!(got.path, "/v1/track");
+    assert_eq!(got.body_str(), expected);
+    assert_eq!(
+        got.header("content-length"),
+        Some(expected.len().to_string().as_str()),
+        "Content-Length must match the rewritten body"
+    );
+    assert_ne!(expected.len(), ANALYTICS_INPUT.len());
+    assert_eq!(got.header("content-type"), Some("application/json"));
+    assert_eq!(got.header("user-agent"), Some("svc/1.0"));
+    assert!(!got.body_str().contains("alice"), "personal value leaked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ndjson_body_is_minimised_line_by_line() {
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(
+        &[(
+            "analytics.toml",
+            &rule("analytics", &up.url(), ANALYTICS_FIELDS),
+        )],
+        Opts::default(),
+    )
+    .await;
+    let input =
+        "{\"event\":\"a\",\"x\":1}\n{\"event\":\"b\",\"userId\":\"u-1\",\"email\":\"e@x.io\"}\n";
+    let resp = send(
+        &client(),
+        request(
+            "POST",
+            &gw.url("/analytics/batch"),
+            &[("content-type", "application/x-ndjson")],
+            input,
+        ),
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let got = up.only();
+    let expected = format!(
+        "{{\"event\":\"a\"}}\n{{\"event\":\"b\",\"userId\":\"{}\"}}\n",
+        gw.pseudonym("analytics", "u-1")
+    );
+    assert_eq!(got.body_str(), expected);
+    assert_eq!(
+        got.header("content-length"),
+        Some(expected.len().to_string().as_str())
+    );
+    assert_eq!(got.header("content-type"), Some("application/x-ndjson"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn form_body_is_minimised() {
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(
+        &[(
+            "analytics.toml",
+            &rule("analytics", &up.url(), ANALYTICS_FIELDS),
+        )],
+        Opts::default(),
+    )
+    .await;
+    let input = "event=signup&userId=u-123&name=Bob+Smith&email=bob%40example.org";
+    let resp = send(
+        &client(),
+        request(
+            "POST",
+            &gw.url("/analytics/collect"),
+            &[("content-type", "application/x-www-form-urlencoded")],
+            input,
+        ),
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let got = up.only();
+    let expected = format!("event=signup&userId={}", gw.pseudonym("analytics", "u-123"));
+    assert_eq!(got.body_str(), expected);
+    assert_eq!(
+        got.header("content-length"),
+        Some(expected.len().to_string().as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_body_is_decoded_rewritten_and_forwarded_plain() {
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(
+        &[(
+            "analytics.toml",
+            &rule("analytics", &up.url(), ANALYTICS_FIELDS),
+        )],
+        Opts::default(),
+    )
+    .await;
+    let resp = send(
+        &client(),
+        request(
+            "POST",
+            &gw.url("/analytics/v1/track"),
+            &[JSON, ("content-encoding", "gzip")],
+            gzip(ANALYTICS_INPUT.as_bytes()),
+        ),
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let got = up.only();
+    let expected = analytics_expected(&gw);
+    assert_eq!(got.header("content-encoding"), None, "forwarded plain");
+    assert_eq!(got.body_str(), expected);
+    assert_eq!(
+        got.header("content-length"),
+        Some(expected.len().to_string().as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_bomb_is_refused_with_413_and_nothing_forwarded() {
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(
+        &[(
+            "analytics.toml",
+            &rule("analytics", &up.url(), ANALYTICS_FIELDS),
+        )],
+        Opts {
+            limits: "body_bytes = 1048576".into(),
+            ..Opts::default()
+        },
+    )
+    .await;
+    // 50 MB of zeros inside a JSON string, so the document stays valid until
+    // the decoded size crosses the limit, whatever the chunking.
+    let mut bomb = Vec::with_capacity(50 * 1024 * 1024 + 16);
+    bomb.extend_from_slice(b"{\"event\":\"");
+    bomb.resize(50 * 1024 * 1024, b'0');
+    bomb.extend_from_slice(b"\"}");
+    let z = gzip(&bomb);
+    drop(bomb);
+    assert!(z.len() < 200 * 1024, "bomb is {} bytes compressed", z.len());
+    let started = Instant::now();
+    let resp = send(
+        &client(),
+        request(
+            "POST",
+            &gw.url("/analytics/v1/track"),
+            &[JSON, ("content-encoding", "gzip")],
+            z,
+        ),
+    )
+    .await;
+    assert_eq!(resp.status, 413, "{}", resp.text());
+    let (code, _, recipient) = resp.error();
+    assert_eq!(code, "too_large");
+    assert_eq!(recipient, "analytics");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    up.assert_untouched();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brotli_encoding_is_refused_with_415() {
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(
+        &[(
+            "analytics.toml",
+            &rule("analytics", &up.url(), ANALYTICS_FIELDS),
+        )],
+        Opts::default(),
+    )
+    .await;
+    let resp = send(
+        &client(),
+        request(
+            "POST",
+            &gw.url("/analytics/v1/track"),
+            &[JSON, ("content-encoding", "br")],
+            &b"\x1b\x03\x00\xf8\xa5\x40\x24\x00"[..],
+        ),
+    )
+    .await;
+    assert_eq!(resp.status, 415, "{}", resp.text());
+    let (code, message, _) = resp.error();
+    assert_eq!(code, "unsupported_content_encoding");
+    assert!(message.contains("br"), "{message}");
+    up.assert_untouched();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_plain_is_refused_with_415() {
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(
+        &[(
+            "analytics.toml",
+            &rule("analytics", &up.url(), ANALYTICS_FIELDS),
+        )],
+        Opts::default(),
+    )
+    .await;
+    let c = client();
+    let resp = send(
+        &c,
+        request(
+            "POST",
+            &gw.url("/analytics/v1/track"),
+            &[("content-type", "text/plain")],
+            "email=alice@example.com",
+        ),
+    )
+    .await;
+    assert_eq!(resp.status, 415, "{}", resp.text());
+    let (code, message, recipient) = resp.error();
+    assert_eq!(code, "unsupported_content_type");
+    assert_eq!(recipient, "analytics");
+    assert!(!message.contains("alice"), "{message}");
+    // No Content-Type at all, with a body: refused too.
+    let resp = send(
+        &c,
+        request(
+            "POST",
+            &gw.url("/analytics/v1/track"),
+            &[],
+            "{\"event\":\"x\"}",
+        ),
+    )
+    .await;
+    assert_eq!(resp.status, 415, "{}", resp.text());
+    up.assert_untouched();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passthrough_content_type_goes_through_byte_for_byte() {
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(
+        &[(
+            "pixels.toml",
+            &rule(
+                "pixels",
+                &up.url(),
+                "passthrough_content_types = [\"application/octet-stream\"]\n",
+            ),
+        )],
+        Opts::default(),
+    )
+    .await;
+    let payload: Vec<u8> = (0..5000u32).map(|i| (i * 7 + 3) as u8).collect();
+    let resp = send(
+        &client(),
+        request(
+            "POST",
+            &gw.url("/pixels/upload"),
+            &[("content-type", "application/octet-stream")],
+            payload.clone(),
+        ),
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let got = up.only();
+    assert_eq!(got.body, payload);
+    assert_eq!(got.header("content-type"), Some("application/octet-stream"));
+    // Another type is still refused for the same recipient.
+    let resp = send(
+        &client(),
+        request(
+            "POST",
+            &gw.url("/pixels/upload"),
+            &[("content-type", "image/png")],
+            payload,
+        ),
+    )
+    .await;
+    assert_eq!(resp.status, 415);
+    assert_eq!(up.records().len(), 1);
+}
+
+// ---------------------------------------------------------------------------
+// Query and headers
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_string_is_minimised() {
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(
+        &[(
+            "ga.toml",
+            &rule(
+                "ga",
+                &up.url(),
+                "[query]\nv = \"keep\"\ncid = \"pseudonymise\"\n",
+            ),
+        )],
+        Opts::default(),
+    )
+    .await;
+    let resp = send(
+        &client(),
+        request(
+            "GET",
+            &gw.url("/ga/g/collect?v=2&cid=c-9&email=alice%40example.com&tid=UA-1"),
+            &[],
+            Bytes::new(),
+        ),
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let got = up.only();
+    assert_eq!(got.method, "GET");
+    assert_eq!(
+        got.path,
+        format!("/g/collect?v=2&cid={}", gw.pseudonym("ga", "c-9"))
+    );
+    assert!(got.body.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_headers_never_reach_the_upstream_unless_allowed() {
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(
+        &[(
+            "h.toml",
+            &rule(
+                "h",
+                &up.url(),
+                "[headers]\nallow = [\"user-agent\", \"x-request-id\"]\n[fields]\n\"event\" = \"keep\"\n",
+            ),
+        )],
+        Opts::default(),
+    )
+    .await;
+    let resp = send(
+        &client(),
+        request(
+            "POST",
+            &gw.url("/h/e"),
+            &[
+                JSON,
+                ("user-agent", "svc/2"),
+                ("x-request-id", "req-1"),
+                ("cookie", "sid=internal-session"),
+                ("authorization", "Bearer internal-token"),
+                ("x-forwarded-for", "10.1.2.3"),
+                ("forwarded", "for=10.1.2.3"),
+                ("x-real-ip", "10.1.2.3"),
+                ("x-internal-user", "alice"),
+                ("proxy-authorization", "Basic abc"),
+            ],
+            "{\"event\":\"x\"}",
+        ),
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let got = up.only();
+    assert_eq!(
+        got.header_names(),
+        [
+            "content-length",
+            "content-type",
+            "host",
+            "user-agent",
+            "x-request-id"
+        ],
+        "{:?}",
+        got.headers
+    );
+    assert_eq!(
+        got.header("host"),
+        Some(format!("127.0.0.1:{}", up.port()).as_str())
+    );
+    assert_eq!(got.body_str(), "{\"event\":\"x\"}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_headers_pass_when_named_in_allow() {
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(
+        &[(
+            "h.toml",
+            &rule(
+                "h",
+                &up.url(),
+                "[headers]\nallow = [\"cookie\", \"X-Forwarded-For\"]\n",
+            ),
+        )],
+        Opts::default(),
+    )
+    .await;
+    let resp = send(
+        &client(),
+        request(
+            "GET",
+            &gw.url("/h/p"),
+            &[
+                ("cookie", "consent=1"),
+                ("x-forwarded-for", "10.1.2.3"),
+                ("x-real-ip", "10.1.2.3"),
+                ("authorization", "Bearer internal"),
+            ],
+            Bytes::new(),
+        ),
+    )
+    .await;
+    assert_eq!(resp.status, 200);
+    let got = up.only();
+    assert_eq!(got.header("cookie"), Some("consent=1"));
+    assert_eq!(got.header("x-forwarded-for"), Some("10.1.2.3"));
+    assert_eq!(got.header("x-real-ip"), None);
+    assert_eq!(got.header("authorization"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credential_is_injected_from_the_environment() {
+    const VAR: &str = "SCRIM_GW_TEST_CRED_INJECT_7F3A";
+    // SAFETY: a name no other test or thread reads or writes.
+    unsafe { std::env::set_var(VAR, "Bearer partner-token-9d1c") };
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(
+        &[(
+            "c.toml",
+            &rule(
+                "c",
+                &up.url(),
+                &format!("[headers]\nset = {{ authorization = \"env:{VAR}\" }}\n"),
+            ),
+        )],
+        Opts::default(),
+    )
+    .await;
+    let resp = send(
+        &client(),
+        request(
+            "GET",
+            &gw.url("/c/p"),
+            &[("authorization", "Bearer internal-service-token")],
+            Bytes::new(),
+        ),
+    )
+    .await;
+    assert_eq!(resp.status, 200);
+    let got = up.only();
+    let values: Vec<_> = got.headers.get_all("authorization").iter().collect();
+    assert_eq!(values, ["Bearer partner-token-9d1c"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partner_set_cookie_never_reaches_the_caller() {
+    let up = Upstream::start(Mode::Reply(
+        Reply::ok("{\"id\":7}")
+            .status(201)
+            .header("set-cookie", "tracker=abc; Path=/")
+            .header("set-cookie", "other=1")
+            .header("x-partner", "yes"),
+    ))
+    .await;
+    let gw = Gateway::start(&[("p.toml", &rule("p", &up.url(), ""))], Opts::default()).await;
+    let resp = send(
+        &client(),
+        request("GET", &gw.url("/p/x"), &[], Bytes::new()),
+    )
+    .await;
+    assert_eq!(resp.status, 201, "partner status relayed");
+    assert!(
+        resp.headers.get("set-cookie").is_none(),
+        "{:?}",
+        resp.headers
+    );
+    assert_eq!(resp.headers.get("x-partner").unwrap(), "yes");
+    assert_eq!(resp.body, Bytes::from_static(b"{\"id\":7}"));
+}
+
+// ---------------------------------------------------------------------------
+// Routing and fail-closed statuses
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_recipient_is_404_and_nothing_is_forwarded() {
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(
+        &[(
+            "known.toml",
+            &rule("known", &up.url(), "[fields]\n\"event\" = \"keep\"\n"),
+        )],
+        Opts::default(),
+    )
+    .await;
+    let c = client();
+    for path in ["/unknown/v1/track", "/", "/knownx/a", "/Known/a"] {
+        let resp = send(
+            &c,
+            request(
+                "POST",
+                &gw.url(path),
+                &[JSON],
+                "{\"event\":\"x\",\"email\":\"a@b.c\"}",
+            ),
+        )
+        .await;
+        assert_eq!(resp.status, 404, "{path}: {}", resp.text());
+        let (code, message, recipient) = resp.error();
+        assert_eq!(code, "unknown_recipient");
+        assert_eq!(recipient, serde_json::Value::Null);
+        assert!(!message.contains("a@b.c"));
+    }
+    up.assert_untouched();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_based_routing_forwards_the_whole_path() {
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(
+        &[(
+            "partner.toml",
+            &rule(
+                "partner",
+                &up.url(),
+                "hosts = [\"api.partner.test\"]\n[fields]\n\"event\" = \"keep\"\n",
+            ),
+        )],
+        Opts::default(),
+    )
+    .await;
+    let c = client();
+    for host in ["api.partner.test", "API.Partner.Test:8443"] {
+        let resp = send(
+            &c,
+            request(
+                "POST",
+                &gw.url("/v1/track?email=a%40b.c"),
+                &[JSON, ("host", host)],
+                "{\"event\":\"x\",\"email\":\"a@b.c\"}",
+            ),
+        )
+        .await;
+        assert_eq!(resp.status, 200, "{host}: {}", resp.text());
+    }
+    let got = up.records();
+    assert_eq!(got.len(), 2);
+    for r in &got {
+        assert_eq!(r.path, "/v1/track");
+        assert_eq!(r.body_str(), "{\"event\":\"x\"}");
+        assert_eq!(
+            r.header("host"),
+            Some(format!("127.0.0.1:{}", up.port()).as_str())
+        );
+    }
+    // A Host nobody claims falls back to path routing: /v1/... is unknown.
+    let resp = send(
+        &c,
+        request(
+            "POST",
+            &gw.url("/v1/track"),
+            &[JSON, ("host", "other.test")],
+            "{}",
+        ),
+    )
+    .await;
+    assert_eq!(resp.status, 404);
+    // Path routing still works for the same recipient.
+    let resp = send(&c, request("POST", &gw.url("/partner/v2/x"), &[JSON], "{}")).await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(up.records().len(), 3);
+    assert_eq!(up.records()[2].path, "/v2/x");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_over_the_limit_is_413() {
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(
+        &[(
+            "a.toml",
+            &rule("a", &up.url(), "[fields]\n\"event\" = \"keep\"\n"),
+        )],
+        Opts {
+            limits: "body_bytes = 1024".into(),
+            ..Opts::default()
+        },
+    )
+    .await;
+    let big = format!("{{\"event\":\"x\",\"pad\":\"{}\"}}", "p".repeat(4096));
+    let resp = send(&client(), request("POST", &gw.url("/a/e"), &[JSON], big)).await;
+    assert_eq!(resp.status, 413, "{}", resp.text());
+    let (code, _, recipient) = resp.error();
+    assert_eq!(code, "too_large");
+    assert_eq!(recipient, "a");
+    // Same for a passthrough-free form body and for NDJSON.
+    let big = format!("event=x&pad={}", "p".repeat(2048));
+    let resp = send(
+        &client(),
+        request(
+            "POST",
+            &gw.url("/a/e"),
+            &[("content-type", "application/x-www-form-urlencoded")],
+            big,
+        ),
+    )
+    .await;
+    assert_eq!(resp.status, 413);
+    up.assert_untouched();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_gives_429_with_retry_after() {
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(
+        &[(
+            "rl.toml",
+            &rule(
+                "rl",
+                &up.url(),
+                "rate_limit = { per_second = 1, burst = 1 }\n",
+            ),
+        )],
+        Opts::default(),
+    )
+    .await;
+    let c = client();
+    let first = send(&c, request("GET", &gw.url("/rl/a"), &[], Bytes::new())).await;
+    assert_eq!(first.status, 200);
+    let second = send(&c, request("GET", &gw.url("/rl/b?x=1"), &[], Bytes::new())).await;
+    assert_eq!(second.status, 429, "{}", second.text());
+    let retry: u64 = second
+        .headers
+        .get("retry-after")
+        .expect("Retry-After")
+        .to_str()
+        .unwrap()
+        .parse()
+        .expect("Retry-After in seconds");
+    assert!((1..=2).contains(&retry), "Retry-After {retry}");
+    let (code, _, recipient) = second.error();
+    assert_eq!(code, "rate_limited");
+    assert_eq!(recipient, "rl");
+    let got = up.records();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].path, "/a");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_headers_is_431() {
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(
+        &[("a.toml", &rule("a", &up.url(), ""))],
+        Opts {
+            limits: "header_count = 20".into(),
+            ..Opts::default()
+        },
+    )
+    .await;
+    let names: Vec<String> = (0..30).map(|i| format!("x-h-{i}")).collect();
+    let headers: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
+    let resp = send(
+        &client(),
+        request("GET", &gw.url("/a/x"), &headers, Bytes::new()),
+    )
+    .await;
+    assert_eq!(resp.status, 431, "{}", resp.text());
+    // Fail closed: refused with the JSON error body of the contract.
+    let (code, _, _) = resp.error();
+    assert_eq!(code, "headers_too_large");
+    up.assert_untouched();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_headers_over_h2_is_431() {
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(
+        &[("a.toml", &rule("a", &up.url(), ""))],
+        Opts {
+            limits: "header_count = 20".into(),
+            ..Opts::default()
+        },
+    )
+    .await;
+    let names: Vec<String> = (0..30).map(|i| format!("x-h-{i}")).collect();
+    let headers: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
+    let resp = send(
+        &h2_client(),
+        request("GET", &gw.url("/a/x"), &headers, Bytes::new()),
+    )
+    .await;
+    assert_eq!(resp.status, 431, "{}", resp.text());
+    let (code, _, recipient) = resp.error();
+    assert_eq!(code, "headers_too_large");
+    assert_eq!(recipient, "a");
+    up.assert_untouched();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_over_the_byte_limit_are_431() {
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(
+        &[("a.toml", &rule("a", &up.url(), ""))],
+        Opts {
+            limits: "header_bytes = 2048".into(),
+            ..Opts::default()
+        },
+    )
+    .await;
+    let big = "a".repeat(4000);
+    let resp = send(
+        &client(),
+        request(
+            "GET",
+            &gw.url("/a/x"),
+            &[("x-big", big.as_str())],
+            Bytes::new(),
+        ),
+    )
+    .await;
+    assert_eq!(resp.status, 431, "{}", resp.text());
+    let (code, _, _) = resp.error();
+    assert_eq!(code, "headers_too_large");
+    // Far beyond every buffer: still 431, never forwarded.
+    let huge = "b".repeat(64 * 1024);
+    let resp = try_send(
+        &client(),
+        request(
+            "GET",
+            &gw.url("/a/x"),
+            &[("x-huge", huge.as_str())],
+            Bytes::new(),
+        ),
+    )
+    .await;
+    match resp {
+        Ok(r) => assert_eq!(r.status, 431, "{}", r.text()),
+        Err(e) => panic!("expected a 431 response, got a transport error: {e:?}"),
+    }
+    up.assert_untouched();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_port_closed_is_502() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let gw = Gateway::start(
+        &[(
+            "down.toml",
+            &rule(
+                "down",
+                &format!("http://127.0.0.1:{port}"),
+                "[fields]\n\"e\" = \"keep\"\n",
+            ),
+        )],
+        Opts::default(),
+    )
+    .await;
+    let resp = send(
+        &client(),
+        request("POST", &gw.url("/down/x"), &[JSON], "{\"e\":1}"),
+    )
+    .await;
+    assert_eq!(resp.status, 502, "{}", resp.text());
+    let (code, _, recipient) = resp.error();
+    assert_eq!(code, "upstream_unreachable");
+    assert_eq!(recipient, "down");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_reset_is_502() {
+    let up = Upstream::start(Mode::Reset).await;
+    let gw = Gateway::start(&[("r.toml", &rule("r", &up.url(), ""))], Opts::default()).await;
+    let resp = send(
+        &client(),
+        request("GET", &gw.url("/r/x"), &[], Bytes::new()),
+    )
+    .await;
+    assert_eq!(resp.status, 502, "{}", resp.text());
+    assert_eq!(resp.error().0, "upstream_unreachable");
+    assert!(up.bytes_received() > 0, "the upstream saw the request head");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_garbage_is_502() {
+    let up = Upstream::start(Mode::Garbage).await;
+    let gw = Gateway::start(&[("g.toml", &rule("g", &up.url(), ""))], Opts::default()).await;
+    let resp = send(
+        &client(),
+        request("GET", &gw.url("/g/x"), &[], Bytes::new()),
+    )
+    .await;
+    assert_eq!(resp.status, 502, "{}", resp.text());
+    assert_eq!(resp.error().0, "upstream_unreachable");
+    assert!(!resp.text().contains("not HTTP"), "partner bytes relayed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_timeout_is_504() {
+    let up = Upstream::start(Mode::Hang).await;
+    let gw = Gateway::start(
+        &[("slow.toml", &rule("slow", &up.url(), ""))],
+        Opts {
+            response_timeout_ms: 300,
+            ..Opts::default()
+        },
+    )
+    .await;
+    let started = Instant::now();
+    let resp = send(
+        &client(),
+        request("GET", &gw.url("/slow/x"), &[], Bytes::new()),
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!(resp.status, 504, "{}", resp.text());
+    let (code, _, recipient) = resp.error();
+    assert_eq!(code, "upstream_timeout");
+    assert_eq!(recipient, "slow");
+    assert!(took >= Duration::from_millis(250), "{took:?}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_json_is_400_with_the_error_shape_and_no_value() {
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(
+        &[(
+            "analytics.toml",
+            &rule("analytics", &up.url(), ANALYTICS_FIELDS),
+        )],
+        Opts::default(),
+    )
+    .await;
+    let c = client();
+    let bad = [
+        r#"{"event":"x","email":"alice.private@example.com" "userId":"u-77"}"#,
+        r#"{"event":"x","userId":"alice.private@example.com",}"#,
+        r#"{"userId":"alice.private@example.com","userId":"u-2"}"#,
+        r#"{"userId":"alice.private@example.com"} trailing"#,
+    ];
+    for body in bad {
+        let resp = send(
+            &c,
+            request("POST", &gw.url("/analytics/v1/track"), &[JSON], body),
+        )
+        .await;
+        assert_eq!(resp.status, 400, "{body}: {}", resp.text());
+        let (code, message, recipient) = resp.error();
+        assert_eq!(code, "invalid_json", "{body}: {message}");
+        assert_eq!(recipient, "analytics");
+        assert!(!message.is_empty());
+        assert!(
+            !message.contains("alice"),
+            "message leaks the value: {message}"
+        );
+        assert!(!resp.text().contains("alice"), "body leaks the value");
+    }
+    up.assert_untouched();
+}
+
+// ---------------------------------------------------------------------------
+// Streaming
+// ---------------------------------------------------------------------------
+
+fn events_input(n: usize) -> (String, Vec<String>) {
+    let items: Vec<String> = (0..n)
+        .map(|i| format!("{{\"event\":\"e{i}\",\"userId\":\"u-{i}\",\"secret\":\"s-{i}\"}}"))
+        .collect();
+    (format!("{{\"events\":[{}]}}", items.join(",")), items)
+}
+
+const EVENTS_FIELDS: &str =
+    "[fields]\n\"events.event\" = \"keep\"\n\"events.userId\" = \"pseudonymise\"\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_above_the_stream_threshold_streams_through_exactly() {
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(
+        &[("s.toml", &rule("s", &up.url(), EVENTS_FIELDS))],
+        Opts {
+            limits: "stream_threshold_bytes = 1024".into(),
+            ..Opts::default()
+        },
+    )
+    .await;
+    let (input, _) = events_input(600);
+    assert!(input.len() > 20 * 1024);
+    let expected = format!(
+        "{{\"events\":[{}]}}",
+        (0..600)
+            .map(|i| format!(
+                "{{\"event\":\"e{i}\",\"userId\":\"{}\"}}",
+                gw.pseudonym("s", &format!("u-{i}"))
+            ))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    // Sent in several chunks so the gateway sees many frames.
+    let (mut tx, body) = http_body_util::channel::Channel::<Bytes, BoxError>::new(4);
+    let req = Request::builder()
+        .method("POST")
+        .uri(gw.url("/s/batch"))
+        .header("content-type", "application/json")
+        .body(body.boxed())
+        .unwrap();
+    let c = client();
+    let resp = tokio::spawn(async move { try_send(&c, req).await });
+    for chunk in input.as_bytes().chunks(3000) {
+        tx.send_data(Bytes::copy_from_slice(chunk)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(tx);
+    let resp = resp.await.unwrap().expect("response");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let got = up.only();
+    assert_eq!(got.body.len(), expected.len());
+    assert!(got.body_str() == expected, "streamed body differs");
+    if let Some(cl) = got.header("content-length") {
+        assert_eq!(cl, expected.len().to_string());
+    }
+    // And sent as one buffer.
+    let resp = send(
+        &client(),
+        request("POST", &gw.url("/s/batch"), &[JSON], input),
+    )
+    .await;
+    assert_eq!(resp.status, 200);
+    let got = up.records();
+    assert_eq!(got.len(), 2);
+    assert!(got[1].complete);
+    assert!(got[1].body_str() == expected, "streamed body differs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_body_with_a_late_syntax_error_is_400_and_never_completes_upstream() {
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(
+        &[("s.toml", &rule("s", &up.url(), EVENTS_FIELDS))],
+        Opts {
+            limits: "stream_threshold_bytes = 1024".into(),
+            ..Opts::default()
+        },
+    )
+    .await;
+    let (input, _) = events_input(200);
+    // Everything but the closing `]}` is valid; then a syntax error.
+    let head = &input[..input.len() - 2];
+    let tail = ",{\"event\":\"bad\" \"userId\":\"alice@example.com\"}]}";
+    let (mut tx, body) = http_body_util::channel::Channel::<Bytes, BoxError>::new(4);
+    let req = Request::builder()
+        .method("POST")
+        .uri(gw.url("/s/batch"))
+        .header("content-type", "application/json")
+        .body(body.boxed())
+        .unwrap();
+    let c = client();
+    let resp = tokio::spawn(async move { try_send(&c, req).await });
+    tx.send_data(Bytes::copy_from_slice(head.as_bytes()))
+        .await
+        .unwrap();
+    // Let the gateway start the upstream request with the first part.
+    let started = up
+        .wait_for(Duration::from_secs(2), |r| {
+            r.iter().any(|x| !x.body.is_empty())
+        })
+        .await;
+    assert_eq!(started.len(), 1, "streaming should have begun upstream");
+    tx.send_data(Bytes::from_static(tail.as_bytes()))
+        .await
+        .unwrap();
+    drop(tx);
+    let resp = resp.await.unwrap().expect("response");
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    let (code, message, _) = resp.error();
+    assert_eq!(code, "invalid_json");
+    assert!(!message.contains("alice"));
+    let got = up
+        .wait_for(Duration::from_secs(2), |r| {
+            r.iter().all(|x| x.body_error || x.complete)
+        })
+        .await;
+    assert_eq!(got.len(), 1);
+    assert!(
+        !got[0].complete,
+        "upstream saw a clean end of body: {:?}",
+        got[0].body_str()
+    );
+    assert!(got[0].body_error, "the upstream body read must fail");
+    assert!(!String::from_utf8_lossy(&got[0].body).contains("bad"));
+}
+
+// ---------------------------------------------------------------------------
+// TLS
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_upstream_verified_with_the_rule_files_ca() {
+    let pki = pki("scrim test upstream CA", &["localhost", "127.0.0.1"], false);
+    let up = Upstream::start_tls(Mode::Reply(Reply::ok("{\"tls\":true}")), server_tls(&pki)).await;
+    let certs = TempDir::new("ca");
+    let ca = certs.write("ca.pem", &pki.ca_pem);
+    let gw = Gateway::start(
+        &[(
+            "secure.toml",
+            &rule(
+                "secure",
+                &format!("https://localhost:{}", up.port()),
+                &format!(
+                    "ca_file = {}\n[fields]\n\"event\" = \"keep\"\n",
+                    toml_path(&ca)
+                ),
+            ),
+        )],
+        Opts::default(),
+    )
+    .await;
+    let resp = send(
+        &client(),
+        request(
+            "POST",
+            &gw.url("/secure/v1/e"),
+            &[JSON],
+            "{\"event\":\"x\",\"ip\":\"1.2.3.4\"}",
+        ),
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.body, Bytes::from_static(b"{\"tls\":true}"));
+    let got = up.only();
+    assert_eq!(got.body_str(), "{\"event\":\"x\"}");
+    assert_eq!(got.path, "/v1/e");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_upstream_with_an_unknown_ca_is_refused_502() {
+    let pki = pki(
+        "scrim test untrusted CA",
+        &["localhost", "127.0.0.1"],
+        false,
+    );
+    let up = Upstream::start_tls(Mode::Reply(Reply::ok("{}")), server_tls(&pki)).await;
+    let gw = Gateway::start(
+        &[(
+            "secure.toml",
+            &rule(
+                "secure",
+                &format!("https://localhost:{}", up.port()),
+                "[fields]\n\"event\" = \"keep\"\n",
+            ),
+        )],
+        Opts::default(),
+    )
+    .await;
+    let resp = send(
+        &client(),
+        request(
+            "POST",
+            &gw.url("/secure/v1/e"),
+            &[JSON],
+            "{\"event\":\"x\"}",
+        ),
+    )
+    .await;
+    assert_eq!(resp.status, 502, "{}", resp.text());
+    assert_eq!(resp.error().0, "upstream_unreachable");
+    assert!(
+        up.records().is_empty(),
+        "no HTTP request over an unverified connection"
+    );
+}
+
+struct MtlsSetup {
+    gw: Gateway,
+    up: Upstream,
+    server: Pki,
+    client: Pki,
+    _certs: TempDir,
+}
+
+async fn mtls_setup() -> MtlsSetup {
+    let server = pki("scrim listener CA", &["127.0.0.1", "localhost"], false);
+    let client = pki("scrim client CA", &["svc-a.internal"], true);
+    let certs = TempDir::new("mtls");
+    let cert = certs.write("server.pem", &server.cert_pem);
+    let key = certs.write("server.key", &server.key_pem);
+    let client_ca = certs.write("client-ca.pem", &client.ca_pem);
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(
+        &[(
+            "m.toml",
+            &rule("m", &up.url(), "[fields]\n\"event\" = \"keep\"\n"),
+        )],
+        Opts {
+            listen: format!(
+                "tls_cert = {}\ntls_key = {}\nclient_ca = {}\n",
+                toml_path(&cert),
+                toml_path(&key),
+                toml_path(&client_ca)
+            ),
+            ..Opts::default()
+        },
+    )
+    .await;
+    MtlsSetup {
+        gw,
+        up,
+        server,
+        client,
+        _certs: certs,
+    }
+}
+
+fn tls_client(
+    server_ca: &str,
+    identity: Option<&Pki>,
+) -> hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Body,
+> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs_of(server_ca) {
+        roots.add(c).unwrap();
+    }
+    let b = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let cfg = match identity {
+        Some(p) => b
+            .with_client_auth_cert(certs_of(&p.cert_pem), key_of(&p.key_pem))
+            .unwrap(),
+        None => b.with_no_client_auth(),
+    };
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(cfg)
+        .https_only()
+        .enable_http1()
+        .build();
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_listener_accepts_a_client_certificate_from_the_client_ca() {
+    let s = mtls_setup().await;
+    let c = tls_client(&s.server.ca_pem, Some(&s.client));
+    let url = format!("https://127.0.0.1:{}/m/e", s.gw.running.addr.port());
+    let resp = try_send(
+        &c,
+        request("POST", &url, &[JSON], "{\"event\":\"ok\",\"x\":1}"),
+    )
+    .await
+    .expect("mTLS request");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(s.up.only().body_str(), "{\"event\":\"ok\"}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_listener_refuses_clients_without_a_valid_certificate() {
+    let s = mtls_setup().await;
+    let url = format!("https://127.0.0.1:{}/m/e", s.gw.running.addr.port());
+    // No client certificate.
+    let c = tls_client(&s.server.ca_pem, None);
+    let r = try_send(&c, request("POST", &url, &[JSON], "{\"event\":\"no\"}")).await;
+    assert!(
+        r.is_err(),
+        "a client without a certificate got a response: {r:?}"
+    );
+    // A certificate from another CA.
+    let stranger = pki("some other CA", &["svc-b.internal"], true);
+    let c = tls_client(&s.server.ca_pem, Some(&stranger));
+    let r = try_send(&c, request("POST", &url, &[JSON], "{\"event\":\"no\"}")).await;
+    assert!(
+        r.is_err(),
+        "a client with a foreign certificate got a response: {r:?}"
+    );
+    // Plain HTTP on the TLS port.
+    let r = try_send(
+        &client(),
+        request(
+            "GET",
+            &format!("http://127.0.0.1:{}/m/e", s.gw.running.addr.port()),
+            &[],
+            Bytes::new(),
+        ),
+    )
+    .await;
+    assert!(r.as_ref().map_or(true, |r| r.status >= 400), "{r:?}");
+    s.up.assert_untouched();
+}
+
+// ---------------------------------------------------------------------------
+// HTTP/2
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_prior_knowledge_forwards_the_same_minimised_bytes() {
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(
+        &[(
+            "analytics.toml",
+            &rule("analytics", &up.url(), ANALYTICS_FIELDS),
+        )],
+        Opts::default(),
+    )
+    .await;
+    let h2 = h2_client();
+    let req = request(
+        "POST",
+        &gw.url("/analytics/v1/track?x=1"),
+        &[JSON, ("user-agent", "svc/h2"), ("cookie", "sid=1")],
+        ANALYTICS_INPUT,
+    );
+    let resp = h2.request(req).await.expect("h2 request");
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, Bytes::from_static(b"{\"ok\":true}"));
+    let h1 = send(
+        &client(),
+        request(
+            "POST",
+            &gw.url("/analytics/v1/track?x=1"),
+            &[JSON, ("user-agent", "svc/h2")],
+            ANALYTICS_INPUT,
+        ),
+    )
+    .await;
+    assert_eq!(h1.status, 200);
+    let got = up.records();
+    assert_eq!(got.len(), 2);
+    let expected = analytics_expected(&gw);
+    assert_eq!(got[0].body_str(), expected);
+    assert_eq!(got[0].body, got[1].body);
+    assert_eq!(got[0].path, "/v1/track");
+    assert_eq!(got[0].header("cookie"), None);
+    assert_eq!(got[0].header("user-agent"), Some("svc/h2"));
+    assert_eq!(
+        got[0].header("content-length"),
+        Some(expected.len().to_string().as_str())
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Hot reload
+// ---------------------------------------------------------------------------
+
+fn reload_rule(upstream: &str, fields: &str) -> String {
+    rule("live", upstream, &format!("[fields]\n{fields}\n"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_reload_while_requests_flow() {
+    let up = Upstream::ok().await;
+    let v1 = reload_rule(&up.url(), "\"a\" = \"keep\"\n");
+    let v2 = reload_rule(&up.url(), "\"a\" = \"keep\"\n\"b\" = \"keep\"\n");
+    let v3 = reload_rule(&up.url(), "\"c\" = \"keep\"\n");
+    let gw = Gateway::start(
+        &[("live.toml", &v1)],
+        Opts {
+            watch: true,
+            ..Opts::default()
+        },
+    )
+    .await;
+    let url = gw.url("/live/e");
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for t in 0..4 {
+        let url = url.clone();
+        let done = done.clone();
+        tasks.push(tokio::spawn(async move {
+            let c = client();
+            let mut statuses = Vec::new();
+            for i in 0..50 {
+                let r = try_send(
+                    &c,
+                    request(
+                        "POST",
+                        &url,
+                        &[JSON],
+                        format!("{{\"a\":{t},\"b\":{i},\"c\":3}}"),
+                    ),
+                )
+                .await;
+                statuses.push(r.map(|r| r.status).map_err(|e| e.to_string()));
+            }
+            done.fetch_add(1, Ordering::SeqCst);
+            statuses
+        }));
+    }
+    let mut reloads = 0;
+    while done.load(Ordering::SeqCst) < 4 {
+        gw.write_rule("live.toml", if reloads % 2 == 0 { &v2 } else { &v1 });
+        let r = gw.running.reload();
+        assert_eq!(r, Ok(1), "reload {reloads}");
+        reloads += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for t in tasks {
+        for s in t.await.unwrap() {
+            assert_eq!(s, Ok(200));
+        }
+    }
+    assert!(reloads >= 3, "only {reloads} reloads happened");
+    // Each request saw one whole rule set, never a mix.
+    let got = up.records();
+    assert_eq!(got.len(), 200);
+    for r in &got {
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert!(keys == ["a"] || keys == ["a", "b"], "{}", r.body_str());
+    }
+    // After the final reload the new rule applies.
+    gw.write_rule("live.toml", &v3);
+    assert_eq!(gw.running.reload(), Ok(1));
+    let resp = send(
+        &client(),
+        request("POST", &url, &[JSON], "{\"a\":1,\"b\":2,\"c\":3}"),
+    )
+    .await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(up.records().last().unwrap().body_str(), "{\"c\":3}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_rule_file_on_reload_keeps_the_old_rules() {
+    let up = Upstream::ok().await;
+    let good = reload_rule(&up.url(), "\"a\" = \"keep\"\n");
+    let gw = Gateway::start(&[("live.toml", &good)], Opts::default()).await;
+    let url = gw.url("/live/e");
+    // An unknown action, and a second file that is not TOML at all.
+    gw.write_rule(
+        "live.toml",
+        &reload_rule(&up.url(), "\"a\" = \"keep_it_all\"\n"),
+    );
+    let err = gw
+        .running
+        .reload()
+        .expect_err("invalid rules must be refused");
+    assert!(!err.is_empty());
+    assert!(err.iter().any(|e| e.contains("live.toml")), "{err:?}");
+    let resp = send(
+        &client(),
+        request("POST", &url, &[JSON], "{\"a\":1,\"b\":2}"),
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(up.records().last().unwrap().body_str(), "{\"a\":1}");
+
+    gw.write_rule("live.toml", &good);
+    gw.write_rule("broken.toml", "this is [not toml");
+    assert!(gw.running.reload().is_err());
+    // The broken file did not take the whole set down.
+    let resp = send(
+        &client(),
+        request("POST", &url, &[JSON], "{\"a\":2,\"b\":2}"),
+    )
+    .await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(up.records().last().unwrap().body_str(), "{\"a\":2}");
+    let resp = send(
+        &client(),
+        request("POST", &gw.url("/broken/e"), &[JSON], "{}"),
+    )
+    .await;
+    assert_eq!(resp.status, 404);
+
+    let metrics = gw.admin_get("/metrics").await.text();
+    assert!(
+        metrics.contains("scrim_rule_reloads_total{result=\"error\"} 2"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("scrim_rules_loaded 1"), "{metrics}");
+}
+
+// ---------------------------------------------------------------------------
+// Shutdown
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_drains_in_flight_requests() {
+    let up = Upstream::start(Mode::Reply(
+        Reply::ok("{\"slow\":true}").delay(Duration::from_millis(500)),
+    ))
+    .await;
+    let gw = Gateway::start(
+        &[(
+            "slow.toml",
+            &rule("slow", &up.url(), "[fields]\n\"event\" = \"keep\"\n"),
+        )],
+        Opts::default(),
+    )
+    .await;
+    let addr = gw.running.addr;
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let url = gw.url("/slow/e");
+        tasks.push(tokio::spawn(async move {
+            try_send(
+                &client(),
+                request("POST", &url, &[JSON], format!("{{\"event\":\"e{i}\"}}")),
+            )
+            .await
+        }));
+    }
+    // All six are at the upstream, waiting for their answers.
+    let got = up
+        .wait_for(Duration::from_secs(3), |r| {
+            r.len() == 6 && r.iter().all(|x| x.complete)
+        })
+        .await;
+    assert_eq!(got.len(), 6);
+    let Gateway {
+        running, dir: _dir, ..
+    } = gw;
+    running.shutdown();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "new connections must be refused once shutdown began"
+    );
+    for t in tasks {
+        let r = t.await.unwrap().expect("in-flight request completes");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.body, Bytes::from_static(b"{\"slow\":true}"));
+    }
+    tokio::time::timeout(Duration::from_secs(5), running.wait())
+        .await
+        .expect("drained and stopped");
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+// ---------------------------------------------------------------------------
+// Admin
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_health_ready_and_metrics() {
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(
+        &[(
+            "metered.toml",
+            &rule("metered", &up.url(), "[fields]\n\"event\" = \"keep\"\n"),
+        )],
+        Opts::default(),
+    )
+    .await;
+    let h = gw.admin_get("/healthz").await;
+    assert_eq!(h.status, 200);
+    let r = gw.admin_get("/readyz").await;
+    assert_eq!(r.status, 200);
+    let c = client();
+    let resp = send(
+        &c,
+        request(
+            "POST",
+            &gw.url("/metered/e"),
+            &[JSON],
+            "{\"event\":\"x\",\"y\":1}",
+        ),
+    )
+    .await;
+    assert_eq!(resp.status, 200);
+    let resp = send(&c, request("GET", &gw.url("/nobody/e"), &[], Bytes::new())).await;
+    assert_eq!(resp.status, 404);
+    let m = gw.admin_get("/metrics").await;
+    assert_eq!(m.status, 200);
+    let text = m.text();
+    assert!(
+        text.contains("scrim_requests_total{recipient=\"metered\",status=\"200\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("scrim_requests_total{recipient=\"unknown\",status=\"404\"} 1"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("nobody"),
+        "caller-chosen names must not become labels"
+    );
+    // The service listener does not serve admin endpoints.
+    let resp = send(&c, request("GET", &gw.url("/metrics"), &[], Bytes::new())).await;
+    assert_eq!(resp.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_rules_lists_recipients_without_secrets() {
+    const VAR: &str = "SCRIM_GW_TEST_CRED_RULES_51C2";
+    const CRED: &str = "Bearer env-credential-e3b0c44298fc";
+    // SAFETY: a name no other test or thread reads or writes.
+    unsafe { std::env::set_var(VAR, CRED) };
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(
+        &[
+            (
+                "one.toml",
+                &rule(
+                    "one",
+                    &up.url(),
+                    &format!("[headers]\nset = {{ authorization = \"env:{VAR}\", x-api-key = \"literal-key-6a09e667f3bc\" }}\n[fields]\n\"event\" = \"keep\"\n"),
+                ),
+            ),
+            ("two.toml", &rule("two", "capture:", "")),
+        ],
+        Opts::default(),
+    )
+    .await;
+    let r = gw.admin_get("/rules").await;
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    let v = r.json();
+    let names: Vec<&str> = v["recipients"]
+        .as_array()
+        .expect("recipients array")
+        .iter()
+        .map(|x| x["recipient"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["one", "two"]);
+    assert!(!text.contains("env-credential-e3b0c44298fc"), "{text}");
+    assert!(!text.contains("literal-key-6a09e667f3bc"), "{text}");
+    assert!(
+        !text.to_lowercase().contains(&gw.secret_hex),
+        "key material in /rules"
+    );
+    let secret: Vec<u8> = (0..32)
+        .map(|i| u8::from_str_radix(&gw.secret_hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    use base64::Engine as _;
+    for enc in [
+        base64::engine::general_purpose::STANDARD.encode(&secret),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&secret),
+    ] {
+        assert!(!text.contains(&enc[..20]), "key material in /rules");
+    }
+    // The credential still reaches the partner.
+    let resp = send(
+        &client(),
+        request("GET", &gw.url("/one/x"), &[], Bytes::new()),
+    )
+    .await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(up.only().header("authorization"), Some(CRED));
+    // Nor in the metrics.
+    let m = gw.admin_get("/metrics").await.text();
+    assert!(!m.contains("env-credential") && !m.contains("literal-key"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_captured_shows_what_the_capture_upstream_got() {
+    const VAR: &str = "SCRIM_GW_TEST_CRED_CAPTURE_9B05";
+    // SAFETY: a name no other test or thread reads or writes.
+    unsafe { std::env::set_var(VAR, "capture-secret-token-77aa") };
+    let gw = Gateway::start(
+        &[(
+            "cap.toml",
+            &rule(
+                "cap",
+                "capture:",
+                &format!(
+                    "[headers]\nset = {{ x-api-key = \"env:{VAR}\" }}\n[query]\nv = \"keep\"\n{}",
+                    ANALYTICS_FIELDS.replace("[headers]\nallow = [\"user-agent\"]\n", "")
+                ),
+            ),
+        )],
+        Opts::default(),
+    )
+    .await;
+    let resp = send(
+        &client(),
+        request(
+            "POST",
+            &gw.url("/cap/v1/track?v=2&email=a%40b.c"),
+            &[JSON],
+            ANALYTICS_INPUT,
+        ),
+    )
+    .await;
+    assert_eq!(resp.status, 202, "{}", resp.text());
+    let c = gw.admin_get("/captured").await;
+    assert_eq!(c.status, 200);
+    let v = c.json();
+    let items = v.as_array().expect("array");
+    assert_eq!(items.len(), 1, "{v}");
+    let item = &items[0];
+    assert_eq!(item["recipient"], "cap");
+    assert_eq!(item["method"], "POST");
+    assert_eq!(item["path"], "/v1/track?v=2");
+    let expected = format!(
+        r#"{{"event":"signup","userId":"{}","context":{{"ip":"203.0.113.0"}},"properties":{{"plan":"pro","price":1.50e0}},"n":12345678901234567890}}"#,
+        gw.pseudonym("cap", "u-123")
+    );
+    assert_eq!(item["body"], expected.as_str());
+    assert_eq!(item["body_bytes"], expected.len());
+    let text = c.text();
+    assert!(!text.contains("capture-secret-token-77aa"), "{text}");
+    assert!(text.contains("(set by rule)"), "{text}");
+    assert!(!text.contains("alice"));
+}
