@@ -29,13 +29,21 @@
 //! Before anything is timed, every scrim output is checked: valid JSON, none
 //! of the raw pseudonymised values left in it, equal (as a JSON value) to the
 //! serde baseline's output, and identical bytes whether fed whole or chunked.
+//!
+//! Clock: wall time by default. On a shared, busy machine (CI runners, a dev
+//! box compiling in the background) wall time mostly measures the scheduler;
+//! `SCRIM_BENCH_CLOCK=cpu` times the bench thread's CPU time instead
+//! (`CLOCK_THREAD_CPUTIME_ID`, Linux only), which is far steadier there. It
+//! still shares caches and cores with the rest of the machine, so quote
+//! numbers from a quiet machine either way, and compare only within one run.
 
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aho_corasick::AhoCorasick;
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::Measurement;
+use criterion::{Criterion, Throughput};
 use serde::de::IgnoredAny;
 use serde_json::Value;
 
@@ -346,7 +354,7 @@ const EMAIL: &[u8] = b"alice.mu@example.com";
 // ---------------------------------------------------------------------------
 // Benches
 
-fn realistic(c: &mut Criterion, fx: &Fixtures) {
+fn realistic<M: Measurement>(c: &mut Criterion<M>, fx: &Fixtures) {
     let cases: [(&str, &Engine, BodyFormat, &[u8]); 4] = [
         ("realistic/1k", &fx.single, BodyFormat::Json, &fx.e1k.bytes),
         ("realistic/16k", &fx.batch, BodyFormat::Json, &fx.b16k.bytes),
@@ -391,7 +399,7 @@ fn realistic(c: &mut Criterion, fx: &Fixtures) {
     }
 }
 
-fn keepdrop(c: &mut Criterion, fx: &Fixtures) {
+fn keepdrop<M: Measurement>(c: &mut Criterion<M>, fx: &Fixtures) {
     let input = &fx.b16k.bytes[..];
     let mut g = c.benchmark_group("keepdrop/16k");
     g.throughput(Throughput::Bytes(input.len() as u64));
@@ -402,7 +410,7 @@ fn keepdrop(c: &mut Criterion, fx: &Fixtures) {
     g.finish();
 }
 
-fn pseudonym(c: &mut Criterion, fx: &Fixtures) {
+fn pseudonym<M: Measurement>(c: &mut Criterion<M>, fx: &Fixtures) {
     let mut g = c.benchmark_group("pseudonym/one");
     g.throughput(Throughput::Bytes(EMAIL.len() as u64));
     let mut buf = Vec::with_capacity(64);
@@ -421,7 +429,7 @@ fn pseudonym(c: &mut Criterion, fx: &Fixtures) {
     g.finish();
 }
 
-fn chunked(c: &mut Criterion, fx: &Fixtures) {
+fn chunked<M: Measurement>(c: &mut Criterion<M>, fx: &Fixtures) {
     for (name, input) in [
         ("chunked/16k", &fx.b16k.bytes),
         ("chunked/1m", &fx.b1m.bytes),
@@ -438,7 +446,7 @@ fn chunked(c: &mut Criterion, fx: &Fixtures) {
     }
 }
 
-fn all(c: &mut Criterion) {
+fn all<M: Measurement>(c: &mut Criterion<M>) {
     let fx = Fixtures::new();
     realistic(c, &fx);
     keepdrop(c, &fx);
@@ -446,12 +454,95 @@ fn all(c: &mut Criterion) {
     chunked(c, &fx);
 }
 
-criterion_group! {
-    name = benches;
-    config = Criterion::default()
-        .sample_size(30)
+fn configure<M: Measurement>(c: Criterion<M>) -> Criterion<M> {
+    c.sample_size(30)
         .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
-    targets = all
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args()
 }
-criterion_main!(benches);
+
+/// What `criterion_main!` would generate, with the clock chosen by
+/// `SCRIM_BENCH_CLOCK` (`wall`, the default, or `cpu`).
+fn main() {
+    let clock = std::env::var("SCRIM_BENCH_CLOCK").unwrap_or_default();
+    match clock.as_str() {
+        "" | "wall" => {
+            eprintln!("clock: wall time");
+            all(&mut configure(Criterion::default()));
+        }
+        #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+        "cpu" => {
+            eprintln!("clock: CPU time of the bench thread (SCRIM_BENCH_CLOCK=cpu)");
+            all(&mut configure(
+                Criterion::default().with_measurement(cpu_clock::ThreadCpuTime),
+            ));
+        }
+        other => panic!(
+            "SCRIM_BENCH_CLOCK={other:?}: expected \"wall\" or \"cpu\" (cpu: 64-bit Linux only)"
+        ),
+    }
+    Criterion::default().configure_from_args().final_summary();
+}
+
+/// Thread CPU time as a criterion measurement, through `clock_gettime` of the
+/// C library std already links (no extra dependency).
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+mod cpu_clock {
+    use std::time::Duration;
+
+    use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+
+    /// `struct timespec` on 64-bit Linux (`time_t` and `long` are 64-bit).
+    #[repr(C)]
+    struct Timespec {
+        tv_sec: i64,
+        tv_nsec: i64,
+    }
+
+    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+
+    unsafe extern "C" {
+        fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+    }
+
+    fn now_ns() -> u64 {
+        let mut ts = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec; the clock id is a
+        // constant Linux has supported since 2.6.
+        let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    }
+
+    /// Formats like wall time (durations, bytes per second).
+    static WALL: WallTime = WallTime;
+
+    pub struct ThreadCpuTime;
+
+    impl Measurement for ThreadCpuTime {
+        type Intermediate = u64;
+        type Value = Duration;
+
+        fn start(&self) -> u64 {
+            now_ns()
+        }
+        fn end(&self, start: u64) -> Duration {
+            Duration::from_nanos(now_ns().saturating_sub(start))
+        }
+        fn add(&self, a: &Duration, b: &Duration) -> Duration {
+            *a + *b
+        }
+        fn zero(&self) -> Duration {
+            Duration::ZERO
+        }
+        fn to_f64(&self, v: &Duration) -> f64 {
+            v.as_nanos() as f64
+        }
+        fn formatter(&self) -> &dyn ValueFormatter {
+            WALL.formatter()
+        }
+    }
+}

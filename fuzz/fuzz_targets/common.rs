@@ -9,7 +9,7 @@ use std::sync::Arc;
 use scrim::policy::compile_str;
 use scrim::pseudonym::KeyRing;
 use scrim::rewrite::Engine;
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 /// A realistic rule file: kept fields, pseudonyms, an IP, a URL, a time, a
@@ -126,61 +126,64 @@ pub fn embedded_strict(v: &Value) -> bool {
 /// an output with one would let the partner's parser pick either value.
 pub fn parse_strict(bytes: &[u8]) -> Result<Value, String> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let Strict(v) = Strict::deserialize(&mut de).map_err(|e| e.to_string())?;
+    NoDuplicates::deserialize(&mut de).map_err(|e| e.to_string())?;
     de.end().map_err(|e| e.to_string())?;
-    Ok(v)
+    serde_json::from_slice(bytes).map_err(|e| e.to_string())
 }
 
-struct Strict(Value);
+/// Walks a document, failing on a duplicate key.
+struct NoDuplicates;
 
-impl<'de> Deserialize<'de> for Strict {
+impl<'de> Deserialize<'de> for NoDuplicates {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(StrictVisitor).map(Strict)
+        d.deserialize_any(NoDuplicates)
     }
 }
 
-/// With `arbitrary_precision`, serde_json hands a number to `visit_map` as a
-/// one-entry map under this key, holding the number's text.
+/// With `arbitrary_precision`, serde_json may hand a number to `visit_map` as
+/// a one-entry map under this key.
 const NUMBER_TOKEN: &str = "$serde_json::private::Number";
 
-struct StrictVisitor;
-
-impl<'de> Visitor<'de> for StrictVisitor {
-    type Value = Value;
+impl<'de> Visitor<'de> for NoDuplicates {
+    type Value = NoDuplicates;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
-    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
-        Ok(Value::Bool(b))
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(self)
     }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(self)
     }
-    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
-        Ok(Value::String(s.to_string()))
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(self)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(Strict(v)) = seq.next_element()? {
-            items.push(v);
-        }
-        Ok(Value::Array(items))
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(self)
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = serde_json::Map::new();
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<NoDuplicates>()?.is_some() {}
+        Ok(self)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
         let mut seen = HashSet::new();
         while let Some(k) = map.next_key::<String>()? {
-            if k == NUMBER_TOKEN && out.is_empty() {
-                let text: String = map.next_value()?;
-                return serde_json::from_str(&text).map_err(de::Error::custom);
+            if k == NUMBER_TOKEN && seen.is_empty() {
+                map.next_value::<IgnoredAny>()?;
+                return Ok(self);
             }
-            if !seen.insert(k.clone()) {
-                return Err(de::Error::custom(format!("duplicate key {k:?}")));
+            if !seen.insert(k) {
+                return Err(de::Error::custom("duplicate key"));
             }
-            let Strict(v) = map.next_value()?;
-            out.insert(k, v);
+            map.next_value::<NoDuplicates>()?;
         }
-        Ok(Value::Object(out))
+        Ok(self)
     }
 }

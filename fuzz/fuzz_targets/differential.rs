@@ -14,10 +14,13 @@
 
 mod common;
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+
 use arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use scrim::policy::BodyFormat;
-use scrim::rewrite::{ErrorKind, reference};
+use scrim::rewrite::{Engine, ErrorKind, reference};
 use serde_json::Value;
 
 const KEYS: &[&str] = &["a", "b", "email", "ip", "ts", "n", "a.b", "é", "x*", "userId"];
@@ -191,6 +194,17 @@ fn write_str(s: &str, u: &mut Unstructured, out: &mut String) -> Result<()> {
     Ok(())
 }
 
+/// Compiling (TOML, automaton, scanner) costs more than a rewrite, and rule
+/// sets repeat: keep the engines.
+fn cached_engine(rules: &str) -> Option<Engine> {
+    static CACHE: LazyLock<Mutex<HashMap<String, Option<Engine>>>> = LazyLock::new(Default::default);
+    let mut cache = CACHE.lock().unwrap();
+    if cache.len() > 20_000 {
+        cache.clear();
+    }
+    cache.entry(rules.to_string()).or_insert_with(|| common::engine(rules)).clone()
+}
+
 fn run(u: &mut Unstructured) -> Result<()> {
     let rules = rule_set(u)?;
     let mut doc = document(u, 4, true)?;
@@ -204,7 +218,7 @@ fn run(u: &mut Unstructured) -> Result<()> {
             };
         }
     }
-    let Some(engine) = common::engine(&rules) else {
+    let Some(engine) = cached_engine(&rules) else {
         // Ambiguous combinations are refused at load: nothing to compare.
         return Ok(());
     };

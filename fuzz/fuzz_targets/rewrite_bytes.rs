@@ -82,7 +82,7 @@ impl Facts {
             }
             Value::Array(items) => items.iter().for_each(|x| self.learn(x, path)),
             // The embedded document is walked instead of being public as a whole.
-            Value::String(s) if path == ["payload"] && common::parse_strict(s.as_bytes()).is_ok() => {
+            Value::String(s) if *path == ["payload"] && common::parse_strict(s.as_bytes()).is_ok() => {
                 let doc = common::parse_strict(s.as_bytes()).unwrap();
                 self.learn(&doc, path);
             }
@@ -128,7 +128,7 @@ impl Facts {
                 }
             }
             Value::Array(items) => items.iter().for_each(|x| self.check(x, path)),
-            Value::String(s) if path == ["payload"] => {
+            Value::String(s) if *path == ["payload"] => {
                 let doc = common::parse_strict(s.as_bytes())
                     .unwrap_or_else(|e| panic!("embedded output is not JSON ({e}): {s:?}"));
                 self.check(&doc, path);

@@ -8,11 +8,11 @@ use crate::rewrite::Stats;
 
 /// Everything the audit line says about one request.
 #[derive(Debug, Default)]
-pub struct RequestEvent<'a> {
+pub struct RequestEvent {
     /// Recipient, or `unknown`.
-    pub recipient: &'a str,
+    pub recipient: String,
     /// HTTP method.
-    pub method: &'a str,
+    pub method: String,
     /// Final status sent to the caller.
     pub status: u16,
     /// Error code when refused (`invalid_json`, `too_large`...).
@@ -31,14 +31,14 @@ pub struct RequestEvent<'a> {
     pub duration: Duration,
 }
 
-impl RequestEvent<'_> {
+impl RequestEvent {
     /// Emits the line (target `scrim::audit`, level info).
     pub fn emit(&self) {
         let dropped_paths = self.stats.dropped_paths.join(",");
         tracing::info!(
             target: "scrim::audit",
-            recipient = self.recipient,
-            method = self.method,
+            recipient = %self.recipient,
+            method = %self.method,
             status = self.status,
             code = self.code.unwrap_or(""),
             kept = self.stats.kept,

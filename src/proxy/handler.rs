@@ -37,8 +37,8 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Proxy
         state.metrics.request("unknown", 503, start.elapsed());
         let e = ProxyError::Overloaded;
         RequestEvent {
-            recipient: "unknown",
-            method: &method,
+            recipient: "unknown".into(),
+            method,
             status: 503,
             code: Some(e.code()),
             duration: start.elapsed(),
@@ -47,7 +47,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Proxy
         .emit();
         return e.into_response(None);
     };
-    state.metrics.inflight(1);
+    let mut audit = Audit::new(state.clone(), start, method);
     let rules = state.rules.load_full();
     let host = req
         .uri()
@@ -63,36 +63,77 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Proxy
     let resolved = rules
         .resolve(host.as_deref(), &path)
         .map(|(r, rest)| (r.clone(), rest.to_string()));
-    let mut ev = RequestEvent {
-        recipient: "unknown",
-        method: &method,
-        ..Default::default()
-    };
     let result = match &resolved {
         None => Err(ProxyError::UnknownRecipient),
         Some((route, rest)) => {
-            ev.recipient = &route.name;
-            forward(&state, route, req, rest, &mut ev).await
+            audit.ev.recipient = route.name.clone();
+            forward(&state, route, req, rest, &mut audit.ev).await
         }
     };
     let resp = match result {
         Ok(r) => r,
         Err(e) => {
-            ev.code = Some(e.code());
+            audit.ev.code = Some(e.code());
             match &e {
-                ProxyError::Unreachable(kind) => state.metrics.upstream_error(ev.recipient, kind),
-                ProxyError::Timeout(_) => state.metrics.upstream_error(ev.recipient, "timeout"),
+                ProxyError::Unreachable(kind) => {
+                    state.metrics.upstream_error(&audit.ev.recipient, kind)
+                }
+                ProxyError::Timeout(_) => {
+                    state.metrics.upstream_error(&audit.ev.recipient, "timeout")
+                }
                 _ => {}
             }
             e.into_response(resolved.as_ref().map(|(r, _)| r.name.as_str()))
         }
     };
-    ev.status = resp.status().as_u16();
-    ev.duration = start.elapsed();
-    state.metrics.request(ev.recipient, ev.status, ev.duration);
-    ev.emit();
-    state.metrics.inflight(-1);
+    audit.finish(resp.status().as_u16());
     resp
+}
+
+/// The request's audit line and in-flight count, kept right even when the
+/// caller disconnects and hyper drops the request future half-way: then the
+/// line is emitted with status 499 (client closed request).
+struct Audit {
+    state: Arc<State>,
+    start: Instant,
+    ev: RequestEvent,
+    done: bool,
+}
+
+impl Audit {
+    fn new(state: Arc<State>, start: Instant, method: String) -> Audit {
+        state.metrics.inflight(1);
+        Audit {
+            state,
+            start,
+            ev: RequestEvent {
+                recipient: "unknown".into(),
+                method,
+                ..Default::default()
+            },
+            done: false,
+        }
+    }
+
+    fn finish(&mut self, status: u16) {
+        self.ev.status = status;
+        self.ev.duration = self.start.elapsed();
+        self.state
+            .metrics
+            .request(&self.ev.recipient, status, self.ev.duration);
+        self.ev.emit();
+        self.done = true;
+    }
+}
+
+impl Drop for Audit {
+    fn drop(&mut self) {
+        if !self.done {
+            self.ev.code = Some("client_closed");
+            self.finish(499);
+        }
+        self.state.metrics.inflight(-1);
+    }
 }
 
 async fn forward(
@@ -100,7 +141,7 @@ async fn forward(
     route: &Arc<Route>,
     req: Request<Incoming>,
     rest: &str,
-    ev: &mut RequestEvent<'_>,
+    ev: &mut RequestEvent,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let limits = &state.config.limits;
     let (parts, incoming) = req.into_parts();
@@ -194,7 +235,7 @@ async fn forward(
                 route,
                 client,
                 req,
-                response_timeout,
+                Some(response_timeout),
                 &path_and_query,
                 Bytes::new(),
             )
@@ -218,7 +259,7 @@ async fn forward(
                 route,
                 client,
                 req,
-                response_timeout,
+                Some(response_timeout),
                 &path_and_query,
                 bytes,
             )
@@ -255,13 +296,21 @@ async fn forward(
             .await;
             ev.bytes_in = pump.bytes_in;
             match result {
-                Err(e) => {
+                Err(mut e) => {
                     if let Some(s) = pump.streaming.take() {
                         // A late error: the partner must not see a clean end
                         // of body.
                         s.sender
                             .abort("request refused after streaming began".into());
-                        s.task.abort();
+                        // The partner may have failed first (refused the
+                        // connection, answered early): report that.
+                        if s.task.is_finished() {
+                            if let Ok(Err(upstream)) = s.task.await {
+                                e = upstream;
+                            }
+                        } else {
+                            s.task.abort();
+                        }
                         ev.streamed = true;
                         ev.aborted = true;
                         state.metrics.upstream_error(&route.name, "aborted");
@@ -294,9 +343,14 @@ async fn forward(
                                 }
                             }
                             drop(s.sender); // clean end of body
-                            match s.task.await {
-                                Ok(r) => r,
-                                Err(_) => Err(ProxyError::Internal("upstream task")),
+                            let mut task = s.task;
+                            match tokio::time::timeout(response_timeout, &mut task).await {
+                                Err(_) => {
+                                    task.abort();
+                                    Err(ProxyError::Timeout(response_timeout))
+                                }
+                                Ok(Ok(r)) => r,
+                                Ok(Err(_)) => Err(ProxyError::Internal("upstream task")),
                             }
                         }
                         None => {
@@ -309,7 +363,7 @@ async fn forward(
                                 route,
                                 client,
                                 req,
-                                response_timeout,
+                                Some(response_timeout),
                                 &path_and_query,
                                 bytes,
                             )
@@ -386,9 +440,10 @@ async fn read_and_rewrite(
             let route2 = route.clone();
             let client2 = client.clone();
             let pq = path_and_query.to_string();
-            let timeout = state.config.upstream.response_timeout;
+            // The response timeout starts once the body is complete (see
+            // `forward`), not while the caller is still uploading.
             let task = tokio::spawn(async move {
-                send(&state2, &route2, &client2, req, timeout, &pq, Bytes::new()).await
+                send(&state2, &route2, &client2, req, None, &pq, Bytes::new()).await
             });
             pump.streaming = Some(Streaming { sender, task });
         }
@@ -463,7 +518,7 @@ async fn send(
     route: &Arc<Route>,
     client: &super::upstream::HttpClient,
     req: Request<ProxyBody>,
-    timeout: Duration,
+    timeout: Option<Duration>,
     path_and_query: &str,
     captured_body: Bytes,
 ) -> Result<Response<ProxyBody>, ProxyError> {
@@ -507,16 +562,23 @@ async fn send(
         );
         return Ok(resp);
     }
-    let resp = match tokio::time::timeout(timeout, client.request(req)).await {
-        Err(_) => return Err(ProxyError::Timeout(timeout)),
-        Ok(Err(e)) => {
+    let sent = client.request(req);
+    let result = match timeout {
+        Some(t) => match tokio::time::timeout(t, sent).await {
+            Err(_) => return Err(ProxyError::Timeout(t)),
+            Ok(r) => r,
+        },
+        None => sent.await,
+    };
+    let resp = match result {
+        Err(e) => {
             return Err(ProxyError::Unreachable(if e.is_connect() {
                 "connect"
             } else {
                 "reset"
             }));
         }
-        Ok(Ok(r)) => r,
+        Ok(r) => r,
     };
     let (mut parts, body) = resp.into_parts();
     headers::inbound_response(&mut parts.headers);

@@ -244,12 +244,19 @@ fn connection_builder(state: &State) -> auto::Builder<TokioExecutor> {
         // The header read timeout is only enforced with a timer.
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_headers(limits.header_count)
-        .max_buf_size(limits.header_bytes.max(8192));
+        // Headroom above the limits: the handler refuses with the JSON 431
+        // body; hyper's own bare 431 only answers far beyond them.
+        .max_headers(
+            limits
+                .header_count
+                .saturating_mul(2)
+                .max(limits.header_count + 32),
+        )
+        .max_buf_size(limits.header_bytes.saturating_mul(2).max(16 * 1024));
     b.http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.h2_max_concurrent_streams)
-        .max_header_list_size(limits.header_bytes as u32);
+        .max_header_list_size(limits.header_bytes.saturating_mul(2) as u32);
     b
 }
 

@@ -626,13 +626,26 @@ impl Gateway {
              [admin]\naddress = \"127.0.0.1:0\"\n\n\
              [rules]\ndir = {rules}\nwatch = {watch}\n\n\
              [keys]\nfile = {keys}\nallow_ephemeral = false\n\n\
-             [limits]\nheader_read_timeout_ms = 3000\nbody_idle_timeout_ms = 3000\nshutdown_grace_ms = 5000\n{limits}\n\n\
+             [limits]\n{limits}\n\n\
              [upstream]\nconnect_timeout_ms = 1000\nresponse_timeout_ms = {rt}\npool_idle_timeout_ms = 2000\n",
             listen = opts.listen,
             rules = toml_path(&rules_dir),
             watch = opts.watch,
             keys = toml_path(&keys_file),
-            limits = opts.limits,
+            limits = {
+                // Short defaults, unless the test sets them.
+                let mut l = opts.limits.clone();
+                for (k, v) in [
+                    ("header_read_timeout_ms", "3000"),
+                    ("body_idle_timeout_ms", "3000"),
+                    ("shutdown_grace_ms", "5000"),
+                ] {
+                    if !l.contains(k) {
+                        l.push_str(&format!("\n{k} = {v}"));
+                    }
+                }
+                l
+            },
             rt = opts.response_timeout_ms,
         );
         let config = Config::parse(&config, "scrim-test.toml")
