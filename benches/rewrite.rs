@@ -244,6 +244,15 @@ fn json_values(format: BodyFormat, bytes: &[u8]) -> Vec<Value> {
     }
 }
 
+/// Name, engine, format, corpus and the serde baseline that must agree.
+type CheckCase<'a> = (
+    &'static str,
+    &'a Engine,
+    BodyFormat,
+    &'a corpus::Body,
+    fn(&[u8], &ScopedKey) -> Vec<u8>,
+);
+
 impl Fixtures {
     fn new() -> Fixtures {
         let fx = Fixtures {
@@ -263,13 +272,7 @@ impl Fixtures {
 
     /// Not timed: makes sure every bench measures a real, correct rewrite.
     fn check(&self) {
-        let cases: [(
-            &str,
-            &Engine,
-            BodyFormat,
-            &corpus::Body,
-            fn(&[u8], &ScopedKey) -> Vec<u8>,
-        ); 4] = [
+        let cases: [CheckCase<'_>; 4] = [
             (
                 "1k",
                 &self.single,

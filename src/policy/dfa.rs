@@ -28,10 +28,9 @@ pub const MAX_STATES: usize = 20_000;
 /// Transitions of one state.
 #[derive(Debug, Clone, Default)]
 struct Transitions {
-    /// Literal keys whose target differs from `other` (small: linear search).
+    /// Literal keys whose target differs from `other`, sorted (linear
+    /// search when few, binary search when many).
     small: Vec<(Box<[u8]>, StateId)>,
-    /// The same, hashed, when there are many.
-    map: Option<HashMap<Box<[u8]>, StateId>>,
     /// Target for any key not listed.
     other: StateId,
 }
@@ -138,9 +137,7 @@ impl Dfa {
                     }
                 }
             }
-            if t.small.len() > 8 {
-                t.map = Some(t.small.iter().cloned().collect());
-            }
+            t.small.sort();
             trans.push(t);
             next += 1;
         }
@@ -158,15 +155,19 @@ impl Dfa {
     #[inline]
     pub fn step(&self, state: StateId, key: &[u8]) -> StateId {
         let t = &self.trans[state as usize];
-        if let Some(map) = &t.map {
-            return map.get(key).copied().unwrap_or(t.other);
-        }
-        for (k, target) in &t.small {
-            if **k == *key {
-                return *target;
+        if t.small.len() <= 8 {
+            for (k, target) in &t.small {
+                // Length and first byte before a full comparison.
+                if k.len() == key.len() && k.first() == key.first() && **k == *key {
+                    return *target;
+                }
             }
+            return t.other;
         }
-        t.other
+        match t.small.binary_search_by(|(k, _)| (**k).cmp(key)) {
+            Ok(i) => t.small[i].1,
+            Err(_) => t.other,
+        }
     }
 
     /// What is known at a state.

@@ -9,13 +9,16 @@ use std::fmt;
 /// variant of a key cannot slip past a rule under a kept container. Keys
 /// are output as they were written.
 pub fn canonical_key<'a>(key: &'a [u8], buf: &'a mut Vec<u8>) -> &'a [u8] {
-    let plain = key
-        .iter()
-        .all(|&b| b > b' ' && b < 0x7f && !b.is_ascii_uppercase());
+    let plain = key.iter().all(|&b| PLAIN_KEY_BYTE[b as usize]);
     if plain {
         return key;
     }
     buf.clear();
+    if key.iter().all(|&b| b > b' ' && b < 0x7f) {
+        // Visible ASCII: only case to fold.
+        buf.extend(key.iter().map(u8::to_ascii_lowercase));
+        return buf;
+    }
     let text = String::from_utf8_lossy(key);
     for c in text.chars() {
         if c.is_whitespace() || c.is_control() || is_invisible(c) {
@@ -28,6 +31,18 @@ pub fn canonical_key<'a>(key: &'a [u8], buf: &'a mut Vec<u8>) -> &'a [u8] {
     }
     buf
 }
+
+/// Bytes that never change under [`canonical_key`]: visible ASCII that is
+/// not upper case.
+static PLAIN_KEY_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0x21;
+    while b < 0x7f {
+        t[b] = !(b >= b'A' as usize && b <= b'Z' as usize);
+        b += 1;
+    }
+    t
+};
 
 /// Characters that render as nothing (Unicode format characters commonly
 /// used to disguise text).

@@ -73,7 +73,7 @@ pub fn classify(
             BodyKind::Empty
         });
     }
-    if passthrough.iter().any(|p| *p == mt) {
+    if passthrough.contains(&mt) {
         return Ok(BodyKind::Passthrough);
     }
     if !has_body {

@@ -24,7 +24,7 @@ use crate::policy::{Action, FieldRules};
 pub const MAX_NUMBER_LEN: usize = 4096;
 
 /// Objects with more keys than this check duplicates with a hash set.
-const LINEAR_DUP_LIMIT: usize = 16;
+const LINEAR_DUP_LIMIT: usize = 32;
 
 /// The path context of a value about to be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,7 +60,7 @@ struct Frame {
     keys_start: usize,
     /// Array element count (for error paths).
     index: u64,
-    /// Hashed keys once the object is large.
+    /// The keys in a keyed hash set once the object is large.
     set: Option<HashSet<Box<[u8]>>>,
     /// Its opening bytes are in the output (not waiting in `deferred`).
     shown: bool,
@@ -113,6 +113,8 @@ pub struct JsonRewriter<'e> {
     /// Unescaped keys of every open object (duplicate checks, error paths).
     keys: Vec<u8>,
     key_ends: Vec<usize>,
+    /// A hash of each key in `keys` (duplicate checks compare these first).
+    key_hashes: Vec<u64>,
     scratch: Vec<u8>,
     /// Start of the kept byte range being copied, in the current buffer.
     copy_from: Option<usize>,
@@ -163,6 +165,7 @@ impl<'e> JsonRewriter<'e> {
             unshown: 0,
             keys: Vec::new(),
             key_ends: Vec::new(),
+            key_hashes: Vec::new(),
             scratch: Vec::new(),
             copy_from: None,
             copy_depth: 0,
@@ -413,6 +416,7 @@ impl<'e> JsonRewriter<'e> {
             return;
         };
         self.key_ends.truncate(frame.keys_start);
+        self.key_hashes.truncate(frame.keys_start);
         self.keys
             .truncate(self.key_ends.last().copied().unwrap_or(0));
         match frame.mode {
@@ -811,39 +815,35 @@ impl<'e> JsonRewriter<'e> {
             return Err((ErrorKind::Syntax("key outside an object"), i));
         };
         let key = &self.keys[start..];
-        let count = self.key_ends.len() - frame.keys_start;
+        let hash = key_hash(key);
+        // Hashes first; bytes only when a hash matches.
+        let first = frame.keys_start;
+        let same_key = |k: usize| {
+            let s = if k == 0 { 0 } else { self.key_ends[k - 1] };
+            &self.keys[s..self.key_ends[k]] == key
+        };
         let duplicate = if let Some(set) = &mut frame.set {
+            // Large objects: a keyed (SipHash) set of the keys themselves, so
+            // crafted collisions cannot make the check quadratic.
             !set.insert(key.into())
         } else {
-            let mut dup = false;
-            let mut s = if frame.keys_start == 0 {
-                0
-            } else {
-                self.key_ends[frame.keys_start - 1]
-            };
-            for &e in &self.key_ends[frame.keys_start..] {
-                if &self.keys[s..e] == key {
-                    dup = true;
-                    break;
-                }
-                s = e;
-            }
-            if !dup && count >= LINEAR_DUP_LIMIT {
-                let mut set: HashSet<Box<[u8]>> = HashSet::with_capacity(count * 2);
-                let mut s = if frame.keys_start == 0 {
-                    0
-                } else {
-                    self.key_ends[frame.keys_start - 1]
-                };
-                for &e in &self.key_ends[frame.keys_start..] {
-                    set.insert(self.keys[s..e].into());
-                    s = e;
+            let hashes = &self.key_hashes[first..];
+            let dup = hashes
+                .iter()
+                .enumerate()
+                .any(|(k, &h)| h == hash && same_key(first + k));
+            if !dup && hashes.len() >= LINEAR_DUP_LIMIT {
+                let mut set: HashSet<Box<[u8]>> = HashSet::with_capacity(hashes.len() * 2);
+                for k in first..self.key_ends.len() {
+                    let s = if k == 0 { 0 } else { self.key_ends[k - 1] };
+                    set.insert(self.keys[s..self.key_ends[k]].into());
                 }
                 set.insert(key.into());
                 frame.set = Some(set);
             }
             dup
         };
+        self.key_hashes.push(hash);
         self.key_ends.push(self.keys.len());
         if duplicate {
             return Err((ErrorKind::DuplicateKey, i));
@@ -892,6 +892,32 @@ pub(crate) fn rewrite_embedded(
     Some((s, stats))
 }
 
+/// FxHash-style hash of a key, eight bytes at a time. Not keyed: it only
+/// filters the exact comparisons in small objects (at most
+/// `LINEAR_DUP_LIMIT` of them); large objects use a keyed set.
+#[inline]
+fn key_hash(key: &[u8]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h = key.len() as u64;
+    let mut chunks = key.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        // Assembled in a register: a copy through memory here stalls on
+        // store forwarding.
+        let mut w = 0u64;
+        for (k, &b) in rest.iter().enumerate() {
+            w |= (b as u64) << (8 * k);
+        }
+        h = (h.rotate_left(5) ^ w).wrapping_mul(K);
+    }
+    h
+}
+
 #[derive(Clone, Copy)]
 enum ScalarKind {
     Str { escaped: bool },
@@ -902,6 +928,21 @@ enum ScalarKind {
 enum Scan {
     Done { end: usize, escaped: bool },
     Cut { safe: usize, high: bool },
+}
+
+const LOW_BITS: u64 = 0x0101_0101_0101_0101;
+const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+
+/// Whether any of eight bytes is a quote, a backslash or below 0x20 (may
+/// also answer yes for a byte after a true one: the caller then looks byte
+/// by byte, so that is harmless).
+#[inline(always)]
+fn needs_attention(w: u64) -> bool {
+    let has_zero = |v: u64| v.wrapping_sub(LOW_BITS) & !v & HIGH_BITS;
+    let quote = has_zero(w ^ (LOW_BITS * b'"' as u64));
+    let backslash = has_zero(w ^ (LOW_BITS * b'\\' as u64));
+    let control = w.wrapping_sub(LOW_BITS * 0x20) & !w & HIGH_BITS;
+    (quote | backslash | control) != 0
 }
 
 /// Bytes that end the fast scan of a string: quote, backslash, controls.
@@ -938,11 +979,24 @@ fn scan_string(
     let mut i = start + resume;
     let mut escaped = resume > 1;
     loop {
+        // Eight bytes at a time while none needs attention (quote,
+        // backslash, control character); non-ASCII only sets `high`.
+        let mut hi = 0u64;
+        while i + 8 <= n {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&buf[i..i + 8]);
+            let w = u64::from_le_bytes(word);
+            if needs_attention(w) {
+                break;
+            }
+            hi |= w & HIGH_BITS;
+            i += 8;
+        }
         let seg = i;
         while i < n && !STOP[buf[i] as usize] {
             i += 1;
         }
-        if !high && buf[seg..i].iter().any(|&b| b >= 0x80) {
+        if !high && (hi != 0 || buf[seg..i].iter().any(|&b| b >= 0x80)) {
             high = true;
         }
         if i >= n {
