@@ -155,7 +155,8 @@ fn serve(path: &std::path::Path, log_format: Option<LogFormatArg>) -> ExitCode {
         Some(LogFormatArg::Text) => scrim::config::LogFormat::Text,
         None => config.log_format,
     };
-    init_logging(format, &config.log_level);
+    // Flushes buffered log lines when serve returns.
+    let _log_guard = init_logging(format, &config.log_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -176,16 +177,25 @@ fn serve(path: &std::path::Path, log_format: Option<LogFormatArg>) -> ExitCode {
     }
 }
 
-fn init_logging(format: scrim::config::LogFormat, level: &str) {
+/// Logs go through a dedicated writer thread, so a request never waits on a
+/// write to stderr; the queue is not lossy (audit lines are never dropped).
+fn init_logging(
+    format: scrim::config::LogFormat,
+    level: &str,
+) -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         scrim::config::LogFormat::Json => builder.json().flatten_event(true).init(),
-        scrim::config::LogFormat::Text => builder.init(),
+        scrim::config::LogFormat::Text => builder.with_ansi(false).init(),
     }
+    guard
 }
 
 fn load(rules: &[PathBuf]) -> Result<Vec<Arc<CompiledPolicy>>, ExitCode> {

@@ -23,7 +23,12 @@ use scrim::policy::BodyFormat;
 use scrim::rewrite::{Engine, ErrorKind, reference};
 use serde_json::Value;
 
-const KEYS: &[&str] = &["a", "b", "email", "ip", "ts", "n", "a.b", "é", "x*", "userId"];
+/// Field names, with variants that selectors must meet in canonical form
+/// (lower case, no whitespace or invisible characters).
+const KEYS: &[&str] = &[
+    "a", "b", "email", "ip", "ts", "n", "a.b", "é", "x*", "userId", "Email", "e\u{200b}mail",
+    " IP", "É", "A.B", "N",
+];
 
 const SELECTORS: &[&str] = &[
     "a", "b", "email", "ip", "ts", "n", "userId", "a.b", "a.email", "a.*", "*.ip", "**.email",

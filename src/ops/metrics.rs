@@ -167,6 +167,34 @@ impl Metrics {
         }
     }
 
+    /// Handles on one recipient's series, resolved once (when its rules
+    /// load) so a request only does atomic adds.
+    pub fn recipient(&self, recipient: &str) -> RecipientMetrics {
+        let r = || RecipientLabels {
+            recipient: recipient.to_string(),
+        };
+        let field = |outcome| {
+            self.fields
+                .get_or_create(&FieldLabels {
+                    recipient: recipient.to_string(),
+                    outcome,
+                })
+                .clone()
+        };
+        RecipientMetrics {
+            recipient: recipient.to_string(),
+            requests: self.requests.clone(),
+            by_status: std::sync::Mutex::new(Vec::new()),
+            duration: self.duration.get_or_create(&r()).clone(),
+            kept: field("kept"),
+            transformed: field("transformed"),
+            dropped: field("dropped"),
+            not_applicable: field("not_applicable"),
+            bytes_in: self.bytes_in.get_or_create(&r()).clone(),
+            bytes_out: self.bytes_out.get_or_create(&r()).clone(),
+        }
+    }
+
     /// Records a finished request.
     pub fn request(&self, recipient: &str, status: u16, elapsed: Duration) {
         self.requests
@@ -265,6 +293,63 @@ impl Metrics {
     }
 }
 
+/// One recipient's series (see [`Metrics::recipient`]).
+#[derive(Debug)]
+pub struct RecipientMetrics {
+    recipient: String,
+    requests: Family<RequestLabels, Counter>,
+    by_status: std::sync::Mutex<Vec<(u16, Counter)>>,
+    duration: Histogram,
+    kept: Counter,
+    transformed: Counter,
+    dropped: Counter,
+    not_applicable: Counter,
+    bytes_in: Counter,
+    bytes_out: Counter,
+}
+
+impl RecipientMetrics {
+    /// Records a finished request.
+    pub fn request(&self, status: u16, elapsed: Duration) {
+        let counter = {
+            let mut cache = self.by_status.lock().unwrap_or_else(|p| p.into_inner());
+            match cache.iter().find(|(s, _)| *s == status) {
+                Some((_, c)) => c.clone(),
+                None => {
+                    let c = self
+                        .requests
+                        .get_or_create(&RequestLabels {
+                            recipient: self.recipient.clone(),
+                            status,
+                        })
+                        .clone();
+                    cache.push((status, c.clone()));
+                    c
+                }
+            }
+        };
+        counter.inc();
+        self.duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Records field outcomes and byte counts of a rewrite.
+    pub fn rewrite(&self, stats: &Stats, bytes_in: u64, bytes_out: u64) {
+        let not_applicable = stats.not_applicable;
+        for (c, n) in [
+            (&self.kept, stats.kept),
+            (&self.transformed, stats.transformed),
+            (&self.dropped, stats.dropped - not_applicable),
+            (&self.not_applicable, not_applicable),
+        ] {
+            if n > 0 {
+                c.inc_by(n);
+            }
+        }
+        self.bytes_in.inc_by(bytes_in);
+        self.bytes_out.inc_by(bytes_out);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,6 +366,10 @@ mod tests {
             ..Default::default()
         };
         m.rewrite("segment", &stats, 100, 40);
+        let r = m.recipient("ga4");
+        r.request(204, Duration::from_millis(1));
+        r.request(204, Duration::from_millis(1));
+        r.rewrite(&stats, 10, 5);
         m.reload(true, 4);
         let text = m.encode();
         assert!(
@@ -296,6 +385,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("scrim_rules_loaded 4"), "{text}");
+        assert!(
+            text.contains("scrim_requests_total{recipient=\"ga4\",status=\"204\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("scrim_forwarded_bytes_total{recipient=\"ga4\"} 5"),
+            "{text}"
+        );
         assert!(
             text.contains("scrim_request_duration_seconds_bucket"),
             "{text}"

@@ -67,6 +67,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Proxy
         None => Err(ProxyError::UnknownRecipient),
         Some((route, rest)) => {
             audit.ev.recipient = route.name.clone();
+            audit.route_metrics = Some(route.metrics.clone());
             forward(&state, route, req, rest, &mut audit.ev).await
         }
     };
@@ -95,6 +96,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Proxy
 /// line is emitted with status 499 (client closed request).
 struct Audit {
     state: Arc<State>,
+    route_metrics: Option<Arc<crate::ops::metrics::RecipientMetrics>>,
     start: Instant,
     ev: RequestEvent,
     done: bool,
@@ -105,6 +107,7 @@ impl Audit {
         state.metrics.inflight(1);
         Audit {
             state,
+            route_metrics: None,
             start,
             ev: RequestEvent {
                 recipient: "unknown".into(),
@@ -118,9 +121,13 @@ impl Audit {
     fn finish(&mut self, status: u16) {
         self.ev.status = status;
         self.ev.duration = self.start.elapsed();
-        self.state
-            .metrics
-            .request(&self.ev.recipient, status, self.ev.duration);
+        match &self.route_metrics {
+            Some(m) => m.request(status, self.ev.duration),
+            None => self
+                .state
+                .metrics
+                .request(&self.ev.recipient, status, self.ev.duration),
+        }
         self.ev.emit();
         self.done = true;
     }
@@ -328,9 +335,7 @@ async fn forward(
                         .extend(body_stats.dropped_paths.into_iter().take(room));
                     let out_len = pump.sent + pump.out.len() as u64;
                     ev.bytes_out = out_len;
-                    state
-                        .metrics
-                        .rewrite(&route.name, &stats, pump.bytes_in, out_len);
+                    route.metrics.rewrite(&stats, pump.bytes_in, out_len);
                     ev.stats = stats;
                     match pump.streaming.take() {
                         Some(mut s) => {

@@ -10,7 +10,7 @@ use http::uri::{Authority, Scheme};
 
 use super::upstream::{HttpClient, build_client};
 use crate::config::UpstreamConfig;
-use crate::ops::metrics::Metrics;
+use crate::ops::metrics::{Metrics, RecipientMetrics};
 use crate::policy::{CompiledPolicy, HeaderValueSource, RateLimit};
 use crate::pseudonym::KeyRing;
 use crate::rewrite::Engine;
@@ -47,6 +47,8 @@ pub struct Route {
     pub limiter: Option<(RateLimit, Arc<DefaultDirectRateLimiter>)>,
     /// A client of its own when the rule file names a CA file.
     pub client: Option<HttpClient>,
+    /// Its metric series.
+    pub metrics: Arc<RecipientMetrics>,
 }
 
 impl std::fmt::Debug for Route {
@@ -209,5 +211,6 @@ fn build_route(
         set,
         limiter,
         client,
+        metrics: Arc::new(metrics.recipient(&p.recipient)),
     })
 }
