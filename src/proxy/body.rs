@@ -203,13 +203,7 @@ impl Decoder {
         sink: &mut dyn FnMut(&[u8]) -> Result<(), ProxyError>,
     ) -> Result<(), ProxyError> {
         let limit = self.limit;
-        let map = |e: std::io::Error, what: &'static str| {
-            if e.get_ref().is_some_and(|i| i.is::<OverLimit>()) {
-                ProxyError::TooLarge { limit }
-            } else {
-                ProxyError::BadEncoding(what)
-            }
-        };
+        let map = |e: std::io::Error, what: &'static str| decode_error(e, what, limit);
         match &mut self.inner {
             Inner::Identity => {
                 self.identity_total += data.len() as u64;
@@ -235,13 +229,7 @@ impl Decoder {
         sink: &mut dyn FnMut(&[u8]) -> Result<(), ProxyError>,
     ) -> Result<(), ProxyError> {
         let limit = self.limit;
-        let map = |e: std::io::Error, what: &'static str| {
-            if e.get_ref().is_some_and(|i| i.is::<OverLimit>()) {
-                ProxyError::TooLarge { limit }
-            } else {
-                ProxyError::BadEncoding(what)
-            }
-        };
+        let map = |e: std::io::Error, what: &'static str| decode_error(e, what, limit);
         match &mut self.inner {
             Inner::Identity => Ok(()),
             Inner::Gzip(d) => {
@@ -261,6 +249,15 @@ impl Decoder {
                 Ok(())
             }
         }
+    }
+}
+
+/// The cap, or a corrupt stream.
+fn decode_error(e: std::io::Error, what: &'static str, limit: u64) -> ProxyError {
+    if e.get_ref().is_some_and(|i| i.is::<OverLimit>()) {
+        ProxyError::TooLarge { limit }
+    } else {
+        ProxyError::BadEncoding(what)
     }
 }
 

@@ -236,15 +236,15 @@ async fn forward(
     match kind {
         BodyKind::Empty => {
             ev.stats = stats;
-            let req = finish_request(builder, out_headers, full(Bytes::new()))?;
-            send(
+            send_full(
                 state,
                 route,
                 client,
-                req,
-                Some(response_timeout),
-                &path_and_query,
+                builder,
+                out_headers,
                 Bytes::new(),
+                response_timeout,
+                &path_and_query,
             )
             .await
         }
@@ -260,15 +260,15 @@ async fn forward(
             ev.bytes_in = bytes.len() as u64;
             ev.bytes_out = bytes.len() as u64;
             ev.stats = stats;
-            let req = finish_request(builder, out_headers, full(bytes.clone()))?;
-            send(
+            send_full(
                 state,
                 route,
                 client,
-                req,
-                Some(response_timeout),
-                &path_and_query,
+                builder,
+                out_headers,
                 bytes,
+                response_timeout,
+                &path_and_query,
             )
             .await
         }
@@ -362,15 +362,15 @@ async fn forward(
                             let bytes = Bytes::from(std::mem::take(&mut pump.out));
                             out_headers
                                 .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-                            let req = finish_request(builder, out_headers, full(bytes.clone()))?;
-                            send(
+                            send_full(
                                 state,
                                 route,
                                 client,
-                                req,
-                                Some(response_timeout),
-                                &path_and_query,
+                                builder,
+                                out_headers,
                                 bytes,
+                                response_timeout,
+                                &path_and_query,
                             )
                             .await
                         }
@@ -471,6 +471,31 @@ async fn read_and_rewrite(
         })?;
     }
     rw.finish(&mut pump.out).map_err(ProxyError::Invalid)
+}
+
+/// Sends a complete (buffered) body.
+#[allow(clippy::too_many_arguments)]
+async fn send_full(
+    state: &Arc<State>,
+    route: &Arc<Route>,
+    client: &super::upstream::HttpClient,
+    builder: http::request::Builder,
+    headers: http::HeaderMap,
+    bytes: Bytes,
+    timeout: Duration,
+    path_and_query: &str,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let req = finish_request(builder, headers, full(bytes.clone()))?;
+    send(
+        state,
+        route,
+        client,
+        req,
+        Some(timeout),
+        path_and_query,
+        bytes,
+    )
+    .await
 }
 
 fn clone_builder(b: &http::request::Builder) -> http::request::Builder {

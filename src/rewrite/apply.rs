@@ -61,16 +61,7 @@ pub(crate) fn apply_scalar(
             scope,
             bits,
         } => {
-            let norm = if is_num {
-                Cow::Borrowed(text)
-            } else {
-                normalise(*n, text)
-            };
-            // A phone number without digits is not a phone number: one shared
-            // pseudonym (or hash) for every such value would be noise.
-            if norm.is_empty() && *n == Normalise::Phone {
-                return None;
-            }
+            let norm = hashed_form(*n, text, is_num)?;
             let key = engine.key(*scope);
             match json_out {
                 Some(out) => {
@@ -83,16 +74,7 @@ pub(crate) fn apply_scalar(
             }
         }
         Action::HashSha256 { normalise: n } => {
-            let norm = if is_num {
-                Cow::Borrowed(text)
-            } else {
-                normalise(*n, text)
-            };
-            // A phone number without digits is not a phone number: one shared
-            // pseudonym (or hash) for every such value would be noise.
-            if norm.is_empty() && *n == Normalise::Phone {
-                return None;
-            }
+            let norm = hashed_form(*n, text, is_num)?;
             match json_out {
                 Some(out) => {
                     out.push(b'"');
@@ -161,6 +143,21 @@ pub(crate) fn apply_scalar(
         // Type mismatches, and embedded_json (handled by the caller).
         _ => None,
     }
+}
+
+/// The text a pseudonym or hash is computed over: the normalised string, or a
+/// number's JSON text as written. A phone number without digits is not a
+/// phone number (one shared pseudonym for every such value would be noise):
+/// `None`, the action cannot apply.
+fn hashed_form(n: Normalise, text: &str, is_num: bool) -> Option<Cow<'_, str>> {
+    if is_num {
+        return Some(Cow::Borrowed(text));
+    }
+    let norm = normalise(n, text);
+    if norm.is_empty() && n == Normalise::Phone {
+        return None;
+    }
+    Some(norm)
 }
 
 /// Writes `s` as a JSON string with quotes: `"` `\` and control characters
