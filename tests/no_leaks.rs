@@ -104,7 +104,8 @@ async fn nothing_personal_or_secret_reaches_logs_errors_metrics_or_rules() {
         ("x-forwarded-for", "203.0.113.77"),
     ];
     let mut error_bodies = Vec::new();
-    let mut cases: Vec<(String, Vec<(&str, &str)>, Vec<u8>)> = vec![
+    type Case<'a> = (String, Vec<(&'a str, &'a str)>, Vec<u8>);
+    let mut cases: Vec<Case> = vec![
         (
             gw.url("/p/v1?v=2&cid=leak-user-42&email=leak.query%40example.org"),
             identity.to_vec(),
@@ -114,7 +115,7 @@ async fn nothing_personal_or_secret_reaches_logs_errors_metrics_or_rules() {
         (
             gw.url("/p/v1"),
             identity.to_vec(),
-            format!(r#"{{"email":"leak.alice@example.com","userId":"leak-user-42"#).into_bytes(),
+            br#"{"email":"leak.alice@example.com","userId":"leak-user-42"#.to_vec(),
         ),
         // Refused: duplicate key holding personal values.
         (
