@@ -36,6 +36,7 @@ pub fn media_type(content_type: &str) -> (String, Option<String>) {
 pub fn classify(
     content_type: Option<&str>,
     has_body: bool,
+    expects_body: bool,
     passthrough: &[String],
 ) -> Result<BodyKind, ProxyError> {
     let Some(ct) = content_type else {
@@ -67,7 +68,11 @@ pub fn classify(
                 "{mt} with a non-UTF-8 charset"
             )));
         }
-        return Ok(if has_body {
+        // An empty JSON document is not a document: a request that carries
+        // a payload (POST, PUT, PATCH) declaring JSON with no body goes to the
+        // engine, which refuses it. NDJSON and forms may be empty.
+        let refuse_empty = expects_body && f == BodyFormat::Json;
+        return Ok(if has_body || refuse_empty {
             BodyKind::Rewrite(f)
         } else {
             BodyKind::Empty
@@ -383,20 +388,29 @@ mod tests {
         ));
         let pt = vec!["image/gif".to_string()];
         assert_eq!(
-            classify(Some("application/json; charset=utf-8"), true, &pt).unwrap(),
+            classify(Some("application/json; charset=utf-8"), true, true, &pt).unwrap(),
             BodyKind::Rewrite(BodyFormat::Json)
         );
         assert_eq!(
-            classify(Some("application/vnd.api+json"), true, &pt).unwrap(),
+            classify(Some("application/vnd.api+json"), true, true, &pt).unwrap(),
             BodyKind::Rewrite(BodyFormat::Json)
         );
-        assert!(classify(Some("application/json; charset=latin1"), true, &pt).is_err());
-        assert!(classify(Some("text/plain"), true, &pt).is_err());
+        assert!(classify(Some("application/json; charset=latin1"), true, true, &pt).is_err());
+        assert!(classify(Some("text/plain"), true, true, &pt).is_err());
         assert_eq!(
-            classify(Some("image/gif"), true, &pt).unwrap(),
+            classify(Some("image/gif"), true, true, &pt).unwrap(),
             BodyKind::Passthrough
         );
-        assert_eq!(classify(None, false, &pt).unwrap(), BodyKind::Empty);
-        assert!(classify(None, true, &pt).is_err());
+        assert_eq!(classify(None, false, false, &pt).unwrap(), BodyKind::Empty);
+        // POST with an empty JSON body: the engine refuses it.
+        assert_eq!(
+            classify(Some("application/json"), false, true, &pt).unwrap(),
+            BodyKind::Rewrite(BodyFormat::Json)
+        );
+        assert_eq!(
+            classify(Some("application/json"), false, false, &pt).unwrap(),
+            BodyKind::Empty
+        );
+        assert!(classify(None, true, true, &pt).is_err());
     }
 }

@@ -194,7 +194,15 @@ async fn forward(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let policy = route.engine.policy();
-    let kind = body::classify(content_type, has_body, &policy.passthrough_content_types)?;
+    let kind = body::classify(
+        content_type,
+        has_body,
+        matches!(
+            parts.method,
+            http::Method::POST | http::Method::PUT | http::Method::PATCH
+        ),
+        &policy.passthrough_content_types,
+    )?;
     let encoding = parts.headers.get(header::CONTENT_ENCODING);
     let encoding_str = match encoding {
         Some(v) => Some(

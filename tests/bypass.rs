@@ -1,0 +1,266 @@
+//! Known ways around minimisers, through the running gateway: each case
+//! asserts that the recording upstream received no raw personal value, or
+//! nothing at all.
+
+mod support;
+
+use bytes::Bytes;
+use support::*;
+
+const RULES: &str = r#"
+upstream = "UPSTREAM"
+[fields]
+"event" = "keep"
+"props" = "keep"
+"**.email" = { action = "pseudonymise", normalise = "email" }
+"userId" = "pseudonymise"
+"blob" = "embedded_json"
+"blob.event" = "keep"
+"blob64" = { action = "embedded_json", encoding = "base64" }
+"blob64.event" = "keep"
+"#;
+
+const RAW: &str = "bypass.alice@example.com";
+
+async fn gateway() -> (Gateway, Upstream) {
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(
+        &[("p.toml", &RULES.replace("UPSTREAM", &up.url()))],
+        Opts::default(),
+    )
+    .await;
+    (gw, up)
+}
+
+/// Every `n_` file of JSONTestSuite is refused with 400 and not one byte of
+/// it reaches the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_test_suite_n_files_are_refused_and_never_forwarded() {
+    let (gw, up) = gateway().await;
+    let c = client();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/conformance/JSONTestSuite/test_parsing");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("n_") {
+            continue;
+        }
+        let body = std::fs::read(&path).unwrap();
+        let r = send(
+            &c,
+            request(
+                "POST",
+                &gw.url("/p/x"),
+                &[("content-type", "application/json")],
+                Bytes::from(body),
+            ),
+        )
+        .await;
+        assert_eq!(r.status, 400, "{name}: {}", r.text());
+        n += 1;
+    }
+    assert_eq!(n, 188);
+    up.assert_untouched();
+}
+
+/// Bodies that must be refused whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smuggling_bodies_are_refused_and_never_forwarded() {
+    let (gw, up) = gateway().await;
+    let c = client();
+    let deep = "[".repeat(10_000) + &"]".repeat(10_000);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "duplicate key",
+            format!(r#"{{"event":"a","email":"x@y.z","email":"{RAW}"}}"#).into_bytes(),
+        ),
+        (
+            "escaped duplicate",
+            format!(r#"{{"email":"x@y.z","em\u0061il":"{RAW}"}}"#).into_bytes(),
+        ),
+        (
+            "lone surrogate",
+            format!(r#"{{"email":"{RAW}\ud800"}}"#).into_bytes(),
+        ),
+        (
+            "invalid utf-8",
+            [format!(r#"{{"event":"{RAW}"#).as_bytes(), b"\xff\"}"].concat(),
+        ),
+        (
+            "overlong utf-8",
+            [format!(r#"{{"event":"{RAW}"#).as_bytes(), b"\xc0\xaf\"}"].concat(),
+        ),
+        (
+            "comment",
+            format!(r#"{{"event":"a" /* {RAW} */}}"#).into_bytes(),
+        ),
+        (
+            "NaN",
+            format!(r#"{{"event":NaN,"email":"{RAW}"}}"#).into_bytes(),
+        ),
+        (
+            "BOM",
+            [
+                b"\xef\xbb\xbf".as_slice(),
+                format!(r#"{{"email":"{RAW}"}}"#).as_bytes(),
+            ]
+            .concat(),
+        ),
+        (
+            "trailing document",
+            format!(r#"{{"event":"a"}}{{"event":"{RAW}"}}"#).into_bytes(),
+        ),
+        (
+            "NDJSON sent as JSON",
+            format!("{{\"event\":\"a\"}}\n{{\"event\":\"{RAW}\"}}\n").into_bytes(),
+        ),
+        ("10,000-deep nesting", deep.into_bytes()),
+    ];
+    for (what, body) in cases {
+        let r = send(
+            &c,
+            request(
+                "POST",
+                &gw.url("/p/x"),
+                &[("content-type", "application/json")],
+                Bytes::from(body),
+            ),
+        )
+        .await;
+        assert_eq!(r.status, 400, "{what}: {}", r.text());
+        assert!(
+            !r.text().contains(RAW),
+            "{what}: error body shows the value"
+        );
+    }
+    // A content type that lies: JSON as text/plain is not rewritten, so it is
+    // refused (415), never passed on.
+    let r = send(
+        &c,
+        request(
+            "POST",
+            &gw.url("/p/x"),
+            &[("content-type", "text/plain")],
+            format!(r#"{{"email":"{RAW}"}}"#),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 415);
+    up.assert_untouched();
+}
+
+/// Bodies that are rewritten: the raw value never reaches the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disguised_personal_values_never_reach_the_upstream() {
+    use base64::Engine as _;
+    let (gw, up) = gateway().await;
+    let c = client();
+    let b64 = base64::engine::general_purpose::STANDARD
+        .encode(format!(r#"{{"event":"e","email":"{RAW}"}}"#));
+    let cases: Vec<(&str, &str, String)> = vec![
+        (
+            "escaped key",
+            "application/json",
+            format!(r#"{{"props":{{"em\u0061il":"{RAW}"}}}}"#),
+        ),
+        (
+            "case variant",
+            "application/json",
+            format!(r#"{{"props":{{"EMAIL":"{RAW}","Email":"{RAW}"}}}}"#),
+        ),
+        (
+            "control-character key",
+            "application/json",
+            format!(r#"{{"props":{{"email\u0000":"{RAW}","e\u200bmail":"{RAW}"}}}}"#),
+        ),
+        (
+            "nested arrays of objects",
+            "application/json",
+            format!(r#"{{"props":{{"a":[[{{"b":[{{"email":"{RAW}"}}]}}]]}}}}"#),
+        ),
+        (
+            "unlisted field",
+            "application/json",
+            format!(r#"{{"event":"e","contact":"{RAW}"}}"#),
+        ),
+        (
+            "stringified JSON",
+            "application/json",
+            format!(r#"{{"blob":"{{\"event\":\"e\",\"email\":\"{RAW}\",\"x\":\"{RAW}\"}}"}}"#),
+        ),
+        (
+            "base64 JSON",
+            "application/json",
+            format!(r#"{{"blob64":"{b64}"}}"#),
+        ),
+        (
+            "big numbers and exotic floats",
+            "application/json",
+            format!(
+                r#"{{"event":1e400,"props":{{"n":-0.0e-0,"m":123456789012345678901234567890}},"email":"{RAW}"}}"#
+            ),
+        ),
+        (
+            "percent-encoded form",
+            "application/x-www-form-urlencoded",
+            "em%61il=bypass.alice%40example.com&event=e".to_string(),
+        ),
+        (
+            "form with ; separator",
+            "application/x-www-form-urlencoded",
+            "event=e;contact=bypass.alice%40example.com".to_string(),
+        ),
+        (
+            "NDJSON",
+            "application/x-ndjson",
+            format!("{{\"email\":\"{RAW}\"}}\n{{\"props\":{{\"Email\":\"{RAW}\"}}}}\n"),
+        ),
+    ];
+    for (what, ct, body) in &cases {
+        let r = send(
+            &c,
+            request(
+                "POST",
+                &gw.url("/p/x"),
+                &[("content-type", ct)],
+                body.clone(),
+            ),
+        )
+        .await;
+        assert!(r.status < 300, "{what}: {} {}", r.status, r.text());
+    }
+    let records = up.records();
+    assert_eq!(records.len(), cases.len());
+    for (rec, (what, _, _)) in records.iter().zip(&cases) {
+        let body = rec.body_str().to_string();
+        let decoded = String::from_utf8_lossy(
+            &scrim::rewrite::form::decode(body.as_bytes(), 0).unwrap_or_default(),
+        )
+        .into_owned();
+        assert!(
+            !body.contains(RAW) && !decoded.contains(RAW),
+            "{what}: raw value forwarded: {body}"
+        );
+        assert!(!body.contains("bypass.alice"), "{what}: {body}");
+    }
+    // Query string and headers too.
+    let r = send(
+        &c,
+        request(
+            "GET",
+            &gw.url(&format!("/p/x?email={RAW}&event=e")),
+            &[
+                ("cookie", RAW),
+                ("x-forwarded-for", "203.0.113.9"),
+                ("x-email", RAW),
+            ],
+            Bytes::new(),
+        ),
+    )
+    .await;
+    assert!(r.status < 300);
+    let last = up.records().pop().unwrap();
+    assert!(!format!("{last:?}").contains(RAW), "{last:?}");
+}
