@@ -100,10 +100,21 @@ pub fn depth_with_embedded(v: &Value) -> usize {
     }
 }
 
+fn has_exponent(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => m.values().any(has_exponent),
+        Value::Array(a) => a.iter().any(has_exponent),
+        Value::Number(n) => n.to_string().contains(['e', 'E']),
+        _ => false,
+    }
+}
+
 /// Whether every string that serde_json reads as a document (plain or
 /// base64) is one the engine must accept too: no duplicate key, and short
-/// enough that no number in it can pass `MAX_NUMBER_LEN`. (The reference
-/// parses embedded documents with plain serde_json, which is laxer.)
+/// enough that no number in it can pass `MAX_NUMBER_LEN`; and one where the
+/// reference sees numbers as written (serde_json turns `1E5` into `1e+5`,
+/// which then pseudonymises differently). (The reference parses embedded
+/// documents with serde_json, which is laxer.)
 pub fn embedded_strict(v: &Value) -> bool {
     match v {
         Value::Object(m) => m.values().all(embedded_strict),
@@ -114,6 +125,7 @@ pub fn embedded_strict(v: &Value) -> bool {
                 Ok(d) => {
                     b.len() < scrim::rewrite::json::MAX_NUMBER_LEN
                         && parse_strict(b).is_ok()
+                        && !has_exponent(&d)
                         && embedded_strict(&d)
                 }
             }

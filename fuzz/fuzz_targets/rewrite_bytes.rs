@@ -45,7 +45,7 @@ fn pos(path: &[String]) -> Pos {
     let p: Vec<&str> = path.iter().map(String::as_str).collect();
     match p.as_slice() {
         [.., "email"] => Pos::Email,
-        ["userId"] | ["payload", "userId"] => Pos::User,
+        ["userid"] | ["payload", "userid"] => Pos::User,
         ["context", "ip"] | ["context", "page", "title"] | ["timestamp"] | ["age"] | ["blob64"] => {
             Pos::Transformed
         }
@@ -53,7 +53,8 @@ fn pos(path: &[String]) -> Pos {
     }
 }
 
-/// The text a scalar is pseudonymised from (strings unescaped, numbers as written).
+/// The text a scalar is pseudonymised from (strings unescaped, numbers as
+/// serde_json writes them).
 fn scalar_text(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
@@ -101,8 +102,17 @@ impl Facts {
                         return;
                     }
                 };
-                let n = normalise(norm, &text);
-                self.pseudonyms.insert(KEY.pseudonymise(n.as_bytes(), 128));
+                // serde_json writes an exponent as `e+`/`e-`: the input may
+                // have had `E` or no sign, which the engine hashes as written.
+                let mut texts = vec![text.clone()];
+                if scalar.is_number() {
+                    let bare = text.replace("e+", "e");
+                    texts.extend([text.replace('e', "E"), bare.replace('e', "E"), bare]);
+                }
+                for t in &texts {
+                    let n = normalise(norm, t);
+                    self.pseudonyms.insert(KEY.pseudonymise(n.as_bytes(), 128));
+                }
                 if text.chars().count() >= 4 {
                     self.secrets.insert(text);
                 }
