@@ -9,12 +9,19 @@ fn shipped_rule_files_load_and_pass_their_tests() {
     let policies = scrim::policy::load_verified(&[dir]).unwrap_or_else(|errors| {
         panic!(
             "{}",
-            errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
+            errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
         )
     });
     let mut names: Vec<&str> = policies.iter().map(|p| p.recipient.as_str()).collect();
     names.sort();
-    assert_eq!(names, ["amplitude", "example", "ga4", "meta_capi", "segment"]);
+    assert_eq!(
+        names,
+        ["amplitude", "example", "ga4", "meta_capi", "segment"]
+    );
     for p in &policies {
         assert!(!p.tests.is_empty(), "{} has no [[tests]]", p.recipient);
     }
