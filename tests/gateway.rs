@@ -1071,7 +1071,10 @@ async fn streamed_body_with_a_late_syntax_error_is_400_and_never_completes_upstr
         got[0].body_str()
     );
     assert!(got[0].body_error, "the upstream body read must fail");
-    assert!(!String::from_utf8_lossy(&got[0].body).contains("bad"));
+    // What streamed before the error is rewritten output (a kept `event`
+    // may have gone, depending on how the tail was framed); never a raw
+    // personal value.
+    assert!(!String::from_utf8_lossy(&got[0].body).contains("alice@example.com"));
 }
 
 // ---------------------------------------------------------------------------
