@@ -264,3 +264,71 @@ async fn disguised_personal_values_never_reach_the_upstream() {
     let last = up.records().pop().unwrap();
     assert!(!format!("{last:?}").contains(RAW), "{last:?}");
 }
+
+/// Raw HTTP/1.1 on a fresh connection; returns what the gateway answered
+/// before closing (or the read timeout).
+async fn raw(addr: std::net::SocketAddr, bytes: &[u8], pause_after: Option<usize>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    match pause_after {
+        Some(n) => {
+            s.write_all(&bytes[..n]).await.unwrap();
+            // Slowloris: stop sending in the middle of the head.
+        }
+        None => s.write_all(bytes).await.unwrap(),
+    }
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// Content-Length and Transfer-Encoding together (request smuggling): hyper
+/// frames the request by Transfer-Encoding alone (RFC 9112 section 6.1) and
+/// drops Content-Length; scrim forwards its own request with a recomputed
+/// Content-Length, so the upstream sees one cleanly framed request and no
+/// raw personal value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_length_with_transfer_encoding_cannot_smuggle() {
+    let (gw, up) = gateway().await;
+    let body = format!(r#"{{"email":"{RAW}"}}"#);
+    let req = format!(
+        "POST /p/x HTTP/1.1\r\nHost: scrim\r\nContent-Type: application/json\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+        body.len()
+    );
+    let answer = raw(gw.running.addr, req.as_bytes(), None).await;
+    assert!(answer.starts_with("HTTP/1.1 "), "{answer}");
+    for r in up.records() {
+        assert!(!r.body_str().contains(RAW), "{}", r.body_str());
+        assert!(r.header("transfer-encoding").is_none());
+        assert_eq!(
+            r.header("content-length"),
+            Some(r.body.len().to_string().as_str())
+        );
+    }
+    assert!(up.records().len() <= 1, "one request in, at most one out");
+}
+
+/// A client that never finishes its request head is cut off by the header
+/// read timeout; nothing reaches the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_headers_are_cut_off() {
+    let up = Upstream::ok().await;
+    let opts = Opts {
+        limits: "header_read_timeout_ms = 300".into(),
+        ..Opts::default()
+    };
+    let gw = Gateway::start(&[("p.toml", &RULES.replace("UPSTREAM", &up.url()))], opts).await;
+    let req = b"POST /p/x HTTP/1.1\r\nHost: scrim\r\nContent-Type: application/json\r\nX-Slow: 1";
+    let start = std::time::Instant::now();
+    let answer = raw(gw.running.addr, req, Some(req.len())).await;
+    let took = start.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(4),
+        "connection held for {took:?}"
+    );
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+    up.assert_untouched();
+}
