@@ -21,7 +21,7 @@ sanitizer="${FUZZ_SANITIZER:-address}"
 if [[ $# -gt 0 ]]; then
     targets=("$@")
 else
-    targets=(rewrite_bytes differential chunking rule_file)
+    targets=(rewrite_bytes differential chunking rule_file gateway_parsers)
 fi
 
 cargo fuzz build --sanitizer "$sanitizer"
