@@ -47,16 +47,8 @@ pub(super) fn parse_json_number(s: &str) -> Option<Decimal<'_>> {
         _ => return None,
     }
     let int = &b[int_start..i];
-    let mut frac: &[u8] = &[];
-    if b.get(i) == Some(&b'.') {
-        let fs = i + 1;
-        let fe = digits_end(b, fs);
-        if fe == fs {
-            return None;
-        }
-        frac = &b[fs..fe];
-        i = fe;
-    }
+    let (frac, after) = fraction(b, i)?;
+    i = after;
     let mut exp = None;
     if matches!(b.get(i), Some(b'e' | b'E')) {
         i += 1;
@@ -94,6 +86,20 @@ pub(super) fn parse_json_number(s: &str) -> Option<Decimal<'_>> {
     })
 }
 
+/// An optional `.digits` at `i`: the digits (empty when there is no dot) and
+/// the index after them; `None` for a dot without digits.
+fn fraction(b: &[u8], i: usize) -> Option<(&[u8], usize)> {
+    if b.get(i) != Some(&b'.') {
+        return Some((&[], i));
+    }
+    let fs = i + 1;
+    let fe = digits_end(b, fs);
+    if fe == fs {
+        return None;
+    }
+    Some((&b[fs..fe], fe))
+}
+
 /// Parses a plain decimal string: `-? [0-9]+ (. [0-9]+)?`. Leading zeros are
 /// allowed; signs other than a leading `-`, exponents, whitespace, thousands
 /// separators and everything else are not.
@@ -110,16 +116,8 @@ pub(super) fn parse_plain_decimal(s: &str) -> Option<Decimal<'_>> {
         return None;
     }
     let int = &b[is..i];
-    let mut frac: &[u8] = &[];
-    if b.get(i) == Some(&b'.') {
-        let fs = i + 1;
-        let fe = digits_end(b, fs);
-        if fe == fs {
-            return None;
-        }
-        frac = &b[fs..fe];
-        i = fe;
-    }
+    let (frac, after) = fraction(b, i)?;
+    i = after;
     if i != b.len() {
         return None;
     }
