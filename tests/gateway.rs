@@ -879,6 +879,60 @@ async fn upstream_garbage_is_502() {
     assert!(!resp.text().contains("not HTTP"), "partner bytes relayed");
 }
 
+/// A huge partner answer streams back to the caller: its first bytes reach
+/// the caller while the partner still holds the rest (a proxy that buffered
+/// the answer would stall here), and all 128 MiB arrive intact and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_upstream_response_streams_back_intact() {
+    const TOTAL: usize = 128 << 20;
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let up = Upstream::start(Mode::Stream {
+        total: TOTAL,
+        chunk: 64 << 10,
+        gate: gate.clone(),
+    })
+    .await;
+    let gw = Gateway::start(
+        &[("big.toml", &rule("big", &up.url(), ""))],
+        Opts::default(),
+    )
+    .await;
+    let resp = tokio::time::timeout(
+        Duration::from_secs(10),
+        client().request(request("GET", &gw.url("/big/export"), &[], Bytes::new())),
+    )
+    .await
+    .expect("response head arrives while the partner holds the body")
+    .expect("response");
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let mut received = 0usize;
+    let mut mismatch = None;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+            .await
+            .unwrap_or_else(|_| panic!("stalled after {received} bytes"));
+        let Some(frame) = frame else { break };
+        let Ok(data) = frame.expect("body frame").into_data() else {
+            continue;
+        };
+        if received == 0 {
+            // Only now may the partner send the rest.
+            gate.notify_one();
+        }
+        for (i, b) in data.iter().enumerate() {
+            if mismatch.is_none() && *b != stream_byte(received + i) {
+                mismatch = Some(received + i);
+            }
+        }
+        received += data.len();
+        assert!(Instant::now() < deadline, "too slow: {received} bytes");
+    }
+    assert_eq!(mismatch, None, "the body was altered");
+    assert_eq!(received, TOTAL, "the whole body arrived");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_timeout_is_504() {
     let up = Upstream::start(Mode::Hang).await;
@@ -2126,4 +2180,42 @@ async fn a_caller_disconnect_does_not_leak_the_inflight_gauge() {
             .filter(|l| l.starts_with("scrim_requests_total{recipient=\"h\""))
             .collect::<Vec<_>>()
     );
+}
+
+// ---------------------------------------------------------------------------
+// The leak audit itself (tests/support/leaks.rs)
+// ---------------------------------------------------------------------------
+
+#[test]
+fn leak_audit_pools_sent_values_and_finds_them_values_and_finds_them() {
+    let a = support::leaks::audit();
+    a.record_request(
+        "http://x/r?cid=audit-self-test-query&v=2",
+        &[
+            ("content-type", "application/json"),
+            ("cookie", "sid=audit-self-test-cookie"),
+        ],
+        br#"{"a":{"b":["audit-self-test-body"]},"c":"{\"d\":\"audit-self-test-embedded\"}"}"#,
+    );
+    a.record_request(
+        "http://x/r",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        b"e=audit%2Dself%2Dtest%2Dform",
+    );
+    for v in [
+        "audit-self-test-query",
+        "audit-self-test-cookie",
+        "audit-self-test-body",
+        "audit-self-test-embedded",
+        "audit-self-test-form",
+    ] {
+        let f = a.findings(&[("a text", format!("before {v} after"))], "00ff");
+        assert!(
+            f.iter().any(|l| l.contains(v) && l.contains("a text")),
+            "{v} not found: {f:?}"
+        );
+    }
+    let secret = "8a1b2c3d4e5f60718293a4b5c6d7e8f9";
+    let f = a.findings(&[("metrics", format!("x {secret} y"))], secret);
+    assert!(f.iter().any(|l| l.contains("key material (hex)")), "{f:?}");
 }

@@ -83,7 +83,9 @@ pub fn route(state: &State, req: &Request<Incoming>) -> Response<ProxyBody> {
     }
 }
 
-fn rules_json(state: &State) -> String {
+/// The `/rules` view: per recipient, selectors and action names (no values,
+/// no credentials, no key material).
+pub fn rules_json(state: &State) -> String {
     let rules = state.rules.load();
     let mut names: Vec<&String> = rules.routes.keys().collect();
     names.sort();

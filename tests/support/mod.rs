@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod leaks;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -178,6 +180,20 @@ pub enum Mode {
     Reset,
     /// Reads the request head, then answers bytes that are not HTTP.
     Garbage,
+    /// Answers 200 with a body of `total` bytes (byte `i` is `i % 251`) in
+    /// `chunk`-sized frames. After the first frame it waits until `gate` is
+    /// notified, so a test can prove the body streams through: a proxy that
+    /// buffered the whole response would never deliver that first frame.
+    Stream {
+        total: usize,
+        chunk: usize,
+        gate: Arc<tokio::sync::Notify>,
+    },
+}
+
+/// Byte `i` of a [`Mode::Stream`] body.
+pub fn stream_byte(i: usize) -> u8 {
+    (i % 251) as u8
 }
 
 #[derive(Default)]
@@ -395,11 +411,7 @@ where
         .await;
 }
 
-async fn record_and_answer(
-    req: Request<Incoming>,
-    mode: Mode,
-    sh: Arc<Shared>,
-) -> Response<Full<Bytes>> {
+async fn record_and_answer(req: Request<Incoming>, mode: Mode, sh: Arc<Shared>) -> Response<Body> {
     let (parts, mut body) = req.into_parts();
     let index = {
         let mut records = sh.records.lock().unwrap();
@@ -442,7 +454,7 @@ async fn record_and_answer(
             if !r.delay.is_zero() {
                 tokio::time::sleep(r.delay).await;
             }
-            let mut resp = Response::new(Full::new(Bytes::from(r.body.clone())));
+            let mut resp = Response::new(full_body(r.body.clone()));
             *resp.status_mut() = StatusCode::from_u16(r.status).unwrap();
             for (k, v) in &r.headers {
                 resp.headers_mut().append(
@@ -454,7 +466,30 @@ async fn record_and_answer(
         }
         Mode::Hang => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
-            Response::new(Full::new(Bytes::new()))
+            Response::new(full_body(Bytes::new()))
+        }
+        Mode::Stream { total, chunk, gate } => {
+            let (mut tx, body) = http_body_util::channel::Channel::<Bytes, BoxError>::new(4);
+            tokio::spawn(async move {
+                let mut sent = 0;
+                while sent < total {
+                    let n = chunk.min(total - sent);
+                    let frame: Vec<u8> = (sent..sent + n).map(stream_byte).collect();
+                    if tx.send_data(Bytes::from(frame)).await.is_err() {
+                        return;
+                    }
+                    if sent == 0 {
+                        gate.notified().await;
+                    }
+                    sent += n;
+                }
+            });
+            let mut resp = Response::new(body.boxed());
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/octet-stream"),
+            );
+            resp
         }
         Mode::Reset | Mode::Garbage => unreachable!(),
     }
@@ -527,6 +562,8 @@ pub fn request(
     headers: &[(&str, &str)],
     body: impl Into<Bytes>,
 ) -> Request<Body> {
+    let body = body.into();
+    leaks::audit().record_request(url, headers, &body);
     let mut b = Request::builder().method(method).uri(url);
     for (k, v) in headers {
         b = b.header(*k, *v);
@@ -554,6 +591,9 @@ where
         .await
         .map_err(|_| -> BoxError { "client body timeout".into() })??
         .to_bytes();
+    if parts.status.as_u16() >= 400 {
+        leaks::audit().record_error_body(&body);
+    }
     Ok(Resp {
         status: parts.status.as_u16(),
         headers: parts.headers,
@@ -597,6 +637,8 @@ pub struct Gateway {
     pub keys_file: PathBuf,
     /// The hex secret of the key ring (to check it never shows).
     pub secret_hex: String,
+    /// Runs the leak audit when the gateway goes away.
+    pub audit: leaks::AuditOnDrop,
 }
 
 /// Converts a path to a TOML basic string.
@@ -608,6 +650,7 @@ pub fn toml_path(p: &Path) -> String {
 impl Gateway {
     /// Starts scrim with these rule files (`name.toml`, contents).
     pub async fn start(rules: &[(&str, &str)], opts: Opts) -> Gateway {
+        leaks::audit();
         let dir = TempDir::new("gw");
         let rules_dir = dir.join("rules");
         std::fs::create_dir_all(&rules_dir).unwrap();
@@ -653,12 +696,17 @@ impl Gateway {
         let running = scrim::proxy::start(config)
             .await
             .unwrap_or_else(|e| panic!("scrim did not start: {e}"));
+        let audit = leaks::AuditOnDrop {
+            state: running.state.clone(),
+            secret_hex: secret_hex.clone(),
+        };
         Gateway {
             running,
             dir,
             rules_dir,
             keys_file,
             secret_hex,
+            audit,
         }
     }
 
