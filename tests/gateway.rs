@@ -1011,6 +1011,76 @@ fn events_input(n: usize) -> (String, Vec<String>) {
 const EVENTS_FIELDS: &str =
     "[fields]\n\"events.event\" = \"keep\"\n\"events.userId\" = \"pseudonymise\"\n";
 
+/// A caller that goes away in the middle of its body: a buffered body is
+/// never forwarded; a streamed one (above the threshold) may have started
+/// upstream, but that request is aborted, never ended cleanly, so the partner
+/// cannot take the truncated part for a whole request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_disconnect_mid_body_never_completes_upstream() {
+    use tokio::io::AsyncWriteExt;
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(
+        &[("s.toml", &rule("s", &up.url(), EVENTS_FIELDS))],
+        Opts {
+            limits: "stream_threshold_bytes = 4096".into(),
+            ..Opts::default()
+        },
+    )
+    .await;
+    for (events, sent_fraction) in [(20, 2), (2000, 2)] {
+        let (input, _) = events_input(events);
+        let sent = input.len() / sent_fraction;
+        let mut s = tokio::net::TcpStream::connect(gw.running.addr)
+            .await
+            .unwrap();
+        let head = format!(
+            "POST /s/batch HTTP/1.1\r\nHost: scrim\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            input.len()
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        for chunk in input.as_bytes()[..sent].chunks(4096) {
+            s.write_all(chunk).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        // Give a streamed body time to reach the partner, then hang up.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(s);
+        let records = up
+            .wait_for(Duration::from_secs(3), |r| {
+                r.iter().all(|x| x.complete || x.body_error)
+            })
+            .await;
+        if input.len() <= 4096 {
+            assert!(
+                records.is_empty(),
+                "a buffered body was forwarded: {records:#?}"
+            );
+        } else {
+            assert!(
+                !records.is_empty(),
+                "the streamed body started upstream before the caller left"
+            );
+        }
+        for r in &records {
+            assert!(
+                !r.complete && r.body_error,
+                "a truncated body ended cleanly upstream ({} bytes)",
+                r.body.len()
+            );
+            assert!(!r.body_str().contains("s-1\""), "dropped field forwarded");
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let m = gw.admin_get("/metrics").await.text();
+        if m.contains("scrim_inflight_requests 0") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "in-flight gauge stuck: {m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn body_above_the_stream_threshold_streams_through_exactly() {
     let up = Upstream::ok().await;
@@ -2187,7 +2257,7 @@ async fn a_caller_disconnect_does_not_leak_the_inflight_gauge() {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn leak_audit_pools_sent_values_and_finds_them_values_and_finds_them() {
+fn leak_audit_pools_sent_values_and_finds_them() {
     let a = support::leaks::audit();
     a.record_request(
         "http://x/r?cid=audit-self-test-query&v=2",
