@@ -1172,6 +1172,7 @@ fn systemd_unit_is_sandboxed_and_runs_what_the_cli_accepts() {
         .arg(&path)
         .output()
         .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
     let text = String::from_utf8_lossy(&out.stdout);
     let exposure: f64 = text
         .lines()
