@@ -225,7 +225,8 @@ pub struct QueryRule;
 /// A `[fields]` table without `action`: selectors under a common prefix.
 struct FieldGroup;
 
-/// An action written by name; `QUERY` leaves out the body-only actions.
+/// An action written by name, with its default options; `QUERY` leaves out
+/// the body-only actions. Actions with a required option have no name form.
 struct ActionName<const QUERY: bool>;
 
 /// The table form of one action: its options plus `action = "<name>"`.
@@ -243,19 +244,25 @@ trait ActionOptions: JsonSchema {
 struct ActionEntry {
     name: &'static str,
     in_query: bool,
+    /// Whether the action has a required option, so that its name alone is
+    /// not a complete rule (`bucket` needs `bounds`).
+    needs_options: bool,
     description: serde_json::Value,
     table: Schema,
 }
 
 impl ActionEntry {
     fn of<T: ActionOptions>(generator: &mut SchemaGenerator) -> ActionEntry {
-        let description = T::json_schema(generator)
-            .get("description")
-            .cloned()
-            .unwrap_or_default();
+        let options = T::json_schema(generator);
+        let description = options.get("description").cloned().unwrap_or_default();
+        let needs_options = options
+            .get("required")
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|r| !r.is_empty());
         ActionEntry {
             name: T::NAME,
             in_query: T::IN_QUERY,
+            needs_options,
             description,
             table: generator.subschema_for::<ActionTable<T>>(),
         }
@@ -324,7 +331,7 @@ impl<const QUERY: bool> JsonSchema for ActionName<QUERY> {
     fn json_schema(generator: &mut SchemaGenerator) -> Schema {
         let actions: Vec<ActionEntry> = actions(generator)
             .into_iter()
-            .filter(|a| a.in_query || !QUERY)
+            .filter(|a| (a.in_query || !QUERY) && !a.needs_options)
             .collect();
         let names: Vec<&str> = actions.iter().map(|a| a.name).collect();
         let docs: Vec<&serde_json::Value> = actions.iter().map(|a| &a.description).collect();
