@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 /// A configuration problem.
@@ -34,86 +35,181 @@ pub enum ConfigError {
     },
 }
 
-/// `scrim.toml` as written.
-#[derive(Debug, Default, Deserialize)]
+/// scrim's server configuration, `scrim.toml`. Every option has a safe
+/// default; relative paths are relative to this file. Reference:
+/// docs/operations.md.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RawConfig {
+#[schemars(title = "scrim server configuration")]
+pub(crate) struct RawConfig {
+    /// The service-side listener, where services send partner-bound requests
+    /// (`/{recipient}/{path}`).
     #[serde(default)]
     listen: RawListen,
+    /// The admin listener: `/metrics`, `/healthz`, `/readyz`, `/rules`,
+    /// `/captured`.
     #[serde(default)]
     admin: RawAdmin,
+    /// Where the rule files are.
     #[serde(default)]
     rules: RawRules,
+    /// The key ring for pseudonyms.
     #[serde(default)]
     keys: RawKeys,
+    /// Request limits.
     #[serde(default)]
     limits: RawLimits,
+    /// The client that talks to partners.
     #[serde(default)]
     upstream: RawUpstream,
+    /// Log output.
     #[serde(default)]
     log: RawLog,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `[listen]`: the service-side listener (HTTP/1.1 and h2c; with TLS, ALPN
+/// h2 and http/1.1).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Listen")]
 struct RawListen {
+    /// `IP:port` to listen on (default `127.0.0.1:8080`).
     address: Option<String>,
+    /// PEM certificate chain: serve TLS (needs `tls_key`).
     tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
     tls_key: Option<PathBuf>,
+    /// PEM CA bundle: require client certificates it signs (mTLS; needs
+    /// `tls_cert` and `tls_key`).
     client_ca: Option<PathBuf>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `[admin]`: the admin listener.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Admin")]
 struct RawAdmin {
+    /// `IP:port` of the admin listener (default `127.0.0.1:9090`); keep it on
+    /// loopback.
     address: Option<String>,
+    /// Requests kept by the `capture:` upstream for `/captured` (default 100).
     captured_max: Option<usize>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `[rules]`: the rule files.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Rules")]
 struct RawRules {
+    /// Directory of `*.toml` rule files (default `rules`).
     dir: Option<PathBuf>,
+    /// Reload when the directory changes (default `true`).
     watch: Option<bool>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `[keys]`: the key ring.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Keys")]
 struct RawKeys {
+    /// Key ring file (default: `$SCRIM_KEYS_FILE`, else none).
     file: Option<PathBuf>,
+    /// With no key ring, start with a random key and a loud warning (default
+    /// `true`): pseudonyms then change on every restart. Set `false` in
+    /// production.
     allow_ephemeral: Option<bool>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `[limits]`: request limits.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Limits")]
 struct RawLimits {
+    /// Body bytes after decoding (default 10485760, 10 MiB); 413 beyond.
+    #[schemars(range(min = 1))]
     body_bytes: Option<u64>,
+    /// Bodies up to this size are rewritten completely before anything is
+    /// sent (default 1048576, 1 MiB); larger bodies stream.
     stream_threshold_bytes: Option<u64>,
+    /// Request header section bytes, at least 1024 (default 32768); 431
+    /// beyond.
+    #[schemars(range(min = 1024))]
     header_bytes: Option<usize>,
+    /// Request header count (default 100); 431 beyond.
+    #[schemars(range(min = 1))]
     header_count: Option<usize>,
+    /// Time to receive the request head and TLS handshake, in milliseconds
+    /// (default 10000).
     header_read_timeout_ms: Option<u64>,
+    /// Longest wait for the next body chunk, in milliseconds (default 15000);
+    /// 408 beyond.
     body_idle_timeout_ms: Option<u64>,
+    /// Requests in flight (default 1024); 503 beyond, shed immediately.
+    #[schemars(range(min = 1))]
     concurrency: Option<usize>,
+    /// HTTP/2 concurrent streams per connection (default 100).
     h2_max_concurrent_streams: Option<u32>,
+    /// Drain time on SIGTERM, in milliseconds (default 30000).
     shutdown_grace_ms: Option<u64>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `[upstream]`: the client that talks to partners.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Upstream")]
 struct RawUpstream {
+    /// TCP and TLS connect timeout, in milliseconds (default 5000); 502
+    /// beyond.
     connect_timeout_ms: Option<u64>,
+    /// Time to the partner's response head, in milliseconds (default 15000);
+    /// 504 beyond.
     response_timeout_ms: Option<u64>,
+    /// Idle pooled connections close after this, in milliseconds (default
+    /// 90000).
     pool_idle_timeout_ms: Option<u64>,
+    /// Idle connections kept per partner host (default 64).
     pool_max_idle_per_host: Option<usize>,
+    /// Root certificates that verify partners (default `webpki`).
+    #[schemars(with = "Option<RootsName>")]
     roots: Option<String>,
+    /// An extra PEM CA bundle trusted for every partner (a rule file can add
+    /// its own `ca_file`).
     extra_ca_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Root certificate set.
+#[derive(JsonSchema)]
+#[schemars(rename_all = "snake_case")]
+#[allow(dead_code)] // describes the strings `Config::from_raw` accepts
+enum RootsName {
+    /// The Mozilla root set compiled in.
+    Webpki,
+    /// The operating system's store.
+    System,
+}
+
+/// `[log]`: log output.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Log")]
 struct RawLog {
+    /// Line format (default `text`; `--log-format` overrides).
+    #[schemars(with = "Option<LogFormatName>")]
     format: Option<String>,
+    /// Tracing filter, e.g. `info` or `scrim=debug` (default `info`;
+    /// `RUST_LOG` overrides).
     level: Option<String>,
+}
+
+/// Log line format.
+#[derive(JsonSchema)]
+#[schemars(rename_all = "snake_case")]
+#[allow(dead_code)] // describes the strings `Config::from_raw` accepts
+enum LogFormatName {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Service-side TLS.

@@ -16,3 +16,4 @@ pub mod policy;
 pub mod proxy;
 pub mod pseudonym;
 pub mod rewrite;
+pub mod schema;

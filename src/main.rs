@@ -101,6 +101,28 @@ enum Command {
         #[arg(long)]
         activate: bool,
     },
+    /// Print the JSON Schema (draft 7) of rule files or of scrim.toml, for
+    /// editor completion, hover help and validation. The copies in schema/
+    /// are this output; editors find them through .taplo.toml or a
+    /// `#:schema` first line.
+    ///
+    /// Examples:
+    ///   scrim schema rules > schema/rules.schema.json
+    ///   scrim schema config > schema/scrim.schema.json
+    #[command(verbatim_doc_comment)]
+    Schema {
+        /// Which file's schema.
+        #[arg(value_enum)]
+        of: SchemaOf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SchemaOf {
+    /// Rule files (rules/*.toml).
+    Rules,
+    /// The server configuration (scrim.toml).
+    Config,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -132,6 +154,21 @@ fn main() -> ExitCode {
             file,
         } => rewrite(rules, &recipient, keys, test_key, format, explain, file),
         Command::Keygen { keys, id, activate } => keygen(keys, id, activate),
+        Command::Schema { of } => schema(of),
+    }
+}
+
+fn schema(of: SchemaOf) -> ExitCode {
+    let schema = match of {
+        SchemaOf::Rules => scrim::schema::rules(),
+        SchemaOf::Config => scrim::schema::config(),
+    };
+    match std::io::stdout().write_all(scrim::schema::render(&schema).as_bytes()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("scrim: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -112,7 +112,9 @@ impl Action {
     }
 }
 
-/// Every action name, for suggestions.
+/// Every action name, for suggestions. The rule-file schema describes each
+/// one (`policy::raw`); `tests/schema.rs` checks that both list the same
+/// actions and options.
 pub const ACTION_NAMES: &[&str] = &[
     "keep",
     "drop",
@@ -143,6 +145,12 @@ pub fn options_of(action: &str) -> &'static [&'static str] {
         _ => &[],
     }
 }
+
+/// The values of `scan`'s `replace` option.
+pub const SCAN_REPLACE_NAMES: &[&str] = &["pseudonymise", "redact"];
+
+/// The values of `embedded_json`'s `encoding` option.
+pub const ENCODING_NAMES: &[&str] = &["plain", "base64"];
 
 /// Default detector set for `scan`.
 pub fn all_detectors() -> DetectorSet {

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
-use super::action::{ACTION_NAMES, Action, ScanReplace, options_of};
+use super::action::{
+    ACTION_NAMES, Action, ENCODING_NAMES, SCAN_REPLACE_NAMES, ScanReplace, options_of,
+};
 use super::dfa::{Dfa, DfaError};
 use super::raw::{RawRuleFile, RawTest};
 use super::selector::{Segment, Selector};
@@ -649,7 +651,7 @@ fn parse_action(
                         format!(
                             "unknown replace \"{}\"{}",
                             other.escape_debug(),
-                            did_you_mean(other, &["pseudonymise", "redact"])
+                            did_you_mean(other, SCAN_REPLACE_NAMES)
                         ),
                     ));
                 }
@@ -669,7 +671,7 @@ fn parse_action(
                         format!(
                             "unknown encoding \"{}\"{}",
                             other.escape_debug(),
-                            did_you_mean(other, &["plain", "base64"])
+                            did_you_mean(other, ENCODING_NAMES)
                         ),
                     ));
                 }

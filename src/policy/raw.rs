@@ -3,97 +3,655 @@
 //! These types only describe the TOML shape. Everything that needs judgement
 //! (selectors, actions and their options, URLs, header names) is validated in
 //! [`super::compile`], which turns them into a [`super::CompiledPolicy`].
+//!
+//! The same types give the rule files' JSON Schema (`scrim schema rules`):
+//! their doc comments are the descriptions an editor shows on hover, so they
+//! are written for the person editing a rule file. Field and query actions
+//! are parsed from [`toml::Value`] by the compiler (for its located,
+//! did-you-mean messages); their shape is described by the `*Table` types at
+//! the end of this file, and `tests/schema.rs` proves the two agree.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::Deserialize;
 use toml::Spanned;
 
-/// One rule file, as parsed.
-#[derive(Debug, Deserialize)]
+/// A scrim rule file: what one recipient (partner) may receive. A field, query
+/// parameter or header leaves only if a rule below allows it, and then only in
+/// the form its action gives; everything else is dropped. Reference:
+/// docs/rules.md.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "scrim rule file")]
 pub struct RawRuleFile {
-    /// Recipient name; defaults to the file stem.
+    /// Routing name: requests to `/{recipient}/{rest}` go to
+    /// `{upstream}/{rest}`. 1 to 64 characters of `A-Z a-z 0-9 _ -` (it is a
+    /// URL path segment). Default: the file name without `.toml`.
+    #[schemars(
+        with = "Option<String>",
+        length(min = 1, max = 64),
+        regex(pattern = r"^[A-Za-z0-9_-]+$")
+    )]
     pub recipient: Option<Spanned<String>>,
-    /// Partner base URL (`https://...`; `http://` for loopback or with
-    /// `allow_plain_http = true`; `capture:` for the built-in capture upstream).
+    /// The partner's base URL: `https://host[:port][/base/path]` (no
+    /// userinfo, query or fragment); `http://` only for loopback or with
+    /// `allow_plain_http = true`; `capture:` for the built-in capture upstream,
+    /// which records what would have been sent (listed at `/captured`).
+    #[schemars(with = "String")]
     pub upstream: Spanned<String>,
-    /// Host names claimed for Host-based routing.
+    /// Host names this recipient also claims, for transparent egress: a
+    /// request whose `Host` is one of them is routed here. Compared in lower
+    /// case, without port.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub hosts: Vec<Spanned<String>>,
-    /// Allows an `http://` upstream that is not on loopback (in-cluster partners).
+    /// Allows an `http://` upstream that is not on loopback (an in-cluster
+    /// partner). Default `false`.
     #[serde(default)]
     pub allow_plain_http: bool,
-    /// Content types forwarded untouched (no rewriting). Empty by default.
+    /// Content types forwarded untouched, e.g. `["image/gif"]`:
+    /// `type/subtype` only, no parameters. JSON, NDJSON and form bodies are
+    /// always rewritten and cannot be listed; any other type not listed is
+    /// refused with 415. Default: none.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub passthrough_content_types: Vec<Spanned<String>>,
-    /// Pseudonym scope for this recipient; defaults to the recipient name.
+    /// Pseudonym scope: pseudonyms are equal for one key, scope and value,
+    /// and unrelated across scopes. Default: the recipient name, so two
+    /// partners cannot join their data. Not empty.
+    #[schemars(with = "Option<String>", length(min = 1))]
     pub scope: Option<Spanned<String>>,
-    /// Extra PEM CA bundle trusted for this recipient's upstream.
+    /// A PEM CA bundle also trusted for this upstream's certificate; a
+    /// relative path is relative to the rule file.
+    #[schemars(with = "Option<String>")]
     pub ca_file: Option<Spanned<String>>,
-    /// Requests per second allowed to this recipient (429 beyond).
+    /// Requests per second allowed to this recipient; beyond it requests get
+    /// 429 with `Retry-After`. Default: no limit.
+    #[schemars(with = "Option<RawRateLimit>")]
     pub rate_limit: Option<Spanned<RawRateLimit>>,
-    /// Maximum JSON nesting depth for this recipient (default 64).
+    /// Deepest JSON nesting accepted, 1 to 1024 (default 64); deeper bodies
+    /// are refused with 400.
+    #[schemars(with = "Option<i64>", range(min = 1, max = 1024))]
     pub max_depth: Option<Spanned<i64>>,
-    /// Request header minimisation.
+    /// Request header minimisation: which headers pass, which are set.
+    /// Default: no caller header passes.
     #[serde(default)]
     pub headers: RawHeaders,
-    /// Query parameter rules: parameter name (or `*`) to action.
+    /// Query parameter rules: a parameter name (taken literally, after
+    /// percent-decoding) or `"*"` for any other parameter, to an action.
+    /// Parameters not listed are dropped. `embedded_json` is not available
+    /// here.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, QueryRule>")]
     pub query: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
-    /// Body field rules: selector to action.
+    /// Body field rules: a selector (`user.email`, `items.*.sku`, `**.ip`)
+    /// to an action. Fields not matched are dropped.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, FieldRule>")]
     pub fields: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
-    /// Self-tests run by `scrim test` and `scrim check`.
+    /// Self-tests, run by `scrim check` and `scrim test` under the fixed test
+    /// key. Each must assert something.
     #[serde(default)]
+    #[schemars(with = "Vec<RawTest>")]
     pub tests: Vec<Spanned<RawTest>>,
+    /// Lint findings accepted on review, each with its reason.
+    #[serde(default)]
+    #[schemars(with = "Vec<RawAllow>")]
+    pub allow: Vec<Spanned<RawAllow>>,
 }
 
 /// `rate_limit = { per_second = 100, burst = 200 }`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "RateLimit")]
 pub struct RawRateLimit {
-    /// Sustained requests per second.
+    /// Sustained requests per second; greater than 0.
+    #[schemars(range(min = 1))]
     pub per_second: u32,
-    /// Requests allowed in a burst (default: `per_second`).
+    /// Requests allowed in a burst; greater than 0. Default: `per_second`.
+    #[schemars(range(min = 1))]
     pub burst: Option<u32>,
 }
 
-/// `[headers]`.
-#[derive(Debug, Default, Deserialize)]
+/// `[headers]`: request header minimisation. Hop-by-hop headers never pass;
+/// `Host`, `Content-Length`, `Content-Encoding` and `Content-Type` are always
+/// set by scrim.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Headers")]
 pub struct RawHeaders {
-    /// Request headers that may pass (case-insensitive names).
+    /// Request header names (case-insensitive) that may pass. Every other
+    /// header is dropped, `Cookie` and `Authorization` included.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub allow: Vec<Spanned<String>>,
-    /// Headers set on the upstream request: a literal value, or `env:NAME`.
+    /// Headers put on every upstream request, replacing any the caller sent:
+    /// a literal value (visible ASCII, never printed) or `env:NAME`, read from
+    /// the gateway's environment when the rules load. Use `env:` for
+    /// credentials.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
     pub set: BTreeMap<Spanned<String>, Spanned<String>>,
 }
 
-/// One `[[tests]]` case.
-#[derive(Debug, Deserialize)]
+/// One `[[tests]]` case: an input body and what must hold of its rewrite.
+/// Give `expect`, `absent`, `present`, `transformed` or `refused = true`.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Test")]
 pub struct RawTest {
-    /// What the case shows.
+    /// What the case shows; printed in results.
     pub name: String,
-    /// The request body.
+    /// The request body. Use a literal string (`'...'`) so JSON escapes are
+    /// written as in a real body.
     pub input: String,
-    /// Body format: `json` (default), `ndjson` or `form`.
+    /// Body format: `json` (default), `ndjson` (one document a line) or
+    /// `form`.
+    #[schemars(with = "Option<TestFormat>")]
     pub format: Option<String>,
-    /// The exact expected output (compared after removing insignificant
-    /// whitespace), under the documented test key.
+    /// The exact expected output, under the test key. Whitespace outside
+    /// strings is ignored within a line; line breaks separate NDJSON
+    /// documents.
     pub expect: Option<String>,
-    /// Paths that must not appear in the output.
+    /// Paths that must not appear in any output document.
     #[serde(default)]
     pub absent: Vec<String>,
-    /// Paths that must appear in the output.
+    /// Paths that must appear (in at least one output document).
     #[serde(default)]
     pub present: Vec<String>,
-    /// Paths that must appear with a value different from the input's.
+    /// Paths that must appear with a value that is none of the input's
+    /// values at that path.
     #[serde(default)]
     pub transformed: Vec<String>,
-    /// The input must be refused (invalid, too deep ...).
+    /// `true`: the input must be refused (invalid JSON, duplicate key, too
+    /// deep ...).
     #[serde(default)]
     pub refused: bool,
+}
+
+/// Body format of a `[[tests]]` case.
+#[derive(JsonSchema)]
+#[schemars(rename_all = "snake_case")]
+#[allow(dead_code)] // describes the strings `compile_test` accepts
+enum TestFormat {
+    /// One JSON document (the default).
+    Json,
+    /// Newline-delimited JSON: one document a line.
+    Ndjson,
+    /// `application/x-www-form-urlencoded`.
+    Form,
+}
+
+/// One `[[allow]]` entry: a lint finding accepted on review.
+///
+/// ```toml
+/// [[allow]]
+/// lint = "P001"
+/// selector = "user.ip"
+/// reason = "why this is acceptable"
+/// ```
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Allow")]
+pub struct RawAllow {
+    /// The lint code, e.g. `P001`.
+    #[schemars(with = "String")]
+    pub lint: Spanned<String>,
+    /// The selector the finding is accepted for; every selector when absent.
+    #[schemars(with = "Option<String>")]
+    pub selector: Option<Spanned<String>>,
+    /// Why this is acceptable; required, read on review.
+    #[schemars(with = "String")]
+    pub reason: Spanned<String>,
+}
+
+// What follows describes actions as rule files write them, for the schema
+// only: the compiler reads actions from `toml::Value` (see `parse_action`),
+// and the lists it checks against are [`super::action::ACTION_NAMES`] and
+// [`super::action::options_of`]. An action added there needs its table here.
+
+/// The value of a `[fields]` entry: an action name, a table with `action`
+/// and its options, or a table without `action` grouping selectors under a
+/// common prefix (`context = { ip = "truncate_ip" }` is
+/// `"context.ip" = "truncate_ip"`).
+pub struct FieldRule;
+
+/// The value of a `[query]` entry: an action name or a table with `action`
+/// and its options (`embedded_json` is not available for query parameters).
+pub struct QueryRule;
+
+/// A `[fields]` table without `action`: selectors under a common prefix.
+struct FieldGroup;
+
+/// An action written by name, with its default options; `QUERY` leaves out
+/// the body-only actions. Actions with a required option have no name form.
+struct ActionName<const QUERY: bool>;
+
+/// The table form of one action: its options plus `action = "<name>"`.
+struct ActionTable<T>(std::marker::PhantomData<T>);
+
+/// The options of one action, as a rule file writes them in the table form.
+trait ActionOptions: JsonSchema {
+    /// The action's name.
+    const NAME: &'static str;
+    /// Whether `[query]` accepts it.
+    const IN_QUERY: bool = true;
+}
+
+/// One action's schema pieces.
+struct ActionEntry {
+    name: &'static str,
+    in_query: bool,
+    /// Whether the action has a required option, so that its name alone is
+    /// not a complete rule (`bucket` needs `bounds`).
+    needs_options: bool,
+    description: serde_json::Value,
+    table: Schema,
+}
+
+impl ActionEntry {
+    fn of<T: ActionOptions>(generator: &mut SchemaGenerator) -> ActionEntry {
+        let options = T::json_schema(generator);
+        let description = options.get("description").cloned().unwrap_or_default();
+        let needs_options = options
+            .get("required")
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|r| !r.is_empty());
+        ActionEntry {
+            name: T::NAME,
+            in_query: T::IN_QUERY,
+            needs_options,
+            description,
+            table: generator.subschema_for::<ActionTable<T>>(),
+        }
+    }
+}
+
+/// Every action, in [`super::action::ACTION_NAMES`] order.
+fn actions(generator: &mut SchemaGenerator) -> Vec<ActionEntry> {
+    vec![
+        ActionEntry::of::<KeepTable>(generator),
+        ActionEntry::of::<DropTable>(generator),
+        ActionEntry::of::<PseudonymiseTable>(generator),
+        ActionEntry::of::<HashSha256Table>(generator),
+        ActionEntry::of::<TruncateIpTable>(generator),
+        ActionEntry::of::<CoarsenTimeTable>(generator),
+        ActionEntry::of::<BucketTable>(generator),
+        ActionEntry::of::<MaskEmailTable>(generator),
+        ActionEntry::of::<StripQueryTable>(generator),
+        ActionEntry::of::<RedactTable>(generator),
+        ActionEntry::of::<ScanTable>(generator),
+        ActionEntry::of::<EmbeddedJsonTable>(generator),
+    ]
+}
+
+impl<T: ActionOptions> JsonSchema for ActionTable<T> {
+    fn schema_name() -> Cow<'static, str> {
+        T::schema_name()
+    }
+
+    fn schema_id() -> Cow<'static, str> {
+        format!("scrim::ActionTable<{}>", T::schema_id()).into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let mut schema = T::json_schema(generator);
+        let obj = schema.ensure_object();
+        let props = obj
+            .entry("properties")
+            .or_insert_with(|| serde_json::Value::Object(Default::default()));
+        if let serde_json::Value::Object(props) = props {
+            props.insert(
+                "action".into(),
+                serde_json::json!({ "type": "string", "const": T::NAME }),
+            );
+        }
+        let required = obj
+            .entry("required")
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+        if let serde_json::Value::Array(required) = required {
+            required.insert(0, "action".into());
+        }
+        schema
+    }
+}
+
+impl<const QUERY: bool> JsonSchema for ActionName<QUERY> {
+    fn schema_name() -> Cow<'static, str> {
+        if QUERY {
+            "QueryActionName"
+        } else {
+            "ActionName"
+        }
+        .into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let actions: Vec<ActionEntry> = actions(generator)
+            .into_iter()
+            .filter(|a| (a.in_query || !QUERY) && !a.needs_options)
+            .collect();
+        let names: Vec<&str> = actions.iter().map(|a| a.name).collect();
+        let docs: Vec<&serde_json::Value> = actions.iter().map(|a| &a.description).collect();
+        json_schema!({
+            "description": "An action, with its default options.",
+            "type": "string",
+            "enum": names,
+            "x-taplo": { "docs": { "enumValues": docs } },
+        })
+    }
+}
+
+impl JsonSchema for FieldRule {
+    fn schema_name() -> Cow<'static, str> {
+        "FieldRule".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let mut one_of = vec![generator.subschema_for::<ActionName<false>>()];
+        one_of.extend(actions(generator).into_iter().map(|a| a.table));
+        one_of.push(generator.subschema_for::<FieldGroup>());
+        json_schema!({
+            "description": "An action name, a table with `action` and its options, or a table of selectors under this prefix.",
+            "oneOf": one_of,
+        })
+    }
+}
+
+impl JsonSchema for QueryRule {
+    fn schema_name() -> Cow<'static, str> {
+        "QueryRule".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let mut one_of = vec![generator.subschema_for::<ActionName<true>>()];
+        one_of.extend(
+            actions(generator)
+                .into_iter()
+                .filter(|a| a.in_query)
+                .map(|a| a.table),
+        );
+        json_schema!({
+            "description": "An action name or a table with `action` and its options.",
+            "oneOf": one_of,
+        })
+    }
+}
+
+impl JsonSchema for FieldGroup {
+    fn schema_name() -> Cow<'static, str> {
+        "FieldGroup".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "Selectors under a common prefix (a table without `action`).",
+            "type": "object",
+            "minProperties": 1,
+            "not": { "required": ["action"] },
+            "additionalProperties": generator.subschema_for::<FieldRule>(),
+        })
+    }
+}
+
+/// `keep`: passes the value verbatim (bytes, escapes, number spelling); a
+/// container with its subtree, except where a deeper selector says otherwise.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+struct KeepTable {}
+
+impl ActionOptions for KeepTable {
+    const NAME: &'static str = "keep";
+}
+
+/// `drop`: removes the field (also the default for anything no selector
+/// allows).
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+struct DropTable {}
+
+impl ActionOptions for DropTable {
+    const NAME: &'static str = "drop";
+}
+
+/// `pseudonymise`: a keyed HMAC-SHA256 of the normalised value,
+/// `<key id>.<base64url>`. Stable per key, scope and value; useless elsewhere.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+#[allow(dead_code)]
+struct PseudonymiseTable {
+    /// Normalisation before hashing. Default: none (hashed as it is).
+    normalise: Option<NormaliseName>,
+    /// Pseudonym scope; naming a shared scope in two files lets those
+    /// recipients join on it. Default: the file's `scope`.
+    #[schemars(length(min = 1))]
+    scope: Option<String>,
+    /// Output length in bits: a multiple of 8 from 64 to 256 (default 128).
+    #[schemars(range(min = 64, max = 256), extend("multipleOf" = 8))]
+    bits: Option<i64>,
+}
+
+impl ActionOptions for PseudonymiseTable {
+    const NAME: &'static str = "pseudonymise";
+}
+
+/// `hash_sha256`: unkeyed SHA-256 of the normalised value, 64 lowercase hex
+/// digits. Pseudonymous, not anonymous: anyone can compute the same hash.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+#[allow(dead_code)]
+struct HashSha256Table {
+    /// Normalisation before hashing. Default: none (hashed as it is).
+    normalise: Option<NormaliseName>,
+}
+
+impl ActionOptions for HashSha256Table {
+    const NAME: &'static str = "hash_sha256";
+}
+
+/// `truncate_ip`: zeroes the host bits of an IP address
+/// (`203.0.113.77` gives `203.0.113.0`).
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+#[allow(dead_code)]
+struct TruncateIpTable {
+    /// IPv4 prefix length kept, 0 to 32 (default 24).
+    #[schemars(range(min = 0, max = 32))]
+    v4_prefix: Option<i64>,
+    /// IPv6 prefix length kept, 0 to 128 (default 48).
+    #[schemars(range(min = 0, max = 128))]
+    v6_prefix: Option<i64>,
+}
+
+impl ActionOptions for TruncateIpTable {
+    const NAME: &'static str = "truncate_ip";
+}
+
+/// `coarsen_time`: rounds an RFC 3339 timestamp or an epoch number down,
+/// keeping its format.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+#[allow(dead_code)]
+struct CoarsenTimeTable {
+    /// The unit rounded down to (default `hour`).
+    unit: Option<TimeUnitName>,
+}
+
+impl ActionOptions for CoarsenTimeTable {
+    const NAME: &'static str = "coarsen_time";
+}
+
+/// `bucket`: a number into a band label such as `"25-34"`, `"<18"` or
+/// `"65+"`.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+#[allow(dead_code)]
+struct BucketTable {
+    /// Band bounds: strictly increasing integers, e.g. `[18, 25, 35, 45, 55, 65]`.
+    #[schemars(length(min = 1))]
+    bounds: Vec<i64>,
+}
+
+impl ActionOptions for BucketTable {
+    const NAME: &'static str = "bucket";
+}
+
+/// `mask_email`: keeps only the domain of an email address, lower-cased.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+struct MaskEmailTable {}
+
+impl ActionOptions for MaskEmailTable {
+    const NAME: &'static str = "mask_email";
+}
+
+/// `strip_query`: removes the query, fragment and userinfo of a URL; the
+/// path stays.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+#[allow(dead_code)]
+struct StripQueryTable {
+    /// Query parameters that stay, by raw name, in their original order.
+    /// Default: none.
+    keep_params: Option<Vec<String>>,
+}
+
+impl ActionOptions for StripQueryTable {
+    const NAME: &'static str = "strip_query";
+}
+
+/// `redact`: replaces the value (string, number or whole object) by a
+/// constant string.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+#[allow(dead_code)]
+struct RedactTable {
+    /// The replacement (default `"[redacted]"`).
+    with: Option<String>,
+}
+
+impl ActionOptions for RedactTable {
+    const NAME: &'static str = "redact";
+}
+
+/// `scan`: finds personal data inside free text and replaces each find.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+// `with` goes with `replace = "redact"` only.
+#[schemars(extend("dependencies" = {
+    "with": { "required": ["replace"], "properties": { "replace": { "const": "redact" } } }
+}))]
+#[allow(dead_code)]
+struct ScanTable {
+    /// What to look for. Default: every detector.
+    detect: Option<Vec<DetectorName>>,
+    /// What each find becomes (default `pseudonymise`).
+    replace: Option<ScanReplaceName>,
+    /// The replacement with `replace = "redact"` (default `"[redacted]"`).
+    with: Option<String>,
+    /// Pseudonym scope with `replace = "pseudonymise"`. Default: the file's
+    /// `scope`.
+    #[schemars(length(min = 1))]
+    scope: Option<String>,
+    /// Pseudonym length in bits with `replace = "pseudonymise"`: a multiple
+    /// of 8 from 64 to 256 (default 128).
+    #[schemars(range(min = 64, max = 256), extend("multipleOf" = 8))]
+    bits: Option<i64>,
+}
+
+impl ActionOptions for ScanTable {
+    const NAME: &'static str = "scan";
+}
+
+/// `embedded_json`: the string holds a JSON document, rewritten by the
+/// selectors below this path and encoded back. Not for `[query]`.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+#[allow(dead_code)]
+struct EmbeddedJsonTable {
+    /// How the document is encoded in the string (default `plain`).
+    encoding: Option<EncodingName>,
+}
+
+impl ActionOptions for EmbeddedJsonTable {
+    const NAME: &'static str = "embedded_json";
+    const IN_QUERY: bool = false;
+}
+
+/// Normalisation before hashing.
+#[derive(JsonSchema)]
+#[schemars(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum NormaliseName {
+    /// The value is hashed as it is (the same as leaving the option out).
+    None,
+    /// Trim, then Unicode lowercase; dots and `+tags` stay.
+    Email,
+    /// Unicode lowercase, no trim.
+    Lower,
+    /// Strip Unicode whitespace at both ends.
+    Trim,
+    /// ASCII digits only: `+1 (650) 555-1234` is `16505551234`.
+    Phone,
+}
+
+/// A `coarsen_time` unit.
+#[derive(JsonSchema)]
+#[schemars(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum TimeUnitName {
+    /// Seconds and fractions become zero.
+    Minute,
+    /// Minutes, seconds and fractions become zero.
+    Hour,
+    /// The time of day becomes `00:00:00`.
+    Day,
+}
+
+/// A `scan` detector.
+#[derive(JsonSchema)]
+#[schemars(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum DetectorName {
+    /// Email addresses (also with `%40` for `@`).
+    Email,
+    /// IPv4 and IPv6 addresses.
+    Ip,
+    /// IPv4 addresses.
+    Ipv4,
+    /// IPv6 addresses.
+    Ipv6,
+    /// Phone numbers: 7 to 15 digits in groups, `+` optional.
+    Phone,
+    /// Payment card numbers: 13 to 19 digits, Luhn-valid.
+    Card,
+    /// IBANs, mod-97 valid.
+    Iban,
+    /// Tokens with a known prefix (`sk_live_`, `ghp_`, `AKIA` ...) and JWTs.
+    Secret,
+}
+
+/// What a `scan` find is replaced by.
+#[derive(JsonSchema)]
+#[schemars(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum ScanReplaceName {
+    /// A pseudonym of the find (emails and phones normalised).
+    Pseudonymise,
+    /// The constant `with`.
+    Redact,
+}
+
+/// How `embedded_json` finds the document in the string.
+#[derive(JsonSchema)]
+#[schemars(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum EncodingName {
+    /// The string is the JSON text.
+    Plain,
+    /// Base64 of the JSON text (standard or URL-safe alphabet, padding
+    /// optional).
+    Base64,
 }
