@@ -211,6 +211,20 @@ async fn forward(
         ),
         None => None,
     };
+    // A declared length over the limit is refused before anything is read or
+    // sent (encoded bodies are checked as they decode).
+    if encoding_str.is_none_or(|e| e.trim().eq_ignore_ascii_case("identity"))
+        && let Some(declared) = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        && declared > limits.body_bytes
+    {
+        return Err(ProxyError::TooLarge {
+            limit: limits.body_bytes,
+        });
+    }
 
     let mut out_headers = headers::outbound(&parts.headers, &route.allow, &route.set);
     let path_and_query = if query.is_empty() {
