@@ -35,9 +35,9 @@ pub struct Recipient {
     pub upstream_host: String,
     /// Host names claimed for Host-based routing.
     pub routing_hosts: Vec<String>,
-    /// Body field rules, in file order.
+    /// Body field rules, sorted by selector.
     pub fields: Vec<Entry>,
-    /// Query parameter rules, in file order.
+    /// Query parameter rules, sorted by selector.
     pub query: Vec<Entry>,
     /// Request headers passed through (lower case).
     pub headers_allowed: Vec<String>,
@@ -72,8 +72,10 @@ pub struct HeaderSet {
 }
 
 fn entries(rules: &[Rule], p: &CompiledPolicy) -> Vec<Entry> {
+    let mut rules: Vec<&Rule> = rules.iter().collect();
+    rules.sort_by(|a, b| a.text.cmp(&b.text));
     rules
-        .iter()
+        .into_iter()
         .map(|r| Entry {
             selector: r.text.clone(),
             action: r.action.name().to_string(),

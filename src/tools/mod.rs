@@ -49,7 +49,10 @@ pub fn describe(action: &Action, policy: &CompiledPolicy) -> String {
         n => format!(", normalised: {}", n.name()),
     };
     match action {
-        Action::Keep => "verbatim".into(),
+        Action::Keep => {
+            "verbatim (an object or array with everything inside, except where a deeper selector says otherwise)"
+                .into()
+        }
         Action::Drop => "removed".into(),
         Action::Pseudonymise {
             normalise,
