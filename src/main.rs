@@ -91,6 +91,12 @@ enum Command {
         /// terminal anyway).
         #[arg(long)]
         no_progress: bool,
+        /// NDJSON only: leave refused lines out (reported on stderr by line
+        /// number, never by content) and go on with the next; the exit code is
+        /// still 1 when any line was refused, but the output holds every other
+        /// line and may be used.
+        #[arg(long, conflicts_with = "explain")]
+        skip_refused: bool,
         /// Input file; standard input when absent or "-".
         file: Option<PathBuf>,
     },
@@ -170,6 +176,7 @@ const REWRITE_EXAMPLES: &str = "Examples:
   scrim rewrite --recipient segment --test-key --explain event.json
   scrim rewrite --recipient ga4 --keys /etc/scrim/keys.toml events.ndjson > out.ndjson
   zcat events.ndjson.gz | scrim rewrite --recipient ga4 --format ndjson --test-key > out.ndjson
+  scrim rewrite --recipient ga4 --keys keys.toml --skip-refused events.ndjson > out.ndjson
 
 The summary on stderr counts fields per action: a field that left kept or
 transformed under its action, every field removed (default deny, drop, an
@@ -220,6 +227,7 @@ fn main() -> ExitCode {
             format,
             explain,
             no_progress,
+            skip_refused,
             file,
         } => rewrite(
             rules,
@@ -227,8 +235,11 @@ fn main() -> ExitCode {
             keys,
             test_key,
             format,
-            explain,
-            !no_progress,
+            RewriteOptions {
+                explain,
+                progress: !no_progress,
+                skip_refused,
+            },
             file,
         ),
         Command::Diff {
@@ -407,17 +418,27 @@ fn test(rules: &[PathBuf]) -> ExitCode {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// How `scrim rewrite` reports and what it does with refused NDJSON lines.
+struct RewriteOptions {
+    explain: bool,
+    progress: bool,
+    skip_refused: bool,
+}
+
 fn rewrite(
     rules: PathBuf,
     recipient: &str,
     keys: Option<PathBuf>,
     test_key: bool,
     format: Option<Format>,
-    explain: bool,
-    progress: bool,
+    options: RewriteOptions,
     file: Option<PathBuf>,
 ) -> ExitCode {
+    let RewriteOptions {
+        explain,
+        progress,
+        skip_refused,
+    } = options;
     let policies = match load(&[rules]) {
         Ok(p) => p,
         Err(code) => return code,
@@ -476,12 +497,15 @@ fn rewrite(
         },
         _ => Box::new(std::io::stdin().lock()),
     };
+    let bar = progress_bar(progress, size);
+    if skip_refused && format == BodyFormat::Ndjson {
+        return rewrite_lines(&engine, input, &bar);
+    }
     let mut rw = engine.body_rewriter(format);
     if explain {
         rw.explain();
     }
     rw.count();
-    let bar = progress_bar(progress, size);
     let stdout = std::io::stdout();
     let mut stdout = stdout.lock();
     let mut chunk = vec![0u8; 64 * 1024];
@@ -503,9 +527,7 @@ fn rewrite(
             break Err(e);
         }
         bar.inc(n as u64);
-        if !bar.is_hidden() {
-            bar.set_message(format!("{} records", rw.documents()));
-        }
+        show_records(&bar, rw.documents());
         if stream && out.len() >= 64 * 1024 {
             if stdout.write_all(&out).is_err() {
                 return ExitCode::from(1);
@@ -544,6 +566,80 @@ fn rewrite(
             eprintln!("{}", summary(rw.tally(), rw.documents(), 1));
             ExitCode::from(1)
         }
+    }
+}
+
+/// NDJSON line by line, leaving refused lines out (`--skip-refused`).
+fn rewrite_lines(engine: &Engine, input: Box<dyn Read>, bar: &indicatif::ProgressBar) -> ExitCode {
+    use std::io::BufRead;
+    let mut input = std::io::BufReader::with_capacity(64 * 1024, input);
+    let mut stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+    let mut tally = scrim::rewrite::Tally::default();
+    let (mut records, mut refused, mut line_no) = (0u64, 0u64, 0u64);
+    let mut line = Vec::new();
+    let mut out = Vec::new();
+    loop {
+        line.clear();
+        match input.read_until(b'\n', &mut line) {
+            Ok(0) => break,
+            Ok(n) => bar.inc(n as u64),
+            Err(e) => {
+                bar.finish_and_clear();
+                eprintln!("read error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+        line_no += 1;
+        if line.trim_ascii().is_empty() {
+            continue;
+        }
+        let mut rw = engine.body_rewriter(BodyFormat::Json);
+        rw.count();
+        out.clear();
+        let result = rw.feed(&line, &mut out).and_then(|()| rw.finish(&mut out));
+        match result {
+            Ok(_) => {
+                records += 1;
+                if let Some(t) = rw.tally() {
+                    tally.merge(t);
+                }
+                out.push(b'\n');
+                if stdout.write_all(&out).is_err() {
+                    return ExitCode::from(2);
+                }
+            }
+            Err(e) => {
+                refused += 1;
+                bar.suspend(|| eprintln!("line {line_no}: refused: {e}"));
+            }
+        }
+        if line_no % 256 == 0 {
+            show_records(bar, records);
+        }
+    }
+    bar.finish_and_clear();
+    if stdout.flush().is_err() {
+        return ExitCode::from(2);
+    }
+    eprintln!("{}", summary(Some(&tally), records, refused));
+    if refused > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The progress bar's message: records so far and per second.
+fn show_records(bar: &indicatif::ProgressBar, records: u64) {
+    if bar.is_hidden() {
+        return;
+    }
+    let secs = bar.elapsed().as_secs_f64();
+    if secs > 0.0 {
+        bar.set_message(format!(
+            "{records} records ({:.0}/s)",
+            records as f64 / secs
+        ));
     }
 }
 

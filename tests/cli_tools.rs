@@ -448,6 +448,40 @@ fn rewrite_summary_counts_per_action_exactly() {
 }
 
 #[test]
+fn rewrite_skip_refused_leaves_out_bad_lines_and_counts_them() {
+    let d = Dir::new("rw-skip");
+    let rules = d.write("shop.toml", NEW);
+    let input = format!(
+        "{{\"event\":\"a\"}}\n{{\"event\":\"{DISTINCT}\",\"event\":1}}\n\n{{\"event\":\"b\"}}\nnot json {DISTINCT}\n{{\"event\":\"c\",\"x\":1}}\n"
+    );
+    let f = d.write("in.ndjson", &input);
+    let o = run(&[
+        "rewrite",
+        "--rules",
+        p(&rules),
+        "--recipient",
+        "shop",
+        "--test-key",
+        "--skip-refused",
+        p(&f),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stdout(&o),
+        "{\"event\":\"a\"}\n{\"event\":\"b\"}\n{\"event\":\"c\"}\n"
+    );
+    let err = stderr(&o);
+    assert!(err.contains("line 2: refused: duplicate key"), "{err}");
+    assert!(err.contains("line 5: refused: invalid JSON"), "{err}");
+    assert!(!err.contains(DISTINCT), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l == "keep 3, drop 1, records 3, refused records 2"),
+        "{err}"
+    );
+}
+
+#[test]
 fn rewrite_explain_shows_decisions_inside_embedded_documents() {
     let (_d, _old, new, s) = diff_fixture("rw-explain");
     let o = run(&[

@@ -317,7 +317,8 @@ impl Tally {
         }
     }
 
-    fn merge(&mut self, other: &Tally) {
+    /// Adds another tally's counts.
+    pub fn merge(&mut self, other: &Tally) {
         for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
             *a += b;
         }
