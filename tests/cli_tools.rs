@@ -260,7 +260,7 @@ fn diff_json_output_is_machine_readable() {
 #[test]
 fn diff_takes_directories_with_recipient_and_a_json_sample() {
     let (d, old, new, _) = diff_fixture("diff-dirs");
-    let one = d.write("one.json", &sample(1).lines().next().unwrap().to_string());
+    let one = d.write("one.json", sample(1).lines().next().unwrap());
     let (od, nd) = (old.parent().unwrap(), new.parent().unwrap());
     let o = run(&["diff", "--recipient", "shop", p(od), p(nd), p(&one)]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));

@@ -130,6 +130,9 @@ struct Reduced<'p> {
 
 static KEEP: Action = Action::Keep;
 
+/// A path and how it left under the old and the new rules.
+type Transition = (String, Option<Applied>, Option<Applied>);
+
 /// Runs both versions over records and accumulates the differences.
 pub struct Differ<'p> {
     old: &'p CompiledPolicy,
@@ -141,7 +144,7 @@ pub struct Differ<'p> {
     format: BodyFormat,
     records: u64,
     refused: Refused,
-    counts: BTreeMap<(String, Option<Applied>, Option<Applied>), (u64, bool)>,
+    counts: BTreeMap<Transition, (u64, bool)>,
 }
 
 impl<'p> Differ<'p> {

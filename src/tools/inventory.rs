@@ -197,6 +197,13 @@ impl Inventory {
                         cell(&e.detail, false)
                     );
                 }
+                if what == "body field" && items.iter().any(|e| e.action == "keep") {
+                    let _ = writeln!(
+                        s,
+                        "\n`keep` passes the value verbatim; on an object or array, everything \
+                         inside it too, except where a deeper selector says otherwise."
+                    );
+                }
                 let _ = writeln!(s, "\nEverything else is dropped: every other {what}.");
             }
             let _ = writeln!(s, "\n### Headers\n");

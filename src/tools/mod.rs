@@ -49,10 +49,7 @@ pub fn describe(action: &Action, policy: &CompiledPolicy) -> String {
         n => format!(", normalised: {}", n.name()),
     };
     match action {
-        Action::Keep => {
-            "verbatim (an object or array with everything inside, except where a deeper selector says otherwise)"
-                .into()
-        }
+        Action::Keep => "verbatim".into(),
         Action::Drop => "removed".into(),
         Action::Pseudonymise {
             normalise,
