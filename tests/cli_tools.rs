@@ -81,7 +81,7 @@ recipient = "shop"
 upstream = "https://api.shop.example:8443/v1/hook/PATHSECRET"
 [headers]
 allow = ["content-type", "user-agent"]
-set = { authorization = "env:SHOP_TOKEN", x-static = "LITERALSECRET" }
+set = { authorization = "env:SHOP_TOKEN2", x-static = "OTHERLITERAL" }
 [query]
 v = "keep"
 cid = "pseudonymise"
@@ -161,6 +161,13 @@ fn diff_reports_what_newly_leaves_per_path_with_counts_and_exits_1() {
     // Static comparison of query parameters and headers.
     assert!(line("newly leaves:    cid").contains("pseudonymise"));
     assert!(out.contains("header allow user-agent"), "{out}");
+    assert!(
+        line("options changed: header set x-static").contains("(literal) -> (literal, changed)")
+    );
+    assert!(
+        line("options changed: header set authorization")
+            .contains("env:SHOP_TOKEN -> env:SHOP_TOKEN2")
+    );
     // Unchanged fields are not listed.
     assert!(!out.contains("event"), "{out}");
     assert!(!out.contains("ctx>locale"), "{out}");
@@ -182,6 +189,7 @@ fn diff_never_prints_a_value() {
                 "203.0.113",
                 "2024-05-01",
                 "LITERALSECRET",
+                "OTHERLITERAL",
                 "PATHSECRET",
                 "test.",
             ] {

@@ -476,12 +476,19 @@ fn compare_headers(old: &CompiledPolicy, new: &CompiledPolicy) -> Vec<StaticChan
             (Some(x), Some(y)) if x == y => continue,
             _ => Change::OptionsChanged,
         };
+        let mut new = y.map(applied);
+        if let (Some(HeaderValueSource::Literal(_)), Some(HeaderValueSource::Literal(_)), Some(n)) =
+            (x, y, new.as_mut())
+        {
+            // Both literal: say that the value changed, without either value.
+            n.detail = "(literal, changed)".into();
+        }
         out.push(StaticChange {
             section: "header set",
             name: name.clone(),
             change,
             old: x.map(applied),
-            new: y.map(applied),
+            new,
             reveals_more: change == Change::NewlyLeaves,
         });
     }
@@ -594,5 +601,100 @@ impl Diff {
             }
         );
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn policy(fields: &str) -> Arc<CompiledPolicy> {
+        let text =
+            format!("recipient = \"r\"\nupstream = \"https://r.example\"\n[fields]\n{fields}");
+        Arc::new(crate::policy::compile_str(&text, "r.toml", "r").unwrap())
+    }
+
+    fn diff(old: &str, new: &str, records: &[&str]) -> Diff {
+        let (old, new) = (policy(old), policy(new));
+        let mut d = Differ::new(&old, &new, BodyFormat::Json);
+        for r in records {
+            d.record(r.as_bytes());
+        }
+        d.finish()
+    }
+
+    fn find<'a>(d: &'a Diff, path: &str) -> &'a FieldChange {
+        d.fields
+            .iter()
+            .find(|f| f.path == path)
+            .unwrap_or_else(|| panic!("{path} not in {:?}", d.fields))
+    }
+
+    const USER: &str = r#"{"user":{"id":"u1","name":"N","email":"e@x.example"}}"#;
+
+    #[test]
+    fn keeping_a_container_whole_reveals_what_a_deeper_drop_held_back() {
+        let d = diff(
+            "\"user\" = \"keep\"\n\"user.email\" = \"drop\"\n",
+            "\"user\" = \"keep\"\n",
+            &[USER],
+        );
+        assert!(d.reveals_more);
+        let e = find(&d, "user.email");
+        assert_eq!(e.change, Change::NewlyLeaves);
+        assert_eq!(e.new.as_ref().unwrap().action, "keep");
+        assert_eq!(d.fields.len(), 1, "{:?}", d.fields);
+    }
+
+    #[test]
+    fn narrowing_a_kept_container_only_drops() {
+        let d = diff(
+            "\"user\" = \"keep\"\n",
+            "\"user.id\" = \"pseudonymise\"\n",
+            &[USER],
+        );
+        assert!(!d.reveals_more, "{:?}", d.fields);
+        assert_eq!(find(&d, "user.id").change, Change::ActionChanged);
+        assert_eq!(find(&d, "user.name").change, Change::NewlyDropped);
+        assert_eq!(find(&d, "user.email").change, Change::NewlyDropped);
+    }
+
+    #[test]
+    fn same_rank_is_not_more_and_counts_are_per_record() {
+        let d = diff(
+            "\"a\" = \"hash_sha256\"\n",
+            "\"a\" = \"pseudonymise\"\n",
+            &[r#"{"a":"x"}"#, r#"{"a":"y"}"#, r#"{"b":1}"#],
+        );
+        let a = find(&d, "a");
+        assert_eq!(a.change, Change::ActionChanged);
+        assert_eq!(a.records, 2);
+        assert!(!d.reveals_more);
+    }
+
+    #[test]
+    fn array_indices_are_normalised() {
+        assert_eq!(normalise_path("items[12].tags[0]"), "items[].tags[]");
+        assert_eq!(normalise_path("ctx>list[3].x"), "ctx>list[].x");
+        let d = diff(
+            "\"items.sku\" = \"keep\"\n",
+            "\"items.sku\" = \"keep\"\n\"items.price\" = \"keep\"\n",
+            &[r#"{"items":[{"sku":"a","price":1},{"sku":"b","price":2}]}"#],
+        );
+        assert_eq!(d.fields.len(), 1);
+        assert_eq!(find(&d, "items[].price").records, 1);
+    }
+
+    #[test]
+    fn a_refused_record_is_one_where_nothing_leaves() {
+        let d = diff(
+            "\"a\" = \"keep\"\n",
+            "\"a\" = \"keep\"\n",
+            &[r#"{"a":1,"a":2}"#],
+        );
+        assert_eq!(d.refused, Refused { old: 1, new: 1 });
+        assert!(d.fields.is_empty());
     }
 }
