@@ -923,7 +923,7 @@ pub(crate) fn rewrite_embedded(
     base64: bool,
     max_depth: usize,
     observer: Option<&Observer>,
-) -> Option<(String, Stats, Option<Observer>)> {
+) -> Option<(String, Stats, Option<Box<Observer>>)> {
     let (bytes, style) = apply::decode_embedded(text, base64)?;
     let root = Ctx {
         state,
@@ -941,7 +941,7 @@ pub(crate) fn rewrite_embedded(
         None => String::from_utf8(tmp).ok()?,
         Some(st) => st.encode(&tmp),
     };
-    Some((s, stats, sub.observe.map(|o| *o)))
+    Some((s, stats, sub.observe))
 }
 
 /// FxHash-style hash of a key, eight bytes at a time. Not keyed: it only
