@@ -222,7 +222,7 @@ impl<'e> FormRewriter<'e> {
                     outcome,
                 );
                 if let Some(seen) = embedded_seen {
-                    o.absorb(&path, seen);
+                    o.absorb(&path, *seen);
                 }
             }
         }

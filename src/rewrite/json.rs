@@ -763,7 +763,7 @@ impl<'e> JsonRewriter<'e> {
         if let Some(seen) = embedded_seen {
             let path = self.path();
             if let Some(o) = self.observe.as_mut() {
-                o.absorb(&path, seen);
+                o.absorb(&path, *seen);
             }
         }
         if at_root && matches!(outcome, Outcome::Dropped | Outcome::NotApplicable) {

@@ -270,8 +270,7 @@ impl Observer {
 
     /// Merges the observations of an embedded document found at `path`: its
     /// paths become `path>inner` (see docs/cli.md).
-    pub(crate) fn absorb(&mut self, path: &str, sub: Box<Observer>) {
-        let sub = *sub;
+    pub(crate) fn absorb(&mut self, path: &str, sub: Observer) {
         if let (Some(t), Some(st)) = (self.tally.as_mut(), sub.tally.as_ref()) {
             t.merge(st);
         }
