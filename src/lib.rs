@@ -6,7 +6,8 @@
 //! * [`policy`]: rule files, raw TOML in, a validated [`policy::CompiledPolicy`] out;
 //! * [`rewrite`]: the hot path, a single-pass, incremental JSON / NDJSON / form
 //!   rewriter driven by a compiled policy (bytes in, bytes out, no I/O);
-//! * [`pseudonym`]: the key ring, per-scope key derivation, HMAC and normalisation.
+//! * [`pseudonym`]: the key ring, per-scope key derivation, HMAC and normalisation;
+//! * [`tools`]: `scrim diff` and `scrim inventory`, for rule authors and reviewers.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -17,3 +18,4 @@ pub mod proxy;
 pub mod pseudonym;
 pub mod rewrite;
 pub mod schema;
+pub mod tools;

@@ -59,7 +59,12 @@ enum Command {
     /// refused; for NDJSON, output written before the refusal must be
     /// discarded.
     ///
-    /// Example: scrim rewrite --rules rules --recipient segment --explain event.json
+    /// The input is streamed: a large NDJSON file is read and written in
+    /// chunks, never held whole. On a terminal, a progress bar on stderr shows
+    /// bytes, records and throughput. At the end, stderr gets a summary of
+    /// fields per action, e.g. `keep 120034, pseudonymise 40011, drop 80022,
+    /// records 40011, refused records 0`.
+    #[command(after_help = REWRITE_EXAMPLES)]
     Rewrite {
         /// Rules directory (or file).
         #[arg(long, default_value = "rules")]
@@ -82,8 +87,66 @@ enum Command {
         /// the outcome to stderr. Never a value.
         #[arg(long)]
         explain: bool,
+        /// Never show the progress bar (it is shown only when stderr is a
+        /// terminal anyway).
+        #[arg(long)]
+        no_progress: bool,
+        /// NDJSON only: leave refused lines out (reported on stderr by line
+        /// number, never by content) and go on with the next; the exit code is
+        /// still 1 when any line was refused, but the output holds every other
+        /// line and may be used.
+        #[arg(long, conflicts_with = "explain")]
+        skip_refused: bool,
         /// Input file; standard input when absent or "-".
         file: Option<PathBuf>,
+    },
+    /// Compare two versions of one recipient's rules on sample data: per
+    /// field path, what newly leaves, what is newly dropped and whose action
+    /// changed, with the number of records affected; query parameters and
+    /// headers are compared from the rules alone. Never prints a value.
+    ///
+    /// Exit code 0: nothing newly leaves (only drops, or no change); 1: a
+    /// field, parameter or header newly leaves, or leaves under an action
+    /// that reveals more (drop < redact < hash_sha256, pseudonymise <
+    /// truncate_ip, coarsen_time, bucket, mask_email, strip_query < scan <
+    /// keep); 2: usage, I/O or rule file error.
+    #[command(after_help = DIFF_EXAMPLES)]
+    Diff {
+        /// The old rule file (or a rules directory, with --recipient).
+        old: PathBuf,
+        /// The new rule file (or a rules directory, with --recipient).
+        new: PathBuf,
+        /// Sample data: JSON (one record), NDJSON (one record per line) or a
+        /// form body; "-" for standard input.
+        sample: PathBuf,
+        /// Recipient to pick from rules directories (with files: checked
+        /// against the files' recipient).
+        #[arg(long)]
+        recipient: Option<String>,
+        /// Format of the sample (default: .ndjson/.jsonl NDJSON, .json JSON,
+        /// otherwise detected from the content).
+        #[arg(long, value_enum)]
+        sample_format: Option<Format>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: DiffFormat,
+    },
+    /// List, per recipient, which fields, query parameters and headers leave
+    /// and in which form, from the compiled rules (not from data), with the
+    /// default deny spelt out. Markdown is ready for a record of processing
+    /// activities (GDPR Art. 30) or a privacy review; JSON is for tooling.
+    /// Never prints a secret: the upstream as its host only, header values
+    /// set from the environment as env:NAME, literal ones as (literal).
+    ///
+    /// Exit code 0: ok; 1: a rule file is invalid; 2: usage or I/O error.
+    #[command(after_help = INVENTORY_EXAMPLES)]
+    Inventory {
+        /// Rule files or directories of *.toml files.
+        #[arg(default_value = "rules")]
+        rules: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "markdown")]
+        format: InventoryFormat,
     },
     /// Generate a new key (32 bytes from the OS RNG). With --keys, add it to
     /// that key ring file (created with mode 0600 if missing); otherwise print
@@ -131,6 +194,40 @@ enum LogFormatArg {
     Json,
 }
 
+const REWRITE_EXAMPLES: &str = "Examples:
+  scrim rewrite --recipient segment --test-key --explain event.json
+  scrim rewrite --recipient ga4 --keys /etc/scrim/keys.toml events.ndjson > out.ndjson
+  zcat events.ndjson.gz | scrim rewrite --recipient ga4 --format ndjson --test-key > out.ndjson
+  scrim rewrite --recipient ga4 --keys keys.toml --skip-refused events.ndjson > out.ndjson
+
+The summary on stderr counts fields per action: a field that left kept or
+transformed under its action, every field removed (default deny, drop, an
+action that could not apply) under drop. Containers entered are not counted.";
+
+const DIFF_EXAMPLES: &str = "Examples:
+  scrim diff rules/ga4.toml ga4-new.toml sample.ndjson
+  scrim diff --recipient ga4 old-rules/ rules/ sample.ndjson --format json
+  git show main:rules/ga4.toml > /tmp/ga4-old.toml && scrim diff /tmp/ga4-old.toml rules/ga4.toml sample.json
+
+Paths: array indices are written [] (items[].sku); a field inside an
+embedded_json document is written with > (ctx>locale).";
+
+const INVENTORY_EXAMPLES: &str = "Examples:
+  scrim inventory                       # every rule file in rules/, Markdown
+  scrim inventory rules/ga4.toml --format json";
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DiffFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum InventoryFormat {
+    Markdown,
+    Json,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Format {
     Json,
@@ -151,8 +248,38 @@ fn main() -> ExitCode {
             test_key,
             format,
             explain,
+            no_progress,
+            skip_refused,
             file,
-        } => rewrite(rules, &recipient, keys, test_key, format, explain, file),
+        } => rewrite(
+            rules,
+            &recipient,
+            keys,
+            test_key,
+            format,
+            RewriteOptions {
+                explain,
+                progress: !no_progress,
+                skip_refused,
+            },
+            file,
+        ),
+        Command::Diff {
+            old,
+            new,
+            sample,
+            recipient,
+            sample_format,
+            format,
+        } => diff(
+            &old,
+            &new,
+            &sample,
+            recipient.as_deref(),
+            sample_format,
+            format,
+        ),
+        Command::Inventory { rules, format } => inventory(&rules, format),
         Command::Keygen { keys, id, activate } => keygen(keys, id, activate),
         Command::Schema { of } => schema(of),
     }
@@ -328,15 +455,27 @@ fn test(rules: &[PathBuf]) -> ExitCode {
     }
 }
 
+/// How `scrim rewrite` reports and what it does with refused NDJSON lines.
+struct RewriteOptions {
+    explain: bool,
+    progress: bool,
+    skip_refused: bool,
+}
+
 fn rewrite(
     rules: PathBuf,
     recipient: &str,
     keys: Option<PathBuf>,
     test_key: bool,
     format: Option<Format>,
-    explain: bool,
+    options: RewriteOptions,
     file: Option<PathBuf>,
 ) -> ExitCode {
+    let RewriteOptions {
+        explain,
+        progress,
+        skip_refused,
+    } = options;
     let policies = match load(&[rules]) {
         Ok(p) => p,
         Err(code) => return code,
@@ -381,20 +520,29 @@ fn rewrite(
         },
     };
     let engine = Engine::new(policy, &ring);
+    let mut size = None;
     let mut input: Box<dyn Read> = match &file {
         Some(f) if f.as_os_str() != "-" => match std::fs::File::open(f) {
-            Ok(fh) => Box::new(fh),
+            Ok(fh) => {
+                size = fh.metadata().ok().map(|m| m.len()).filter(|_| f.is_file());
+                Box::new(fh)
+            }
             Err(e) => {
                 eprintln!("{}: {e}", f.display());
-                return ExitCode::from(1);
+                return ExitCode::from(2);
             }
         },
         _ => Box::new(std::io::stdin().lock()),
     };
+    let bar = progress_bar(progress, size);
+    if skip_refused && format == BodyFormat::Ndjson {
+        return rewrite_lines(&engine, input, &bar);
+    }
     let mut rw = engine.body_rewriter(format);
     if explain {
         rw.explain();
     }
+    rw.count();
     let stdout = std::io::stdout();
     let mut stdout = stdout.lock();
     let mut chunk = vec![0u8; 64 * 1024];
@@ -407,13 +555,16 @@ fn rewrite(
             Ok(0) => break rw.finish(&mut out),
             Ok(n) => n,
             Err(e) => {
+                bar.finish_and_clear();
                 eprintln!("read error: {e}");
-                return ExitCode::from(1);
+                return ExitCode::from(2);
             }
         };
         if let Err(e) = rw.feed(&chunk[..n], &mut out) {
             break Err(e);
         }
+        bar.inc(n as u64);
+        show_records(&bar, rw.documents());
         if stream && out.len() >= 64 * 1024 {
             if stdout.write_all(&out).is_err() {
                 return ExitCode::from(1);
@@ -421,10 +572,11 @@ fn rewrite(
             out.clear();
         }
     };
+    bar.finish_and_clear();
     match result {
         Ok(stats) => {
             if stdout.write_all(&out).is_err() {
-                return ExitCode::from(1);
+                return ExitCode::from(2);
             }
             if format == BodyFormat::Json && stdout.is_terminal() {
                 let _ = stdout.write_all(b"\n");
@@ -437,6 +589,7 @@ fn rewrite(
                 "kept {}, transformed {}, dropped {} ({} not applicable), documents {}",
                 stats.kept, stats.transformed, stats.dropped, stats.not_applicable, stats.documents
             );
+            eprintln!("{}", summary(rw.tally(), stats.documents, 0));
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -447,9 +600,124 @@ fn rewrite(
                 print_explain(rw.explained());
             }
             eprintln!("refused: {e}");
+            eprintln!("{}", summary(rw.tally(), rw.documents(), 1));
             ExitCode::from(1)
         }
     }
+}
+
+/// NDJSON line by line, leaving refused lines out (`--skip-refused`).
+fn rewrite_lines(engine: &Engine, input: Box<dyn Read>, bar: &indicatif::ProgressBar) -> ExitCode {
+    use std::io::BufRead;
+    let mut input = std::io::BufReader::with_capacity(64 * 1024, input);
+    let mut stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+    let mut tally = scrim::rewrite::Tally::default();
+    let (mut records, mut refused, mut line_no) = (0u64, 0u64, 0u64);
+    let mut line = Vec::new();
+    let mut out = Vec::new();
+    loop {
+        line.clear();
+        match input.read_until(b'\n', &mut line) {
+            Ok(0) => break,
+            Ok(n) => bar.inc(n as u64),
+            Err(e) => {
+                bar.finish_and_clear();
+                eprintln!("read error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+        line_no += 1;
+        if line.trim_ascii().is_empty() {
+            continue;
+        }
+        let mut rw = engine.body_rewriter(BodyFormat::Json);
+        rw.count();
+        out.clear();
+        let result = rw.feed(&line, &mut out).and_then(|()| rw.finish(&mut out));
+        match result {
+            Ok(_) => {
+                records += 1;
+                if let Some(t) = rw.tally() {
+                    tally.merge(t);
+                }
+                out.push(b'\n');
+                if stdout.write_all(&out).is_err() {
+                    return ExitCode::from(2);
+                }
+            }
+            Err(e) => {
+                refused += 1;
+                bar.suspend(|| eprintln!("line {line_no}: refused: {e}"));
+            }
+        }
+        if line_no % 256 == 0 {
+            show_records(bar, records);
+        }
+    }
+    bar.finish_and_clear();
+    if stdout.flush().is_err() {
+        return ExitCode::from(2);
+    }
+    eprintln!("{}", summary(Some(&tally), records, refused));
+    if refused > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The progress bar's message: records so far and per second.
+fn show_records(bar: &indicatif::ProgressBar, records: u64) {
+    if bar.is_hidden() {
+        return;
+    }
+    let secs = bar.elapsed().as_secs_f64();
+    if secs > 0.0 {
+        bar.set_message(format!(
+            "{records} records ({:.0}/s)",
+            records as f64 / secs
+        ));
+    }
+}
+
+/// A progress bar on stderr: drawn only when stderr is a terminal
+/// (indicatif's stderr target hides itself otherwise), never when asked not to.
+fn progress_bar(enabled: bool, size: Option<u64>) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    if !enabled || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(size, ProgressDrawTarget::stderr());
+    let template = if size.is_some() {
+        "{bar:30} {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left) {msg}"
+    } else {
+        "{spinner} {bytes} ({bytes_per_sec}) {msg}"
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// The end-of-run summary: fields per action, records, refused records.
+fn summary(tally: Option<&scrim::rewrite::Tally>, records: u64, refused: u64) -> String {
+    let mut parts: Vec<String> = tally
+        .map(|t| {
+            t.nonzero()
+                .into_iter()
+                .map(|(name, n)| {
+                    if name == "drop" && t.not_applicable() > 0 {
+                        format!("{name} {n} ({} not applicable)", t.not_applicable())
+                    } else {
+                        format!("{name} {n}")
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    parts.push(format!("records {records}"));
+    parts.push(format!("refused records {refused}"));
+    parts.join(", ")
 }
 
 fn print_explain(entries: &[scrim::rewrite::Explained]) {
@@ -498,4 +766,173 @@ fn keygen(keys: Option<PathBuf>, id: Option<String>, activate: bool) -> ExitCode
             }
         },
     }
+}
+
+/// Loads one recipient's rules for `scrim diff`: a file, or a directory with
+/// `--recipient`. Errors are printed; `Err` means exit code 2.
+fn load_one(path: &std::path::Path, recipient: Option<&str>) -> Result<Arc<CompiledPolicy>, ()> {
+    if path.is_dir() {
+        let Some(name) = recipient else {
+            eprintln!(
+                "{}: is a directory; name the recipient with --recipient",
+                path.display()
+            );
+            return Err(());
+        };
+        let all = policy::load_all(&[path.to_path_buf()]).map_err(|errors| {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+        })?;
+        return all
+            .into_iter()
+            .find(|p| p.recipient == name)
+            .ok_or_else(|| {
+                eprintln!("{}: no rules for recipient \"{name}\"", path.display());
+            });
+    }
+    let p = policy::load_file(path).map_err(|e| eprintln!("{e}"))?;
+    if let Some(name) = recipient
+        && p.recipient != name
+    {
+        eprintln!(
+            "{}: the rules are for recipient \"{}\", not \"{name}\"",
+            path.display(),
+            p.recipient
+        );
+        return Err(());
+    }
+    Ok(Arc::new(p))
+}
+
+/// Guesses a sample's format from its first bytes: a first line that is a
+/// whole JSON value followed by more lines is NDJSON; anything else starting
+/// with `{` or `[` is JSON; the rest a form body.
+fn sniff(head: &[u8]) -> BodyFormat {
+    let text = head.trim_ascii_start();
+    if !text.starts_with(b"{") && !text.starts_with(b"[") {
+        return BodyFormat::Form;
+    }
+    if let Some(nl) = text.iter().position(|&b| b == b'\n') {
+        let first = &text[..nl];
+        let rest = text[nl..].trim_ascii();
+        if !rest.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(first).is_ok() {
+            return BodyFormat::Ndjson;
+        }
+    }
+    BodyFormat::Json
+}
+
+fn diff(
+    old: &std::path::Path,
+    new: &std::path::Path,
+    sample: &std::path::Path,
+    recipient: Option<&str>,
+    sample_format: Option<Format>,
+    format: DiffFormat,
+) -> ExitCode {
+    use std::io::BufRead;
+    let (Ok(old_p), Ok(new_p)) = (load_one(old, recipient), load_one(new, recipient)) else {
+        return ExitCode::from(2);
+    };
+    if old_p.recipient != new_p.recipient {
+        eprintln!(
+            "the two rule files are for different recipients (\"{}\" and \"{}\")",
+            old_p.recipient, new_p.recipient
+        );
+        return ExitCode::from(2);
+    }
+    let stdin = sample.as_os_str() == "-";
+    let reader: Box<dyn Read> = if stdin {
+        Box::new(std::io::stdin().lock())
+    } else {
+        match std::fs::File::open(sample) {
+            Ok(f) => Box::new(f),
+            Err(e) => {
+                eprintln!("{}: {e}", sample.display());
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let mut reader = std::io::BufReader::with_capacity(64 * 1024, reader);
+    let body_format = match sample_format {
+        Some(Format::Json) => BodyFormat::Json,
+        Some(Format::Ndjson) => BodyFormat::Ndjson,
+        Some(Format::Form) => BodyFormat::Form,
+        None => match sample.extension().and_then(|e| e.to_str()) {
+            Some("ndjson" | "jsonl") => BodyFormat::Ndjson,
+            Some("json") => BodyFormat::Json,
+            _ => match reader.fill_buf() {
+                Ok(head) => sniff(head),
+                Err(e) => {
+                    eprintln!("{}: {e}", sample.display());
+                    return ExitCode::from(2);
+                }
+            },
+        },
+    };
+    let record_format = if body_format == BodyFormat::Ndjson {
+        BodyFormat::Json
+    } else {
+        body_format
+    };
+    let mut differ = scrim::tools::diff::Differ::new(&old_p, &new_p, record_format);
+    let mut buf = Vec::new();
+    if body_format == BodyFormat::Ndjson {
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) => break,
+                Ok(_) => {
+                    if !buf.trim_ascii().is_empty() {
+                        differ.record(&buf);
+                    }
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", sample.display());
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    } else {
+        if let Err(e) = reader.read_to_end(&mut buf) {
+            eprintln!("{}: {e}", sample.display());
+            return ExitCode::from(2);
+        }
+        differ.record(&buf);
+    }
+    let result = differ.finish();
+    let text = match format {
+        DiffFormat::Text => result.to_text(),
+        DiffFormat::Json => serde_json::to_string_pretty(&result).unwrap_or_default() + "\n",
+    };
+    let mut stdout = std::io::stdout().lock();
+    if stdout.write_all(text.as_bytes()).is_err() {
+        return ExitCode::from(2);
+    }
+    if result.reveals_more {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn inventory(rules: &[PathBuf], format: InventoryFormat) -> ExitCode {
+    if let Err(e) = policy::rule_files(rules) {
+        eprintln!("{e}");
+        return ExitCode::from(2);
+    }
+    let policies = match load(rules) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let inv = scrim::tools::inventory::build(&policies);
+    let text = match format {
+        InventoryFormat::Markdown => inv.to_markdown(),
+        InventoryFormat::Json => inv.to_json() + "\n",
+    };
+    if std::io::stdout().lock().write_all(text.as_bytes()).is_err() {
+        return ExitCode::from(2);
+    }
+    ExitCode::SUCCESS
 }

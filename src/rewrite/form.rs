@@ -12,7 +12,9 @@
 
 use super::apply::{self, Out, Scalar};
 use super::json::rewrite_embedded;
-use super::{Engine, ErrorKind, Explained, MAX_DROPPED_PATHS, Outcome, RewriteError, Stats};
+use super::{
+    Engine, ErrorKind, Explained, MAX_DROPPED_PATHS, Observer, Outcome, RewriteError, Stats, Tally,
+};
 use crate::policy::{Action, FieldRules};
 
 /// Incremental form / query rewriter.
@@ -25,7 +27,8 @@ pub struct FormRewriter<'e> {
     base: u64,
     emitted: bool,
     stats: Stats,
-    explain: Option<Vec<Explained>>,
+    /// `--explain` and per-action counts (command line only).
+    observe: Option<Box<Observer>>,
     error: Option<RewriteError>,
 }
 
@@ -39,19 +42,37 @@ impl<'e> FormRewriter<'e> {
             base: 0,
             emitted: false,
             stats: Stats::default(),
-            explain: None,
+            observe: None,
             error: None,
         }
     }
 
     /// Records a decision per parameter.
     pub fn explain(&mut self) {
-        self.explain = Some(Vec::new());
+        self.observe.get_or_insert_default().entries = Some(Vec::new());
     }
 
     /// The recorded decisions.
     pub fn explained(&self) -> &[Explained] {
-        self.explain.as_deref().unwrap_or(&[])
+        self.observe
+            .as_ref()
+            .and_then(|o| o.entries.as_deref())
+            .unwrap_or(&[])
+    }
+
+    /// Counts decisions per action (see [`Tally`]).
+    pub fn count(&mut self) {
+        self.observe.get_or_insert_default().tally = Some(Tally::default());
+    }
+
+    /// The per-action counts so far.
+    pub fn tally(&self) -> Option<&Tally> {
+        self.observe.as_ref().and_then(|o| o.tally.as_ref())
+    }
+
+    /// Parameters completed so far.
+    pub fn documents(&self) -> u64 {
+        self.stats.documents
     }
 
     /// Feeds a chunk: every complete parameter (up to the last `&`) is written.
@@ -125,6 +146,7 @@ impl<'e> FormRewriter<'e> {
             line: None,
             path: self.path_of(&name),
         })?;
+        let mut embedded_seen = None;
         let outcome = match action {
             Action::Keep => {
                 self.emit(out, raw);
@@ -135,12 +157,20 @@ impl<'e> FormRewriter<'e> {
                 let result = match action {
                     Action::EmbeddedJson { base64 } => {
                         let depth = self.engine.policy().max_depth;
-                        rewrite_embedded(self.engine, self.rules, state, value, *base64, depth).map(
-                            |(s, sub)| {
-                                self.stats.absorb(&sub);
-                                Out::Str(s)
-                            },
+                        rewrite_embedded(
+                            self.engine,
+                            self.rules,
+                            state,
+                            value,
+                            *base64,
+                            depth,
+                            self.observe.as_deref(),
                         )
+                        .map(|(s, sub, seen)| {
+                            self.stats.absorb(&sub);
+                            embedded_seen = seen;
+                            Out::Str(s)
+                        })
                     }
                     _ => apply::apply_scalar(self.engine, action, Scalar::Str(value), None),
                 };
@@ -175,16 +205,25 @@ impl<'e> FormRewriter<'e> {
                 }
             }
         }
-        if self.explain.is_some() {
-            let entry = Explained {
-                path: self.path_of(&name),
-                selector: rule.map(|r| self.rules.rule(r).text.clone()),
-                inherited: false,
-                action: action.name(),
-                outcome,
-            };
-            if let Some(e) = self.explain.as_mut() {
-                e.push(entry);
+        if self.observe.is_some() {
+            let path = self.path_of(&name);
+            let rules = self.rules;
+            let name = action.name();
+            if let Some(o) = self.observe.as_mut() {
+                o.record(
+                    || Explained {
+                        path: path.clone(),
+                        selector: rule.map(|r| rules.rule(r).text.clone()),
+                        inherited: false,
+                        action: name,
+                        outcome,
+                    },
+                    name,
+                    outcome,
+                );
+                if let Some(seen) = embedded_seen {
+                    o.absorb(&path, *seen);
+                }
             }
         }
         Ok(())

@@ -16,7 +16,9 @@
 use std::collections::HashSet;
 
 use super::apply::{self, Out, Scalar};
-use super::{Engine, ErrorKind, Explained, MAX_DROPPED_PATHS, Outcome, RewriteError, Stats};
+use super::{
+    Engine, ErrorKind, Explained, MAX_DROPPED_PATHS, Observer, Outcome, RewriteError, Stats, Tally,
+};
 use crate::policy::dfa::StateId;
 use crate::policy::{Action, FieldRules};
 
@@ -123,7 +125,8 @@ pub struct JsonRewriter<'e> {
     hint: usize,
     hint_high: bool,
     stats: Stats,
-    explain: Option<Vec<Explained>>,
+    /// `--explain` and per-action counts (command line only).
+    observe: Option<Box<Observer>>,
     /// 1-based line being read (NDJSON).
     line: u64,
     error: Option<RewriteError>,
@@ -172,7 +175,7 @@ impl<'e> JsonRewriter<'e> {
             hint: 0,
             hint_high: false,
             stats: Stats::default(),
-            explain: None,
+            observe: None,
             line: 1,
             error: None,
         }
@@ -180,12 +183,30 @@ impl<'e> JsonRewriter<'e> {
 
     /// Records a decision per field for `--explain`.
     pub fn explain(&mut self) {
-        self.explain = Some(Vec::new());
+        self.observe.get_or_insert_default().entries = Some(Vec::new());
     }
 
     /// The recorded decisions.
     pub fn explained(&self) -> &[Explained] {
-        self.explain.as_deref().unwrap_or(&[])
+        self.observe
+            .as_ref()
+            .and_then(|o| o.entries.as_deref())
+            .unwrap_or(&[])
+    }
+
+    /// Counts decisions per action (see [`Tally`]).
+    pub fn count(&mut self) {
+        self.observe.get_or_insert_default().tally = Some(Tally::default());
+    }
+
+    /// The per-action counts so far.
+    pub fn tally(&self) -> Option<&Tally> {
+        self.observe.as_ref().and_then(|o| o.tally.as_ref())
+    }
+
+    /// Documents completed so far.
+    pub fn documents(&self) -> u64 {
+        self.stats.documents
     }
 
     /// Bytes held back waiting for the rest of a token.
@@ -512,17 +533,33 @@ impl<'e> JsonRewriter<'e> {
             }
             Outcome::Entered => {}
         }
-        if self.explain.is_some() {
-            let entry = Explained {
-                path: self.path(),
-                selector: rule.map(|r| self.rules.rule(r).text.clone()),
-                inherited,
+        if self.observe.is_some() {
+            self.observe_note(rule, inherited, action, outcome);
+        }
+    }
+
+    #[cold]
+    fn observe_note(
+        &mut self,
+        rule: Option<u32>,
+        inherited: bool,
+        action: &'static str,
+        outcome: Outcome,
+    ) {
+        let rules = self.rules;
+        let path = self.path();
+        if let Some(o) = self.observe.as_mut() {
+            o.record(
+                || Explained {
+                    path,
+                    selector: rule.map(|r| rules.rule(r).text.clone()),
+                    inherited,
+                    action,
+                    outcome,
+                },
                 action,
                 outcome,
-            };
-            if let Some(e) = self.explain.as_mut() {
-                e.push(entry);
-            }
+            );
         }
     }
 
@@ -640,6 +677,7 @@ impl<'e> JsonRewriter<'e> {
             None => return Ok(None),
         };
         let token = &buf[i..end];
+        let mut embedded_seen = None;
         let outcome = match action {
             Action::Keep => {
                 self.emit_prefix(out);
@@ -659,11 +697,13 @@ impl<'e> JsonRewriter<'e> {
                         text,
                         *base64,
                         depth_left,
+                        self.observe.as_deref(),
                     );
                     self.scratch = scratch;
                     match done {
-                        Some((s, sub)) => {
+                        Some((s, sub, seen)) => {
                             self.stats.absorb(&sub);
+                            embedded_seen = seen;
                             self.emit_prefix(out);
                             apply::write_json_str(out, &s);
                             Outcome::Transformed
@@ -720,6 +760,12 @@ impl<'e> JsonRewriter<'e> {
             }
         };
         self.note(rule, inherited, name, outcome);
+        if let Some(seen) = embedded_seen {
+            let path = self.path();
+            if let Some(o) = self.observe.as_mut() {
+                o.absorb(&path, *seen);
+            }
+        }
         if at_root && matches!(outcome, Outcome::Dropped | Outcome::NotApplicable) {
             out.extend_from_slice(b"null");
         }
@@ -866,7 +912,9 @@ impl<'e> JsonRewriter<'e> {
 /// Rewrites an embedded document (`embedded_json`) with the selectors below
 /// `state`: the document's root stands at `state`, whose own decision (the
 /// `embedded_json` rule) is not applied again. `None` when the text is not a
-/// document the rewriter accepts: the caller drops the field.
+/// document the rewriter accepts: the caller drops the field. With an
+/// `observer`, the embedded document's decisions are recorded the same way and
+/// returned for the caller to merge.
 pub(crate) fn rewrite_embedded(
     engine: &Engine,
     rules: &FieldRules,
@@ -874,7 +922,8 @@ pub(crate) fn rewrite_embedded(
     text: &str,
     base64: bool,
     max_depth: usize,
-) -> Option<(String, Stats)> {
+    observer: Option<&Observer>,
+) -> Option<(String, Stats, Option<Box<Observer>>)> {
     let (bytes, style) = apply::decode_embedded(text, base64)?;
     let root = Ctx {
         state,
@@ -882,6 +931,9 @@ pub(crate) fn rewrite_embedded(
         fresh: true,
     };
     let mut sub = JsonRewriter::with_root(engine, rules, root, max_depth, false);
+    if let Some(o) = observer {
+        sub.observe = Some(Box::new(o.fresh()));
+    }
     let mut tmp = Vec::with_capacity(bytes.len());
     sub.feed(&bytes, &mut tmp).ok()?;
     let stats = sub.finish(&mut tmp).ok()?;
@@ -889,7 +941,7 @@ pub(crate) fn rewrite_embedded(
         None => String::from_utf8(tmp).ok()?,
         Some(st) => st.encode(&tmp),
     };
-    Some((s, stats))
+    Some((s, stats, sub.observe))
 }
 
 /// FxHash-style hash of a key, eight bytes at a time. Not keyed: it only

@@ -130,6 +130,30 @@ impl BodyRewriter<'_> {
         }
     }
 
+    /// Turns on per-action counting (see [`Tally`]).
+    pub fn count(&mut self) {
+        match self {
+            BodyRewriter::Json(r) => r.count(),
+            BodyRewriter::Form(r) => r.count(),
+        }
+    }
+
+    /// The per-action counts so far (`None` unless [`Self::count`] was called).
+    pub fn tally(&self) -> Option<&Tally> {
+        match self {
+            BodyRewriter::Json(r) => r.tally(),
+            BodyRewriter::Form(r) => r.tally(),
+        }
+    }
+
+    /// Documents (NDJSON lines, 1 for JSON) or form parameters completed so far.
+    pub fn documents(&self) -> u64 {
+        match self {
+            BodyRewriter::Json(r) => r.documents(),
+            BodyRewriter::Form(r) => r.documents(),
+        }
+    }
+
     /// The recorded decisions (empty unless [`Self::explain`] was called).
     pub fn explained(&self) -> &[Explained] {
         match self {
@@ -206,6 +230,123 @@ pub struct Explained {
     pub action: &'static str,
     /// What happened.
     pub outcome: Outcome,
+}
+
+/// Opt-in recording of what the rewriters decide: `--explain` lines and
+/// per-action counts, for the command line. The gateway never turns it on;
+/// a rewriter without one tests a single `Option` per field, as before.
+#[derive(Debug, Clone, Default)]
+pub struct Observer {
+    /// Per-field decisions, when recorded.
+    pub entries: Option<Vec<Explained>>,
+    /// Per-action counts, when counted.
+    pub tally: Option<Tally>,
+}
+
+impl Observer {
+    /// An empty observer recording what `self` records (for an embedded
+    /// document, merged back with [`Self::absorb`]).
+    pub(crate) fn fresh(&self) -> Observer {
+        Observer {
+            entries: self.entries.as_ref().map(|_| Vec::new()),
+            tally: self.tally.as_ref().map(|_| Tally::default()),
+        }
+    }
+
+    /// Records one decision.
+    pub(crate) fn record(
+        &mut self,
+        entry: impl FnOnce() -> Explained,
+        action: &'static str,
+        outcome: Outcome,
+    ) {
+        if let Some(t) = self.tally.as_mut() {
+            t.add(action, outcome);
+        }
+        if let Some(e) = self.entries.as_mut() {
+            e.push(entry());
+        }
+    }
+
+    /// Merges the observations of an embedded document found at `path`: its
+    /// paths become `path>inner` (see docs/cli.md).
+    pub(crate) fn absorb(&mut self, path: &str, sub: Observer) {
+        if let (Some(t), Some(st)) = (self.tally.as_mut(), sub.tally.as_ref()) {
+            t.merge(st);
+        }
+        if let (Some(e), Some(se)) = (self.entries.as_mut(), sub.entries) {
+            for mut x in se {
+                x.path = if x.path.is_empty() {
+                    format!("{path}>")
+                } else {
+                    format!("{path}>{}", x.path)
+                };
+                e.push(x);
+            }
+        }
+    }
+}
+
+/// Counts of decisions per action: fields that left kept or transformed are
+/// counted under their action's name, every field removed (default deny,
+/// `drop`, an action that could not apply) under `drop`. Containers entered
+/// are not counted; a kept container copied whole counts once. Never holds a
+/// value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally {
+    counts: [u64; crate::policy::action::ACTION_NAMES.len()],
+    not_applicable: u64,
+}
+
+impl Tally {
+    fn add(&mut self, action: &'static str, outcome: Outcome) {
+        let name = match outcome {
+            Outcome::Entered => return,
+            Outcome::Kept | Outcome::Transformed => action,
+            Outcome::Dropped => "drop",
+            Outcome::NotApplicable => {
+                self.not_applicable += 1;
+                "drop"
+            }
+        };
+        if let Some(i) = crate::policy::action::ACTION_NAMES
+            .iter()
+            .position(|n| *n == name)
+        {
+            self.counts[i] += 1;
+        }
+    }
+
+    /// Adds another tally's counts.
+    pub fn merge(&mut self, other: &Tally) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
+            *a += b;
+        }
+        self.not_applicable += other.not_applicable;
+    }
+
+    /// The count of one action (`drop`: every field removed).
+    pub fn get(&self, action: &str) -> u64 {
+        crate::policy::action::ACTION_NAMES
+            .iter()
+            .position(|n| *n == action)
+            .map_or(0, |i| self.counts[i])
+    }
+
+    /// Of the `drop` count: fields whose action could not apply.
+    pub fn not_applicable(&self) -> u64 {
+        self.not_applicable
+    }
+
+    /// Non-zero counts, in the order of [`crate::policy::action::ACTION_NAMES`].
+    pub fn nonzero(&self) -> Vec<(&'static str, u64)> {
+        crate::policy::action::ACTION_NAMES
+            .iter()
+            .zip(self.counts.iter())
+            .filter(|(_, c)| **c > 0)
+            .map(|(n, c)| (*n, *c))
+            .collect()
+    }
 }
 
 /// Why a body was refused. Says what and where (byte offset, field path),

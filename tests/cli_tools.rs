@@ -1,0 +1,538 @@
+//! The rule-author tools, run as the built binary: `scrim diff`,
+//! `scrim inventory`, and the batch summary of `scrim rewrite`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_scrim");
+
+/// A directory removed on drop.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let p = std::env::temp_dir().join(format!("scrim-cli-tools-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Dir(p)
+    }
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn repo_rules() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("rules")
+}
+
+const OLD: &str = r#"
+recipient = "shop"
+upstream = "https://api.shop.example:8443/v1/hook/PATHSECRET"
+[headers]
+allow = ["content-type"]
+set = { authorization = "env:SHOP_TOKEN", x-static = "LITERALSECRET" }
+[query]
+v = "keep"
+[fields]
+"event" = "keep"
+"user.id" = "pseudonymise"
+"user.email" = "drop"
+"ip" = "truncate_ip"
+"ts" = { action = "coarsen_time", unit = "hour" }
+"items.sku" = "keep"
+"ctx" = "embedded_json"
+"ctx.locale" = "keep"
+"meta" = "keep"
+"#;
+
+const NEW: &str = r#"
+recipient = "shop"
+upstream = "https://api.shop.example:8443/v1/hook/PATHSECRET"
+[headers]
+allow = ["content-type", "user-agent"]
+set = { authorization = "env:SHOP_TOKEN2", x-static = "OTHERLITERAL" }
+[query]
+v = "keep"
+cid = "pseudonymise"
+[fields]
+"event" = "keep"
+"user.id" = "keep"
+"user.email" = { action = "pseudonymise", normalise = "email" }
+"ip" = { action = "truncate_ip", v4_prefix = 16 }
+"ts" = { action = "coarsen_time", unit = "minute" }
+"items.sku" = "keep"
+"items.price" = "keep"
+"ctx" = "embedded_json"
+"ctx.locale" = "keep"
+"ctx.tz" = "keep"
+"meta" = "keep"
+"meta.debug" = "drop"
+"#;
+
+/// A value that must never show up in any output.
+const DISTINCT: &str = "zebra-quokka-4417@distinct.example";
+
+fn sample(records: usize) -> String {
+    let mut s = String::new();
+    for i in 0..records {
+        s.push_str(&format!(
+            r#"{{"event":"buy","user":{{"id":"u-{i}","email":"{DISTINCT}"}},"ip":"203.0.113.9","ts":"2024-05-01T13:45:12Z","items":[{{"sku":"A","price":3}},{{"sku":"B","price":4}}],"ctx":"{{\"locale\":\"en\",\"tz\":\"{DISTINCT}\"}}","meta":{{"debug":"{DISTINCT}","v":1}}}}"#
+        ));
+        s.push('\n');
+    }
+    // One record without most fields: counts must say 3, not 4.
+    s.push_str("{\"event\":\"view\"}\n");
+    s
+}
+
+fn diff_fixture(name: &str) -> (Dir, PathBuf, PathBuf, PathBuf) {
+    let d = Dir::new(name);
+    let old = d.write("old/shop.toml", OLD);
+    let new = d.write("new/shop.toml", NEW);
+    let s = d.write("sample.ndjson", &sample(3));
+    (d, old, new, s)
+}
+
+#[test]
+fn diff_reports_what_newly_leaves_per_path_with_counts_and_exits_1() {
+    let (_d, old, new, s) = diff_fixture("diff1");
+    let o = run(&["diff", p(&old), p(&new), p(&s)]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}\n{}", stderr(&o));
+    let line = |needle: &str| {
+        out.lines()
+            .find(|l| l.trim_start().starts_with(needle))
+            .unwrap_or_else(|| panic!("no line for {needle} in\n{out}"))
+            .to_string()
+    };
+    // Array indices are normalised: one line for every items[i].price.
+    let l = line("items[].price");
+    assert!(l.contains("keep") && l.contains("3 record(s)"), "{l}");
+    assert!(!out.contains("items[0]") && !out.contains("items[1]"));
+    // Inside the embedded document.
+    let l = line("ctx>tz");
+    assert!(l.contains("keep") && l.contains("reveals more"), "{l}");
+    let l = line("user.email");
+    assert!(
+        l.contains("pseudonymise") && l.contains("3 record(s)"),
+        "{l}"
+    );
+    let l = line("user.id");
+    assert!(l.contains("pseudonymise -> keep"), "{l}");
+    // A field inside a container that was kept whole, now dropped.
+    let l = line("meta.debug");
+    assert!(l.contains("was keep") && !l.contains("reveals more"), "{l}");
+    // Options: a finer time unit reveals more, a shorter IP prefix does not.
+    let l = line("ts ");
+    assert!(l.contains("minute") && l.contains("reveals more"), "{l}");
+    let l = line("ip ");
+    assert!(l.contains("/16") && !l.contains("reveals more"), "{l}");
+    // Static comparison of query parameters and headers.
+    assert!(line("newly leaves:    cid").contains("pseudonymise"));
+    assert!(out.contains("header allow user-agent"), "{out}");
+    assert!(
+        line("options changed: header set x-static").contains("(literal) -> (literal, changed)")
+    );
+    assert!(
+        line("options changed: header set authorization")
+            .contains("env:SHOP_TOKEN -> env:SHOP_TOKEN2")
+    );
+    // Unchanged fields are not listed.
+    assert!(!out.contains("event"), "{out}");
+    assert!(!out.contains("ctx>locale"), "{out}");
+}
+
+#[test]
+fn diff_never_prints_a_value() {
+    let (_d, old, new, s) = diff_fixture("diff-values");
+    for format in ["text", "json"] {
+        for (a, b) in [(&old, &new), (&new, &old)] {
+            let o = run(&["diff", p(a), p(b), p(&s), "--format", format]);
+            let all = stdout(&o) + &stderr(&o);
+            assert!(matches!(o.status.code(), Some(0 | 1)), "{all}");
+            for secret in [
+                DISTINCT,
+                "distinct.example",
+                "zebra",
+                "u-1",
+                "203.0.113",
+                "2024-05-01",
+                "LITERALSECRET",
+                "OTHERLITERAL",
+                "PATHSECRET",
+                "test.",
+            ] {
+                assert!(!all.contains(secret), "{secret} leaked in {format}:\n{all}");
+            }
+        }
+    }
+}
+
+#[test]
+fn diff_in_reverse_only_drops_except_what_comes_back() {
+    let d = Dir::new("diff-drops");
+    let old = d.write("old.toml", NEW);
+    // NEW minus some fields: only drops and less revealing actions.
+    let fewer = NEW
+        .replace("\"items.price\" = \"keep\"\n", "")
+        .replace("\"user.id\" = \"keep\"", "\"user.id\" = \"pseudonymise\"")
+        .replace(
+            "allow = [\"content-type\", \"user-agent\"]",
+            "allow = [\"content-type\"]",
+        );
+    let new = d.write("new.toml", &fewer);
+    let s = d.write("s.ndjson", &sample(2));
+    let o = run(&["diff", p(&old), p(&new), p(&s)]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("items[].price") && out.contains("was keep"),
+        "{out}"
+    );
+    assert!(out.contains("keep -> pseudonymise"), "{out}");
+    assert!(out.contains("nothing newly leaves"), "{out}");
+}
+
+#[test]
+fn diff_identical_rules_exit_0_with_no_change() {
+    let (_d, _old, new, s) = diff_fixture("diff-same");
+    let o = run(&["diff", p(&new), p(&new), p(&s)]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = stdout(&o);
+    assert_eq!(out.matches("no change").count(), 3, "{out}");
+    assert!(out.contains("4 record(s)"), "{out}");
+}
+
+#[test]
+fn diff_json_output_is_machine_readable() {
+    let (_d, old, new, s) = diff_fixture("diff-json");
+    let o = run(&["diff", p(&old), p(&new), p(&s), "--format", "json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["recipient"], "shop");
+    assert_eq!(v["records"], 4);
+    assert_eq!(v["reveals_more"], true);
+    let fields = v["fields"].as_array().unwrap();
+    let price = fields
+        .iter()
+        .find(|f| f["path"] == "items[].price")
+        .unwrap();
+    assert_eq!(price["change"], "newly_leaves");
+    assert_eq!(price["old"], serde_json::Value::Null);
+    assert_eq!(price["new"]["action"], "keep");
+    assert_eq!(price["records"], 3);
+    let id = fields.iter().find(|f| f["path"] == "user.id").unwrap();
+    assert_eq!(id["change"], "action_changed");
+    assert_eq!(id["old"]["action"], "pseudonymise");
+    let q = v["query"].as_array().unwrap();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0]["name"], "cid");
+    let h = v["headers"].as_array().unwrap();
+    assert!(
+        h.iter()
+            .any(|x| x["name"] == "user-agent" && x["reveals_more"] == true)
+    );
+}
+
+#[test]
+fn diff_takes_directories_with_recipient_and_a_json_sample() {
+    let (d, old, new, _) = diff_fixture("diff-dirs");
+    let one = d.write("one.json", sample(1).lines().next().unwrap());
+    let (od, nd) = (old.parent().unwrap(), new.parent().unwrap());
+    let o = run(&["diff", "--recipient", "shop", p(od), p(nd), p(&one)]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stdout(&o).contains("1 record(s)"));
+    // A sample without a telling extension is detected as NDJSON.
+    let sniffed = d.write("sample.txt", &sample(2));
+    let o = run(&["diff", p(&old), p(&new), p(&sniffed)]);
+    assert!(
+        stdout(&o).contains("3 record(s) compared"),
+        "{}",
+        stdout(&o)
+    );
+    // A directory without --recipient is a usage error.
+    let o = run(&["diff", p(od), p(nd), p(&one)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--recipient"));
+}
+
+#[test]
+fn diff_usage_io_and_rule_errors_exit_2() {
+    let (d, old, new, s) = diff_fixture("diff-errors");
+    let o = run(&["diff", p(&old), p(&new), "/nonexistent/sample.ndjson"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = run(&["diff", p(&old), "/nonexistent/new.toml", p(&s)]);
+    assert_eq!(o.status.code(), Some(2));
+    let bad = d.write(
+        "bad.toml",
+        "recipient = \"shop\"\nupstream = \"https://x.example\"\n[fields]\na = \"kep\"\n",
+    );
+    let o = run(&["diff", p(&old), p(&bad), p(&s)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("bad.toml:4"), "{}", stderr(&o));
+    let other = d.write(
+        "other.toml",
+        "recipient = \"other\"\nupstream = \"https://x.example\"\n",
+    );
+    let o = run(&["diff", p(&old), p(&other), p(&s)]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = run(&["diff", p(&old)]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn inventory_markdown_on_the_shipped_rules() {
+    let o = run(&["inventory", p(&repo_rules())]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    for r in ["amplitude", "example", "ga4", "meta_capi", "segment"] {
+        assert!(out.contains(&format!("## Recipient `{r}`")), "{r}");
+    }
+    assert!(out.contains("| `measurement_id` | keep |"), "{out}");
+    assert!(
+        out.contains("| `client_id` | pseudonymise | keyed HMAC-SHA256, scope \"ga4\", 128 bits |")
+    );
+    assert!(out.contains("`x-api-key` | set by the gateway: `env:EXAMPLE_API_KEY`"));
+    assert!(
+        out.contains("| `ip` | truncate_ip | IPv4 /24, IPv6 /48 |"),
+        "{out}"
+    );
+    assert!(out.contains("rounded down to the hour"));
+    assert!(out.contains("Upstream host: `www.google-analytics.com`"));
+    assert!(!out.contains("https://"));
+    assert_eq!(
+        out.matches("Everything else is dropped: every other request header.")
+            .count(),
+        5
+    );
+}
+
+#[test]
+fn inventory_json_on_the_shipped_rules_has_the_documented_shape() {
+    let o = run(&["inventory", p(&repo_rules()), "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["version"], 1);
+    let rs = v["recipients"].as_array().unwrap();
+    let names: Vec<&str> = rs
+        .iter()
+        .map(|r| r["recipient"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["amplitude", "example", "ga4", "meta_capi", "segment"]
+    );
+    for r in rs {
+        for key in [
+            "rule_file",
+            "rule_version",
+            "upstream_host",
+            "routing_hosts",
+            "fields",
+            "query",
+            "headers_allowed",
+            "headers_set",
+            "passthrough_content_types",
+        ] {
+            assert!(!r[key].is_null(), "{key} missing");
+        }
+        assert_eq!(r["everything_else"], "dropped");
+    }
+    let ga4 = &rs[2];
+    let page = ga4["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["selector"] == "events.params.page_location")
+        .unwrap();
+    assert_eq!(page["action"], "strip_query");
+    assert!(page["detail"].as_str().unwrap().contains("utm_source"));
+    assert_eq!(page["leaves"], true);
+}
+
+#[test]
+fn inventory_never_shows_literal_header_values_or_url_paths() {
+    let d = Dir::new("inv");
+    let f = d.write("shop.toml", OLD);
+    for format in ["markdown", "json"] {
+        let o = run(&["inventory", p(&f), "--format", format]);
+        assert_eq!(o.status.code(), Some(0));
+        let out = stdout(&o);
+        assert!(!out.contains("LITERALSECRET"), "{out}");
+        assert!(!out.contains("PATHSECRET"), "{out}");
+        assert!(out.contains("(literal)"), "{out}");
+        assert!(out.contains("env:SHOP_TOKEN"), "{out}");
+        assert!(out.contains("api.shop.example:8443"), "{out}");
+        assert!(out.contains("user.email"), "{out}");
+    }
+    let md = stdout(&run(&["inventory", p(&f)]));
+    assert!(md.contains("| `user.email` | drop | removed |"), "{md}");
+    assert!(md.contains("Everything else is dropped: every other body field."));
+}
+
+#[test]
+fn inventory_errors() {
+    let o = run(&["inventory", "/nonexistent/rules"]);
+    assert_eq!(o.status.code(), Some(2));
+    let d = Dir::new("inv-bad");
+    let f = d.write(
+        "x.toml",
+        "upstream = \"https://x.example\"\n[fields]\na = \"kep\"\n",
+    );
+    let o = run(&["inventory", p(&f)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(o.stdout.is_empty());
+}
+
+#[test]
+fn rewrite_summary_counts_per_action_exactly() {
+    let (d, _old, new, s) = diff_fixture("rw-summary");
+    let o = run(&[
+        "rewrite",
+        "--rules",
+        p(&new),
+        "--recipient",
+        "shop",
+        "--test-key",
+        p(&s),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    // Per full record: event, user.id, 2 x (sku, price), ctx>locale, ctx>tz,
+    // meta.v kept (9); user.email pseudonymised; ip, ts, ctx transformed;
+    // meta.debug dropped. Plus the last record's event.
+    let want = "keep 28, drop 3, pseudonymise 3, truncate_ip 3, coarsen_time 3, embedded_json 3, records 4, refused records 0";
+    assert!(err.lines().any(|l| l == want), "{err}");
+    // Piped stderr: no progress bar (no carriage returns, no escapes).
+    assert!(!err.contains('\r') && !err.contains('\u{1b}'), "{err:?}");
+    assert_eq!(stdout(&o).lines().count(), 4);
+
+    // A refusal is counted.
+    let bad = d.write("bad.ndjson", &(sample(1) + "{\"a\":1,\"a\":2}\n"));
+    let o = run(&[
+        "rewrite",
+        "--rules",
+        p(&new),
+        "--recipient",
+        "shop",
+        "--test-key",
+        p(&bad),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("records 2, refused records 1"), "{err}");
+    assert!(err.contains("keep 10,"), "{err}");
+}
+
+#[test]
+fn rewrite_skip_refused_leaves_out_bad_lines_and_counts_them() {
+    let d = Dir::new("rw-skip");
+    let rules = d.write("shop.toml", NEW);
+    let input = format!(
+        "{{\"event\":\"a\"}}\n{{\"event\":\"{DISTINCT}\",\"event\":1}}\n\n{{\"event\":\"b\"}}\nnot json {DISTINCT}\n{{\"event\":\"c\",\"x\":1}}\n"
+    );
+    let f = d.write("in.ndjson", &input);
+    let o = run(&[
+        "rewrite",
+        "--rules",
+        p(&rules),
+        "--recipient",
+        "shop",
+        "--test-key",
+        "--skip-refused",
+        p(&f),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stdout(&o),
+        "{\"event\":\"a\"}\n{\"event\":\"b\"}\n{\"event\":\"c\"}\n"
+    );
+    let err = stderr(&o);
+    assert!(err.contains("line 2: refused: duplicate key"), "{err}");
+    assert!(err.contains("line 5: refused: invalid JSON"), "{err}");
+    assert!(!err.contains(DISTINCT), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l == "keep 3, drop 1, records 3, refused records 2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn rewrite_explain_shows_decisions_inside_embedded_documents() {
+    let (_d, _old, new, s) = diff_fixture("rw-explain");
+    let o = run(&[
+        "rewrite",
+        "--rules",
+        p(&new),
+        "--recipient",
+        "shop",
+        "--test-key",
+        "--explain",
+        p(&s),
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let err = stderr(&o);
+    let tz = err
+        .lines()
+        .find(|l| l.starts_with("ctx>tz "))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(tz.contains("ctx.tz") && tz.contains("kept"), "{tz}");
+    assert!(!err.contains(DISTINCT));
+}
+
+#[test]
+fn rewrite_missing_input_is_an_io_error() {
+    let o = run(&[
+        "rewrite",
+        "--rules",
+        p(&repo_rules()),
+        "--recipient",
+        "example",
+        "--test-key",
+        "/nonexistent/in.json",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn every_new_subcommand_has_examples_in_its_help() {
+    for cmd in ["diff", "inventory", "rewrite"] {
+        let o = run(&[cmd, "--help"]);
+        assert_eq!(o.status.code(), Some(0));
+        let out = stdout(&o);
+        assert!(out.contains("Examples:"), "{cmd}: {out}");
+        assert!(out.contains(&format!("scrim {cmd}")), "{cmd}: {out}");
+    }
+}
