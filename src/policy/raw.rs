@@ -6,7 +6,10 @@
 
 use std::collections::BTreeMap;
 
+use std::fmt;
+
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use toml::Spanned;
 
 /// One rule file, as parsed.
@@ -40,13 +43,181 @@ pub struct RawRuleFile {
     pub headers: RawHeaders,
     /// Query parameter rules: parameter name (or `*`) to action.
     #[serde(default)]
-    pub query: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
+    pub query: BTreeMap<Spanned<String>, Spanned<RawValue>>,
     /// Body field rules: selector to action.
     #[serde(default)]
-    pub fields: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
+    pub fields: BTreeMap<Spanned<String>, Spanned<RawValue>>,
     /// Self-tests run by `scrim test` and `scrim check`.
     #[serde(default)]
     pub tests: Vec<Spanned<RawTest>>,
+    /// Lint warnings deliberately accepted, each with its reason.
+    #[serde(default)]
+    pub allow: Vec<Spanned<RawAllow>>,
+}
+
+/// One `[[allow]]` entry: a lint warning accepted for one selector (or for
+/// the whole file, for file-level lints), with the reason kept in the file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAllow {
+    /// The lint's code (`P001`) or short name (`personal-keep`).
+    pub lint: Spanned<String>,
+    /// The selector as written under `[fields]`, or `query:NAME` for a
+    /// `[query]` rule; absent for file-level lints.
+    pub selector: Option<Spanned<String>>,
+    /// Why the warning is accepted (required, not empty).
+    pub reason: Spanned<String>,
+}
+
+/// A TOML value that remembers where every key and value inside it was
+/// written, so that an error in an action's options (also in a
+/// `[fields."a.b"]` table spread over several lines) points at the option
+/// itself rather than at the table.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawValue {
+    /// A string.
+    String(String),
+    /// An integer.
+    Integer(i64),
+    /// A float.
+    Float(f64),
+    /// A boolean.
+    Boolean(bool),
+    /// A date or time (never valid in rules; kept to name it in errors).
+    Datetime,
+    /// An array.
+    Array(Vec<Spanned<RawValue>>),
+    /// A table, sorted by key.
+    Table(Vec<(Spanned<String>, Spanned<RawValue>)>),
+}
+
+impl RawValue {
+    /// The entry of a table, if this is a table holding `key`.
+    pub fn get(&self, key: &str) -> Option<&Spanned<RawValue>> {
+        match self {
+            RawValue::Table(t) => t.iter().find(|(k, _)| k.get_ref() == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// The string, if this is one.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            RawValue::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The integer, if this is one.
+    pub fn as_integer(&self) -> Option<i64> {
+        match self {
+            RawValue::Integer(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// What kind of value this is, for error messages (never the value).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RawValue::String(_) => "a string",
+            RawValue::Integer(_) => "an integer",
+            RawValue::Float(_) => "a float",
+            RawValue::Boolean(_) => "a boolean",
+            RawValue::Datetime => "a date",
+            RawValue::Array(_) => "an array",
+            RawValue::Table(_) => "a table",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RawValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(RawValueVisitor)
+    }
+}
+
+struct RawValueVisitor;
+
+/// The key under which the TOML deserializer hands over a date.
+const DATETIME_KEY: &str = "$__toml_private_datetime";
+
+impl<'de> Visitor<'de> for RawValueVisitor {
+    type Value = RawValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a TOML value")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawValue, E> {
+        Ok(RawValue::Boolean(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawValue, E> {
+        Ok(RawValue::Integer(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawValue, E> {
+        i64::try_from(v)
+            .map(RawValue::Integer)
+            .map_err(|_| E::custom("integer out of range"))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawValue, E> {
+        Ok(RawValue::Float(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<RawValue, E> {
+        Ok(RawValue::String(v.to_string()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<RawValue, E> {
+        Ok(RawValue::String(v))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawValue, A::Error> {
+        let mut items = Vec::new();
+        while let Some(v) = seq.next_element::<Spanned<RawValue>>()? {
+            items.push(v);
+        }
+        Ok(RawValue::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawValue, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(k) = map.next_key::<KeyOrDate>()? {
+            match k {
+                KeyOrDate::Date => {
+                    map.next_value::<de::IgnoredAny>()?;
+                    return Ok(RawValue::Datetime);
+                }
+                KeyOrDate::Key(k) => {
+                    let v = map.next_value::<Spanned<RawValue>>()?;
+                    entries.push((k, v));
+                }
+            }
+        }
+        entries.sort_by(|a, b| a.0.get_ref().cmp(b.0.get_ref()));
+        Ok(RawValue::Table(entries))
+    }
+}
+
+/// A table key with its location, or the marker of a date.
+enum KeyOrDate {
+    Key(Spanned<String>),
+    Date,
+}
+
+impl<'de> Deserialize<'de> for KeyOrDate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // A date's marker key is a plain string without a location; every
+        // other key carries one.
+        let k = Spanned::<String>::deserialize(d)?;
+        if k.get_ref() == DATETIME_KEY {
+            Ok(KeyOrDate::Date)
+        } else {
+            Ok(KeyOrDate::Key(k))
+        }
+    }
 }
 
 /// `rate_limit = { per_second = 100, burst = 200 }`.
@@ -76,11 +247,11 @@ pub struct RawHeaders {
 #[serde(deny_unknown_fields)]
 pub struct RawTest {
     /// What the case shows.
-    pub name: String,
+    pub name: Spanned<String>,
     /// The request body.
     pub input: String,
     /// Body format: `json` (default), `ndjson` or `form`.
-    pub format: Option<String>,
+    pub format: Option<Spanned<String>>,
     /// The exact expected output (compared after removing insignificant
     /// whitespace), under the documented test key.
     pub expect: Option<String>,
