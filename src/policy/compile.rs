@@ -475,37 +475,39 @@ fn action_name_span(value: &Spanned<RawValue>) -> Range<usize> {
     }
 }
 
+/// An action table's entries, each with its location.
+type Options = [(Spanned<String>, Spanned<RawValue>)];
+
 fn parse_action(
     src: &Source<'_>,
     value: &Spanned<RawValue>,
     scopes: &mut Vec<String>,
 ) -> Result<Action, PolicyError> {
-    let (name, name_span, opts): (&str, Range<usize>, &[(Spanned<String>, Spanned<RawValue>)]) =
-        match value.get_ref() {
-            RawValue::String(s) => (s.as_str(), value.span(), &[]),
-            RawValue::Table(t) => match value.get_ref().get("action") {
-                Some(a) => match a.get_ref() {
-                    RawValue::String(s) => (s.as_str(), a.span(), t.as_slice()),
-                    other => {
-                        return Err(src.err(
-                            diag::ACTION,
-                            a.span(),
-                            format!("`action` must be a string, not {}", other.kind()),
-                        ));
-                    }
-                },
-                None => unreachable!("tables without `action` are flattened"),
+    let (name, name_span, opts): (&str, Range<usize>, &Options) = match value.get_ref() {
+        RawValue::String(s) => (s.as_str(), value.span(), &[]),
+        RawValue::Table(t) => match value.get_ref().get("action") {
+            Some(a) => match a.get_ref() {
+                RawValue::String(s) => (s.as_str(), a.span(), t.as_slice()),
+                other => {
+                    return Err(src.err(
+                        diag::ACTION,
+                        a.span(),
+                        format!("`action` must be a string, not {}", other.kind()),
+                    ));
+                }
             },
-            other => {
-                return Err(src
+            None => unreachable!("tables without `action` are flattened"),
+        },
+        other => {
+            return Err(src
                     .err(
                         diag::ACTION,
                         value.span(),
                         format!("expected an action, found {}", other.kind()),
                     )
                     .with_help("write an action name (\"keep\") or a table with `action = \"...\"` and its options"));
-            }
-        };
+        }
+    };
     if !ACTION_NAMES.contains(&name) {
         return Err(src
             .err(
