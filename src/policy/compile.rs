@@ -71,7 +71,10 @@ fn toml_error(src: &Source<'_>, e: &toml::de::Error) -> PolicyError {
     let span = e.span().unwrap_or(0..0);
     let msg = e.message().trim_end().replace('\n', " ");
     let mut help = None;
-    let message = if let Some(rest) = msg.strip_prefix("unknown field `") {
+    let message = if msg.contains("expected a spanned value") {
+        // How a date or time reaches an action (see `RawValue`).
+        "a date or time is not valid here".to_string()
+    } else if let Some(rest) = msg.strip_prefix("unknown field `") {
         let (name, expected) = rest.split_once('`').unwrap_or((rest, ""));
         let candidates: Vec<&str> = expected
             .split('`')
@@ -1051,6 +1054,16 @@ mod tests {
         assert_eq!(e.line, 5, "{e}");
         assert!(e.message.contains("string"), "{e}");
         assert!(!e.to_string().contains("alice"), "{e}");
+    }
+
+    #[test]
+    fn a_date_is_refused_at_its_place() {
+        let e = compile(&format!(
+            "{HEAD}[fields]\na = {{ action = \"keep\", x = 1979-05-27 }}\n"
+        ))
+        .unwrap_err();
+        assert_eq!((e.code, e.line, e.col), (diag::SYNTAX, 3, 28), "{e}");
+        assert_eq!(e.message, "a date or time is not valid here");
     }
 
     #[test]

@@ -83,8 +83,6 @@ pub enum RawValue {
     Float(f64),
     /// A boolean.
     Boolean(bool),
-    /// A date or time (never valid in rules; kept to name it in errors).
-    Datetime,
     /// An array.
     Array(Vec<Spanned<RawValue>>),
     /// A table, sorted by key.
@@ -123,7 +121,6 @@ impl RawValue {
             RawValue::Integer(_) => "an integer",
             RawValue::Float(_) => "a float",
             RawValue::Boolean(_) => "a boolean",
-            RawValue::Datetime => "a date",
             RawValue::Array(_) => "an array",
             RawValue::Table(_) => "a table",
         }
@@ -137,9 +134,6 @@ impl<'de> Deserialize<'de> for RawValue {
 }
 
 struct RawValueVisitor;
-
-/// The key under which the TOML deserializer hands over a date.
-const DATETIME_KEY: &str = "$__toml_private_datetime";
 
 impl<'de> Visitor<'de> for RawValueVisitor {
     type Value = RawValue;
@@ -184,39 +178,14 @@ impl<'de> Visitor<'de> for RawValueVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawValue, A::Error> {
         let mut entries = Vec::new();
-        while let Some(k) = map.next_key::<KeyOrDate>()? {
-            match k {
-                KeyOrDate::Date => {
-                    map.next_value::<de::IgnoredAny>()?;
-                    return Ok(RawValue::Datetime);
-                }
-                KeyOrDate::Key(k) => {
-                    let v = map.next_value::<Spanned<RawValue>>()?;
-                    entries.push((k, v));
-                }
-            }
+        // A date arrives as a one-key table whose key has no location: it
+        // fails here, and the compiler reports it as a misplaced date.
+        while let Some(k) = map.next_key::<Spanned<String>>()? {
+            let v = map.next_value::<Spanned<RawValue>>()?;
+            entries.push((k, v));
         }
         entries.sort_by(|a, b| a.0.get_ref().cmp(b.0.get_ref()));
         Ok(RawValue::Table(entries))
-    }
-}
-
-/// A table key with its location, or the marker of a date.
-enum KeyOrDate {
-    Key(Spanned<String>),
-    Date,
-}
-
-impl<'de> Deserialize<'de> for KeyOrDate {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        // A date's marker key is a plain string without a location; every
-        // other key carries one.
-        let k = Spanned::<String>::deserialize(d)?;
-        if k.get_ref() == DATETIME_KEY {
-            Ok(KeyOrDate::Date)
-        } else {
-            Ok(KeyOrDate::Key(k))
-        }
     }
 }
 
