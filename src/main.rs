@@ -1,5 +1,6 @@
 //! The `scrim` command line: parse arguments, call into the library.
 
+use std::collections::HashMap;
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,7 +8,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use scrim::policy::{self, BodyFormat, CompiledPolicy};
+use scrim::policy::{self, BodyFormat, CompiledPolicy, PolicyError};
 use scrim::pseudonym::{self, KeyRing};
 use scrim::rewrite::Engine;
 
@@ -37,14 +38,22 @@ enum Command {
         #[arg(long, value_enum)]
         log_format: Option<LogFormatArg>,
     },
-    /// Validate rule files (syntax, selectors, actions, options) and run
-    /// their [[tests]]. Errors are printed as file:line:col: message.
+    /// Validate rule files (syntax, selectors, actions, options), run their
+    /// [[tests]] and the privacy lint. Each problem is shown with its source
+    /// line and a caret; warnings do not fail the check unless --strict.
+    /// Exit code 0: no errors; 1: rule errors (or warnings with --strict);
+    /// 2: a path cannot be read.
     ///
-    /// Example: scrim check rules/
+    /// Example: scrim check --strict rules/
     Check {
         /// Rule files or directories of *.toml files.
         #[arg(default_value = "rules")]
         rules: Vec<PathBuf>,
+        /// Fail (exit 1) on any lint warning too.
+        #[arg(long)]
+        strict: bool,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Run every [[tests]] case of the rule files, under the fixed test key.
     ///
@@ -53,6 +62,8 @@ enum Command {
         /// Rule files or directories of *.toml files.
         #[arg(default_value = "rules")]
         rules: Vec<PathBuf>,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Rewrite a body (JSON, NDJSON or form) with a recipient's rules, as the
     /// gateway would, and print the result. Exit code 1 means the input was
@@ -188,6 +199,32 @@ enum SchemaOf {
     Config,
 }
 
+/// How rule-file problems are shown.
+#[derive(clap::Args, Clone, Copy)]
+struct OutputArgs {
+    /// Colour: auto (when the output is a terminal and NO_COLOR is unset),
+    /// always or never.
+    #[arg(long, value_enum, default_value = "auto")]
+    color: ColorArg,
+    /// human: source line, caret and help; short: one line per problem,
+    /// `file:line:col: error[CODE]: message (help: ...)`, for tools.
+    #[arg(long, value_enum, default_value = "human")]
+    message_format: MessageFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ColorArg {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum MessageFormat {
+    Human,
+    Short,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormatArg {
     Text,
@@ -239,8 +276,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config, log_format } => serve(&config, log_format),
-        Command::Check { rules } => check(&rules),
-        Command::Test { rules } => test(&rules),
+        Command::Check {
+            rules,
+            strict,
+            output,
+        } => check(&rules, strict, output),
+        Command::Test { rules, output } => test(&rules, output),
         Command::Rewrite {
             rules,
             recipient,
@@ -361,12 +402,70 @@ fn init_logging(
     guard
 }
 
-fn load(rules: &[PathBuf]) -> Result<Vec<Arc<CompiledPolicy>>, ExitCode> {
+/// Shows rule-file problems: with the source line and a caret for people,
+/// or one line each for tools.
+struct Reporter {
+    color: bool,
+    format: MessageFormat,
+    sources: HashMap<String, Option<String>>,
+}
+
+impl Reporter {
+    /// `terminal`: whether the stream the problems go to is a terminal.
+    fn new(args: OutputArgs, terminal: bool) -> Self {
+        let color = match args.color {
+            ColorArg::Always => true,
+            ColorArg::Never => false,
+            ColorArg::Auto => terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        };
+        Reporter {
+            color,
+            format: args.message_format,
+            sources: HashMap::new(),
+        }
+    }
+
+    fn render(&mut self, e: &PolicyError) -> String {
+        if self.format == MessageFormat::Short {
+            return format!("{e}\n");
+        }
+        let source = self
+            .sources
+            .entry(e.file.clone())
+            .or_insert_with(|| std::fs::read_to_string(&e.file).ok());
+        policy::diag::render(e, source.as_deref(), self.color)
+    }
+
+    fn eprint(&mut self, e: &PolicyError) {
+        let text = self.render(e);
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{}", text.trim_end());
+        if self.format == MessageFormat::Human {
+            let _ = writeln!(err);
+        }
+    }
+}
+
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// Loads the rule files; on problems, shows them and returns the exit code
+/// (2 when a path cannot be read, 1 for rule errors).
+fn load(rules: &[PathBuf], reporter: &mut Reporter) -> Result<Vec<Arc<CompiledPolicy>>, ExitCode> {
+    if let Err(e) = policy::rule_files(rules) {
+        reporter.eprint(&e);
+        return Err(ExitCode::from(2));
+    }
     let policies = policy::load_all(rules).map_err(|errors| {
         for e in &errors {
-            eprintln!("{e}");
+            reporter.eprint(e);
         }
-        eprintln!("{} error(s)", errors.len());
+        eprintln!("{}", plural(errors.len(), "error"));
         ExitCode::from(1)
     })?;
     if policies.is_empty() {
@@ -383,43 +482,55 @@ fn load(rules: &[PathBuf]) -> Result<Vec<Arc<CompiledPolicy>>, ExitCode> {
     Ok(policies)
 }
 
-fn check(rules: &[PathBuf]) -> ExitCode {
-    let policies = match load(rules) {
+fn check(rules: &[PathBuf], strict: bool, output: OutputArgs) -> ExitCode {
+    let mut reporter = Reporter::new(output, std::io::stderr().is_terminal());
+    let policies = match load(rules, &mut reporter) {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let mut failed = 0;
+    let mut problems = Vec::new();
     for p in &policies {
-        for r in policy::selftest::run(p) {
-            if let Some(why) = r.failure {
-                failed += 1;
-                eprintln!(
-                    "{}:{}:1: test \"{}\" failed: {why}",
-                    p.source.display(),
-                    r.line,
-                    r.name
-                );
-            }
-        }
+        problems.extend(policy::test_failures(p));
+        let text = std::fs::read_to_string(&p.source).unwrap_or_default();
+        problems.extend(policy::lint::lint(p, &text));
     }
-    if failed > 0 {
-        eprintln!("{failed} test(s) failed");
+    let errors = problems.iter().filter(|e| e.is_error()).count();
+    let warnings = problems.len() - errors;
+    for e in &problems {
+        reporter.eprint(e);
+    }
+    if errors > 0 || (strict && warnings > 0) {
+        let mut summary = Vec::new();
+        if errors > 0 {
+            summary.push(plural(errors, "error"));
+        }
+        if warnings > 0 {
+            summary.push(plural(warnings, "warning"));
+        }
+        let strict_note = if errors == 0 { " (--strict)" } else { "" };
+        eprintln!("{}{strict_note}", summary.join(", "));
         return ExitCode::from(1);
     }
     println!(
-        "ok: {} rule file(s): {}",
-        policies.len(),
+        "ok: {}: {}{}",
+        plural(policies.len(), "rule file"),
         policies
             .iter()
             .map(|p| p.recipient.as_str())
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", "),
+        if warnings > 0 {
+            format!(" ({})", plural(warnings, "warning"))
+        } else {
+            String::new()
+        }
     );
     ExitCode::SUCCESS
 }
 
-fn test(rules: &[PathBuf]) -> ExitCode {
-    let policies = match load(rules) {
+fn test(rules: &[PathBuf], output: OutputArgs) -> ExitCode {
+    let mut reporter = Reporter::new(output, std::io::stderr().is_terminal());
+    let policies = match load(rules, &mut reporter) {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -428,21 +539,27 @@ fn test(rules: &[PathBuf]) -> ExitCode {
         if p.tests.is_empty() {
             println!("{}: no [[tests]]", p.source.display());
         }
-        for r in policy::selftest::run(p) {
-            match r.failure {
+        let failures = policy::test_failures(p);
+        for t in &p.tests {
+            match failures
+                .iter()
+                .find(|e| e.line == t.line && e.message.contains(&format!("\"{}\"", t.name)))
+            {
                 None => {
                     passed += 1;
-                    println!("ok    {} :: {}", p.recipient, r.name);
+                    println!("ok    {} :: {}", p.recipient, t.name);
                 }
-                Some(why) => {
+                Some(e) => {
                     failed += 1;
                     println!(
-                        "FAIL  {} :: {} ({}:{})\n    {why}",
+                        "FAIL  {} :: {} ({}:{})",
                         p.recipient,
-                        r.name,
+                        t.name,
                         p.source.display(),
-                        r.line
+                        t.line
                     );
+                    let _ = std::io::stdout().flush();
+                    reporter.eprint(e);
                 }
             }
         }
@@ -476,7 +593,14 @@ fn rewrite(
         progress,
         skip_refused,
     } = options;
-    let policies = match load(&[rules]) {
+    let mut reporter = Reporter::new(
+        OutputArgs {
+            color: ColorArg::Auto,
+            message_format: MessageFormat::Human,
+        },
+        std::io::stderr().is_terminal(),
+    );
+    let policies = match load(&[rules], &mut reporter) {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -922,7 +1046,14 @@ fn inventory(rules: &[PathBuf], format: InventoryFormat) -> ExitCode {
         eprintln!("{e}");
         return ExitCode::from(2);
     }
-    let policies = match load(rules) {
+    let mut reporter = Reporter::new(
+        OutputArgs {
+            color: ColorArg::Auto,
+            message_format: MessageFormat::Human,
+        },
+        std::io::stderr().is_terminal(),
+    );
+    let policies = match load(rules, &mut reporter) {
         Ok(p) => p,
         Err(code) => return code,
     };

@@ -1551,6 +1551,13 @@ async fn an_invalid_rule_file_on_reload_keeps_the_old_rules() {
         .expect_err("invalid rules must be refused");
     assert!(!err.is_empty());
     assert!(err.iter().any(|e| e.contains("live.toml")), "{err:?}");
+    // Logged as one line each, with the problem's code and location.
+    assert!(err.iter().all(|e| !e.contains('\n')), "{err:?}");
+    assert!(
+        err.iter()
+            .any(|e| e.contains("live.toml:") && e.contains("error[E004]: unknown action")),
+        "{err:?}"
+    );
     let resp = send(
         &client(),
         request("POST", &url, &[JSON], "{\"a\":1,\"b\":2}"),

@@ -26,3 +26,22 @@ fn shipped_rule_files_load_and_pass_their_tests() {
         assert!(!p.tests.is_empty(), "{} has no [[tests]]", p.recipient);
     }
 }
+
+#[test]
+fn shipped_rule_files_pass_the_strict_check() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scrim"))
+        .args(["check", "--strict", "--message-format", "short"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    // Every accepted warning says why.
+    for p in scrim::policy::load_all(&[dir]).unwrap() {
+        for a in &p.allows {
+            assert!(a.reason.len() > 20, "{}: {:?}", p.recipient, a);
+        }
+    }
+}

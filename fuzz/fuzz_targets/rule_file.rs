@@ -2,7 +2,7 @@
 //!
 //! Oracles:
 //! * no panic;
-//! * a refusal reads `fuzz.toml:LINE:COL: message`, at a line and column
+//! * a refusal reads `fuzz.toml:LINE:COL: error[CODE]: message`, at a line and column
 //!   inside the file (only a whole-file problem may omit the location);
 //! * a compiled policy rewrites `{}` as the reference does, an empty NDJSON
 //!   body and an empty form body to nothing, and runs its own `[[tests]]` without panic;

@@ -19,6 +19,7 @@ pub fn reload(state: &State) -> Result<usize, Vec<String>> {
     let result = policy::load_verified(dir)
         .map_err(|errors| errors.iter().map(|e| e.to_string()).collect::<Vec<_>>())
         .and_then(|policies| {
+            log_lint_warnings(&policies);
             let current = state.rules.load();
             RuleSet::build(
                 &policies,
@@ -42,6 +43,20 @@ pub fn reload(state: &State) -> Result<usize, Vec<String>> {
                 tracing::error!(error = %e, "rules reload refused; keeping the previous rules");
             }
             Err(errors)
+        }
+    }
+}
+
+/// Logs the privacy lint's warnings for freshly loaded rules, one line each
+/// (`file:line:col: warning[CODE]: message`): selectors and codes, never a
+/// value. Lint runs here, when rules load, never on the request path.
+pub fn log_lint_warnings(policies: &[Arc<policy::CompiledPolicy>]) {
+    for p in policies {
+        let Ok(text) = std::fs::read_to_string(&p.source) else {
+            continue;
+        };
+        for w in policy::lint::lint(p, &text) {
+            tracing::warn!(recipient = %p.recipient, warning = %w, "rule lint");
         }
     }
 }

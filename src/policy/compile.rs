@@ -10,7 +10,9 @@ use super::action::{
     ACTION_NAMES, Action, ENCODING_NAMES, SCAN_REPLACE_NAMES, ScanReplace, options_of,
 };
 use super::dfa::{Dfa, DfaError};
-use super::raw::{RawRuleFile, RawTest};
+use super::diag;
+use super::lint::{self, Allow, LintScope};
+use super::raw::{RawAllow, RawRuleFile, RawTest, RawValue};
 use super::selector::{Segment, Selector};
 use super::{
     BodyFormat, CompiledPolicy, DEFAULT_MAX_DEPTH, FieldRules, HeaderRules, HeaderValueSource,
@@ -26,23 +28,13 @@ struct Source<'a> {
 }
 
 impl Source<'_> {
-    fn err(&self, at: usize, message: impl Into<String>) -> PolicyError {
-        let (line, col) = line_col(self.text, at);
-        PolicyError {
-            file: self.file.to_string(),
-            line,
-            col,
-            message: message.into(),
-        }
-    }
-
-    /// The offset of `needle` inside `span` (an option name inside an inline
-    /// table), or the span start when it cannot be found.
-    fn find_in(&self, span: &Range<usize>, needle: &str) -> usize {
-        self.text
-            .get(span.clone())
-            .and_then(|s| s.find(needle))
-            .map_or(span.start, |i| span.start + i)
+    fn err(
+        &self,
+        code: &'static str,
+        span: Range<usize>,
+        message: impl Into<String>,
+    ) -> PolicyError {
+        PolicyError::at(code, self.file, self.text, span, message)
     }
 }
 
@@ -65,42 +57,79 @@ pub(crate) fn suggest<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str>
         .map(|(_, c)| c)
 }
 
-fn did_you_mean(name: &str, candidates: &[&str]) -> String {
+/// The help line for a misspelt name: the nearest valid one, or the list.
+pub(crate) fn did_you_mean(name: &str, candidates: &[&str]) -> String {
     match suggest(name, candidates) {
-        Some(s) => format!(", did you mean \"{s}\"?"),
-        None => format!(" (expected one of: {})", candidates.join(", ")),
+        Some(s) => format!("did you mean \"{s}\"?"),
+        None => format!("expected one of: {}", candidates.join(", ")),
     }
+}
+
+/// Turns a TOML parser error into a located one. Type errors name the kind
+/// of value only, never the value itself (it may come from a test input,
+/// and the one-line form goes to logs); an unknown key gets the nearest
+/// valid key as help.
+fn toml_error(src: &Source<'_>, e: &toml::de::Error) -> PolicyError {
+    let span = e.span().unwrap_or(0..0);
+    let msg = e.message().trim_end().replace('\n', " ");
+    let mut help = None;
+    let message = if msg.contains("expected a spanned value") {
+        // How a date or time reaches an action (see `RawValue`).
+        "a date or time is not valid here".to_string()
+    } else if let Some(rest) = msg.strip_prefix("unknown field `") {
+        let (name, expected) = rest.split_once('`').unwrap_or((rest, ""));
+        let candidates: Vec<&str> = expected
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|c| !c.is_empty())
+            .collect();
+        if !candidates.is_empty() {
+            help = Some(did_you_mean(name, &candidates));
+        }
+        format!("unknown key `{name}`")
+    } else if let Some(rest) = msg.strip_prefix("invalid type: ") {
+        // "invalid type: string \"x\", expected a boolean" -> no value.
+        let (found, expected) = rest.split_once(", expected").unwrap_or((rest, ""));
+        let kind = found.split([' ', '`', '"']).next().unwrap_or(found);
+        if expected.is_empty() {
+            format!("invalid type: {kind}")
+        } else {
+            format!("invalid type: {kind}, expected{expected}")
+        }
+    } else if msg.starts_with("invalid value: ") {
+        "invalid value".to_string()
+    } else {
+        msg
+    };
+    src.err(diag::SYNTAX, span, message).with_help_opt(help)
 }
 
 /// Compiles rule-file text. `file` names it in errors; `stem` is the default
 /// recipient name.
 pub fn compile_str(text: &str, file: &str, stem: &str) -> Result<CompiledPolicy, PolicyError> {
     let src = Source { text, file };
-    let raw: RawRuleFile = toml::from_str(text).map_err(|e| {
-        let at = e.span().map_or(0, |s| s.start);
-        let msg = e.message().trim_end().replace('\n', " ");
-        src.err(at, msg)
-    })?;
+    let raw: RawRuleFile = toml::from_str(text).map_err(|e| toml_error(&src, &e))?;
 
     let recipient = match &raw.recipient {
         Some(r) => {
-            check_name(r.get_ref()).map_err(|m| src.err(r.span().start, m))?;
+            check_name(r.get_ref()).map_err(|m| src.err(diag::SETTING, r.span(), m))?;
             r.get_ref().clone()
         }
         None => {
             check_name(stem).map_err(|m| {
-                src.err(
-                    0,
-                    format!("{m} (the recipient name defaults to the file name; set `recipient`)"),
-                )
+                PolicyError::whole_file(diag::SETTING, file, m)
+                    .with_help("the recipient name defaults to the file name; set `recipient`")
             })?;
             stem.to_string()
         }
     };
 
     let upstream = raw.upstream.get_ref().trim_end_matches('/').to_string();
-    check_upstream(&upstream, raw.allow_plain_http)
-        .map_err(|m| src.err(raw.upstream.span().start, m))?;
+    check_upstream(&upstream, raw.allow_plain_http).map_err(|(m, help)| {
+        src.err(diag::SETTING, raw.upstream.span(), m)
+            .with_help_opt(help)
+    })?;
 
     let mut hosts = Vec::new();
     for h in &raw.hosts {
@@ -110,7 +139,7 @@ pub fn compile_str(text: &str, file: &str, stem: &str) -> Result<CompiledPolicy,
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b':')
         {
-            return Err(src.err(h.span().start, "invalid host name in `hosts`"));
+            return Err(src.err(diag::SETTING, h.span(), "invalid host name in `hosts`"));
         }
         hosts.push(host);
     }
@@ -120,13 +149,15 @@ pub fn compile_str(text: &str, file: &str, stem: &str) -> Result<CompiledPolicy,
         let ct = t.get_ref().trim().to_ascii_lowercase();
         if !ct.contains('/') || ct.contains(';') || ct.contains(char::is_whitespace) {
             return Err(src.err(
-                t.span().start,
+                diag::SETTING,
+                t.span(),
                 "content type must be `type/subtype` without parameters",
             ));
         }
         if is_rewritable_type(&ct) {
             return Err(src.err(
-                t.span().start,
+                diag::SETTING,
+                t.span(),
                 format!("\"{ct}\" is always rewritten and cannot pass through untouched"),
             ));
         }
@@ -143,7 +174,8 @@ pub fn compile_str(text: &str, file: &str, stem: &str) -> Result<CompiledPolicy,
                 (Some(per_second), Some(burst)) => Some(super::RateLimit { per_second, burst }),
                 _ => {
                     return Err(src.err(
-                        r.span().start,
+                        diag::SETTING,
+                        r.span(),
                         "rate_limit: per_second and burst must be greater than zero",
                     ));
                 }
@@ -160,7 +192,11 @@ pub fn compile_str(text: &str, file: &str, stem: &str) -> Result<CompiledPolicy,
         Some(d) => {
             let v = *d.get_ref();
             if !(1..=1024).contains(&v) {
-                return Err(src.err(d.span().start, "max_depth must be between 1 and 1024"));
+                return Err(src.err(
+                    diag::SETTING,
+                    d.span(),
+                    "max_depth must be between 1 and 1024",
+                ));
             }
             v as usize
         }
@@ -168,7 +204,7 @@ pub fn compile_str(text: &str, file: &str, stem: &str) -> Result<CompiledPolicy,
 
     let default_scope = match &raw.scope {
         Some(s) if s.get_ref().is_empty() => {
-            return Err(src.err(s.span().start, "scope must not be empty"));
+            return Err(src.err(diag::SETTING, s.span(), "scope must not be empty"));
         }
         Some(s) => s.get_ref().clone(),
         None => recipient.clone(),
@@ -180,27 +216,22 @@ pub fn compile_str(text: &str, file: &str, stem: &str) -> Result<CompiledPolicy,
     for (k, v) in &raw.fields {
         let sel = Selector::parse(k.get_ref()).map_err(|e| {
             src.err(
-                k.span().start,
+                diag::SELECTOR,
+                k.span(),
                 format!("invalid selector \"{}\": {e}", k.get_ref()),
             )
         })?;
-        flatten(
-            &src,
-            sel,
-            k.span(),
-            v.get_ref(),
-            v.span(),
-            &mut field_entries,
-        )?;
+        flatten(&src, sel, k.span(), v, &mut field_entries)?;
     }
     let mut rules = Vec::new();
-    for (sel, key_span, value, value_span) in field_entries {
-        let action = parse_action(&src, &value, &value_span, &mut scopes)?;
+    for (sel, key_span, value) in field_entries {
+        let action = parse_action(&src, value, &mut scopes)?;
         rules.push(Rule {
             text: sel.to_string(),
             selector: sel,
             action,
             line: line_col(text, key_span.start).0,
+            span: key_span,
         });
     }
     let fields = build_rules(&src, rules)?;
@@ -209,17 +240,18 @@ pub fn compile_str(text: &str, file: &str, stem: &str) -> Result<CompiledPolicy,
     for (k, v) in &raw.query {
         let name = k.get_ref();
         if name.is_empty() {
-            return Err(src.err(k.span().start, "empty query parameter name"));
+            return Err(src.err(diag::SELECTOR, k.span(), "empty query parameter name"));
         }
         let seg = if name == "*" {
             Segment::Star
         } else {
             Segment::Key(name.as_str().into())
         };
-        let action = parse_action(&src, v.get_ref(), &v.span(), &mut scopes)?;
+        let action = parse_action(&src, v, &mut scopes)?;
         if matches!(action, Action::EmbeddedJson { .. }) {
             return Err(src.err(
-                v.span().start,
+                diag::ACTION,
+                action_name_span(v),
                 "embedded_json is not available for query parameters",
             ));
         }
@@ -228,6 +260,7 @@ pub fn compile_str(text: &str, file: &str, stem: &str) -> Result<CompiledPolicy,
             selector: Selector::from_segments(vec![seg]),
             action,
             line: line_col(text, k.span().start).0,
+            span: k.span(),
         });
     }
     let query = build_rules(&src, qrules)?;
@@ -237,6 +270,11 @@ pub fn compile_str(text: &str, file: &str, stem: &str) -> Result<CompiledPolicy,
         .tests
         .iter()
         .map(|t| compile_test(&src, t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let allows = raw
+        .allow
+        .iter()
+        .map(|a| compile_allow(&src, a, &fields, &query))
         .collect::<Result<Vec<_>, _>>()?;
 
     let digest = Sha256::digest(text.as_bytes());
@@ -257,6 +295,7 @@ pub fn compile_str(text: &str, file: &str, stem: &str) -> Result<CompiledPolicy,
         query,
         headers,
         tests,
+        allows,
         version,
     })
 }
@@ -287,21 +326,28 @@ fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_upstream(url: &str, allow_plain_http: bool) -> Result<(), String> {
+/// The message and, where there is one, the fix.
+type Problem = (String, Option<String>);
+
+fn check_upstream(url: &str, allow_plain_http: bool) -> Result<(), Problem> {
     if url == "capture:" {
         return Ok(());
     }
     let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-        "upstream must be an absolute URL (https://host[:port][/path]) or \"capture:\"".to_string()
+        (
+            "upstream must be an absolute URL (https://host[:port][/path]) or \"capture:\"".into(),
+            None,
+        )
     })?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     if authority.is_empty() || authority.contains('@') {
-        return Err(
-            "upstream needs a host and must not carry credentials (use [headers] set)".into(),
-        );
+        return Err((
+            "upstream needs a host and must not carry credentials".into(),
+            Some("inject credentials with [headers] set".into()),
+        ));
     }
     if rest.contains(['?', '#']) {
-        return Err("upstream must not have a query or fragment".into());
+        return Err(("upstream must not have a query or fragment".into(), None));
     }
     let host = if let Some(h) = authority.strip_prefix('[') {
         h.split(']').next().unwrap_or("")
@@ -318,56 +364,56 @@ fn check_upstream(url: &str, allow_plain_http: bool) -> Result<(), String> {
             if loopback || allow_plain_http {
                 Ok(())
             } else {
-                Err("plain http:// upstream is only allowed for loopback; use https:// or set allow_plain_http = true for an in-cluster partner".into())
+                Err((
+                    "plain http:// upstream is only allowed for loopback".into(),
+                    Some(
+                        "use https://, or set allow_plain_http = true for an in-cluster partner"
+                            .into(),
+                    ),
+                ))
             }
         }
-        other => Err(format!(
-            "unsupported upstream scheme \"{}\" (use https://)",
-            other.escape_debug()
+        other => Err((
+            format!("unsupported upstream scheme \"{}\"", other.escape_debug()),
+            Some("use https://".into()),
         )),
     }
 }
 
-type Entry = (Selector, Range<usize>, toml::Value, Range<usize>);
+type Entry<'v> = (Selector, Range<usize>, &'v Spanned<RawValue>);
 
 /// A table without `action` is a nested group of selectors
 /// (`[fields.context] ip = "keep"` is `"context.ip" = "keep"`).
-fn flatten(
+fn flatten<'v>(
     src: &Source<'_>,
     prefix: Selector,
     key_span: Range<usize>,
-    value: &toml::Value,
-    value_span: Range<usize>,
-    out: &mut Vec<Entry>,
+    value: &'v Spanned<RawValue>,
+    out: &mut Vec<Entry<'v>>,
 ) -> Result<(), PolicyError> {
-    if let toml::Value::Table(t) = value
-        && !t.contains_key("action")
+    if let RawValue::Table(t) = value.get_ref()
+        && value.get_ref().get("action").is_none()
     {
         if t.is_empty() {
-            return Err(src.err(value_span.start, "empty table: expected an action"));
+            return Err(src
+                .err(diag::ACTION, key_span, "empty table: expected an action")
+                .with_help("write `action = \"...\"` in it, or remove it"));
         }
         for (k, v) in t {
             let mut segs = prefix.segments().to_vec();
-            let sub = Selector::parse(k).map_err(|e| {
+            let sub = Selector::parse(k.get_ref()).map_err(|e| {
                 src.err(
-                    src.find_in(&value_span, k),
-                    format!("invalid selector \"{k}\": {e}"),
+                    diag::SELECTOR,
+                    k.span(),
+                    format!("invalid selector \"{}\": {e}", k.get_ref()),
                 )
             })?;
             segs.extend(sub.segments().iter().cloned());
-            let at = src.find_in(&value_span, k);
-            flatten(
-                src,
-                Selector::from_segments(segs),
-                at..at,
-                v,
-                value_span.clone(),
-                out,
-            )?;
+            flatten(src, Selector::from_segments(segs), k.span(), v, out)?;
         }
         return Ok(());
     }
-    out.push((prefix, key_span, value.clone(), value_span));
+    out.push((prefix, key_span, value));
     Ok(())
 }
 
@@ -378,12 +424,13 @@ fn build_rules(src: &Source<'_>, rules: Vec<Rule>) -> Result<FieldRules, PolicyE
             .iter()
             .find(|b| b.selector.canonical() == a.selector.canonical())
         {
-            return Err(PolicyError {
-                file: src.file.into(),
-                line: a.line,
-                col: 1,
-                message: format!("selector \"{}\" is also written on line {}", a.text, b.line),
-            });
+            return Err(src
+                .err(
+                    diag::CONFLICT,
+                    a.span.clone(),
+                    format!("selector \"{}\" is also written on line {}", a.text, b.line),
+                )
+                .with_help("keys are compared in canonical form (case, quotes and invisible characters do not matter); keep one of them"));
         }
     }
     let sels: Vec<&Selector> = rules.iter().map(|r| &r.selector).collect();
@@ -392,22 +439,30 @@ fn build_rules(src: &Source<'_>, rules: Vec<Rule>) -> Result<FieldRules, PolicyE
     let dfa = Dfa::build(&sels, &allows, &same).map_err(|e| match e {
         DfaError::Ambiguous(a) => {
             let (ra, rb) = (&rules[a.a as usize], &rules[a.b as usize]);
-            PolicyError {
-                file: src.file.into(),
-                line: ra.line.max(rb.line),
-                col: 1,
-                message: format!(
-                    "selectors \"{}\" (line {}) and \"{}\" (line {}) match some field with equal precedence and different actions; make one more specific",
+            let (later, earlier) = if ra.span.start >= rb.span.start {
+                (ra, rb)
+            } else {
+                (rb, ra)
+            };
+            src.err(
+                diag::CONFLICT,
+                later.span.clone(),
+                format!(
+                    "selectors \"{}\" (line {}) and \"{}\" (line {}) match some field with equal precedence and different actions",
                     ra.text, ra.line, rb.text, rb.line
                 ),
-            }
+            )
+            .with_help(format!(
+                "make one more specific, or give \"{}\" and \"{}\" the same action",
+                later.text, earlier.text
+            ))
         }
-        DfaError::TooLarge => PolicyError {
-            file: src.file.into(),
-            line: 0,
-            col: 0,
-            message: "too many combinations of `**` selectors; simplify the rule file".into(),
-        },
+        DfaError::TooLarge => PolicyError::whole_file(
+            diag::CONFLICT,
+            src.file,
+            "too many combinations of `**` selectors",
+        )
+        .with_help("simplify the rule file: fewer selectors with `**`"),
     })?;
     Ok(FieldRules { rules, dfa })
 }
@@ -417,74 +472,120 @@ fn same_action(a: &Action, b: &Action) -> bool {
     format!("{a:?}") == format!("{b:?}")
 }
 
+/// Where the action's name is written (for errors about the action as a whole).
+fn action_name_span(value: &Spanned<RawValue>) -> Range<usize> {
+    match value.get_ref().get("action") {
+        Some(a) => a.span(),
+        None => value.span(),
+    }
+}
+
+/// An action table's entries, each with its location.
+type Options = [(Spanned<String>, Spanned<RawValue>)];
+
 fn parse_action(
     src: &Source<'_>,
-    value: &toml::Value,
-    span: &Range<usize>,
+    value: &Spanned<RawValue>,
     scopes: &mut Vec<String>,
 ) -> Result<Action, PolicyError> {
-    let empty = toml::Table::new();
-    let (name, opts) = match value {
-        toml::Value::String(s) => (s.as_str(), &empty),
-        toml::Value::Table(t) => match t.get("action") {
-            Some(toml::Value::String(s)) => (s.as_str(), t),
-            _ => {
-                return Err(src.err(span.start, "`action` must be a string"));
-            }
+    let (name, name_span, opts): (&str, Range<usize>, &Options) = match value.get_ref() {
+        RawValue::String(s) => (s.as_str(), value.span(), &[]),
+        RawValue::Table(t) => match value.get_ref().get("action") {
+            Some(a) => match a.get_ref() {
+                RawValue::String(s) => (s.as_str(), a.span(), t.as_slice()),
+                other => {
+                    return Err(src.err(
+                        diag::ACTION,
+                        a.span(),
+                        format!("`action` must be a string, not {}", other.kind()),
+                    ));
+                }
+            },
+            None => unreachable!("tables without `action` are flattened"),
         },
-        _ => {
-            return Err(src.err(
-                span.start,
-                "expected an action name or a table with `action = \"...\"`",
-            ));
+        other => {
+            return Err(src
+                    .err(
+                        diag::ACTION,
+                        value.span(),
+                        format!("expected an action, found {}", other.kind()),
+                    )
+                    .with_help("write an action name (\"keep\") or a table with `action = \"...\"` and its options"));
         }
     };
     if !ACTION_NAMES.contains(&name) {
-        return Err(src.err(
-            src.find_in(span, name),
-            format!(
-                "unknown action \"{}\"{}",
-                name.escape_debug(),
-                did_you_mean(name, ACTION_NAMES)
-            ),
-        ));
+        return Err(src
+            .err(
+                diag::ACTION,
+                name_span,
+                format!("unknown action \"{}\"", name.escape_debug()),
+            )
+            .with_help(did_you_mean(name, ACTION_NAMES)));
     }
     let allowed = options_of(name);
-    for k in opts.keys() {
-        if k == "action" || allowed.contains(&k.as_str()) {
+    for (k, _) in opts {
+        let k_name = k.get_ref().as_str();
+        if k_name == "action" || allowed.contains(&k_name) {
             continue;
         }
-        let msg = if allowed.is_empty() {
-            format!("action \"{name}\" takes no option \"{}\"", k.escape_debug())
-        } else {
-            format!(
-                "unknown option \"{}\" for action \"{name}\"{}",
-                k.escape_debug(),
-                did_you_mean(k, allowed)
+        let e = if allowed.is_empty() {
+            src.err(
+                diag::ACTION,
+                k.span(),
+                format!(
+                    "action \"{name}\" takes no option \"{}\"",
+                    k_name.escape_debug()
+                ),
             )
+            .with_help(format!("remove \"{}\"", k_name.escape_debug()))
+        } else {
+            src.err(
+                diag::ACTION,
+                k.span(),
+                format!(
+                    "unknown option \"{}\" for action \"{name}\"",
+                    k_name.escape_debug()
+                ),
+            )
+            .with_help(did_you_mean(k_name, allowed))
         };
-        return Err(src.err(src.find_in(span, k), msg));
+        return Err(e);
     }
-    let at = |k: &str| src.find_in(span, k);
+    let opt = |k: &str| -> Option<&Spanned<RawValue>> {
+        opts.iter()
+            .find(|(key, _)| key.get_ref() == k)
+            .map(|(_, v)| v)
+    };
+    // Errors about an option's value point at the value.
+    let at = |k: &str| opt(k).map_or(value.span(), |v| v.span());
     let str_opt = |k: &str| -> Result<Option<&str>, PolicyError> {
-        match opts.get(k) {
+        match opt(k) {
             None => Ok(None),
-            Some(toml::Value::String(s)) => Ok(Some(s.as_str())),
-            Some(_) => Err(src.err(at(k), format!("option \"{k}\" must be a string"))),
+            Some(v) => match v.get_ref() {
+                RawValue::String(s) => Ok(Some(s.as_str())),
+                other => Err(src.err(
+                    diag::ACTION,
+                    v.span(),
+                    format!("option \"{k}\" must be a string, not {}", other.kind()),
+                )),
+            },
         }
     };
     let int_opt = |k: &str, range: Range<i64>| -> Result<Option<i64>, PolicyError> {
-        match opts.get(k) {
+        match opt(k) {
             None => Ok(None),
-            Some(toml::Value::Integer(i)) if range.contains(i) => Ok(Some(*i)),
-            Some(_) => Err(src.err(
-                at(k),
-                format!(
-                    "option \"{k}\" must be an integer from {} to {}",
-                    range.start,
-                    range.end - 1
-                ),
-            )),
+            Some(v) => match v.get_ref() {
+                RawValue::Integer(i) if range.contains(i) => Ok(Some(*i)),
+                _ => Err(src.err(
+                    diag::ACTION,
+                    v.span(),
+                    format!(
+                        "option \"{k}\" must be an integer from {} to {}",
+                        range.start,
+                        range.end - 1
+                    ),
+                )),
+            },
         }
     };
     let normalise = || -> Result<Normalise, PolicyError> {
@@ -492,20 +593,18 @@ fn parse_action(
             None | Some("none") => Ok(Normalise::None),
             Some(n) => Normalise::parse(n).ok_or_else(|| {
                 src.err(
+                    diag::ACTION,
                     at("normalise"),
-                    format!(
-                        "unknown normalise \"{}\"{}",
-                        n.escape_debug(),
-                        did_you_mean(n, Normalise::NAMES)
-                    ),
+                    format!("unknown normalise \"{}\"", n.escape_debug()),
                 )
+                .with_help(did_you_mean(n, Normalise::NAMES))
             }),
         }
     };
     let scope_of = |scopes: &mut Vec<String>| -> Result<usize, PolicyError> {
         match str_opt("scope")? {
             None => Ok(0),
-            Some("") => Err(src.err(at("scope"), "scope must not be empty")),
+            Some("") => Err(src.err(diag::ACTION, at("scope"), "scope must not be empty")),
             Some(s) => Ok(match scopes.iter().position(|x| x == s) {
                 Some(i) => i,
                 None => {
@@ -516,9 +615,17 @@ fn parse_action(
         }
     };
     let bits = || -> Result<u16, PolicyError> {
+        // Shorter pseudonyms collide and are easier to enumerate: 64 bits
+        // is the floor, not a lint.
         let b = int_opt("bits", 64..257)?.unwrap_or(128);
         if b % 8 != 0 {
-            return Err(src.err(at("bits"), "option \"bits\" must be a multiple of 8"));
+            return Err(src
+                .err(
+                    diag::ACTION,
+                    at("bits"),
+                    "option \"bits\" must be a multiple of 8",
+                )
+                .with_help(format!("use {} or {}", b / 8 * 8, b / 8 * 8 + 8)));
         }
         Ok(b as u16)
     };
@@ -543,29 +650,34 @@ fn parse_action(
                 None => TimeUnit::Hour,
                 Some(u) => TimeUnit::parse(u).ok_or_else(|| {
                     src.err(
+                        diag::ACTION,
                         at("unit"),
-                        format!(
-                            "unknown unit \"{}\"{}",
-                            u.escape_debug(),
-                            did_you_mean(u, TimeUnit::NAMES)
-                        ),
+                        format!("unknown unit \"{}\"", u.escape_debug()),
                     )
+                    .with_help(did_you_mean(u, TimeUnit::NAMES))
                 })?,
             };
             Action::CoarsenTime { unit }
         }
         "bucket" => {
-            let Some(toml::Value::Array(items)) = opts.get("bounds") else {
-                return Err(src.err(
-                    span.start,
-                    "bucket needs `bounds`, an array of increasing integers, e.g. bounds = [18, 25, 35, 45, 55, 65]",
-                ));
+            let items = match opt("bounds").map(|v| v.get_ref()) {
+                Some(RawValue::Array(items)) => items,
+                _ => {
+                    return Err(src
+                        .err(
+                            diag::ACTION,
+                            opt("bounds").map_or(name_span.clone(), |v| v.span()),
+                            "bucket needs `bounds`, an array of increasing integers",
+                        )
+                        .with_help("e.g. bounds = [18, 25, 35, 45, 55, 65]"));
+                }
             };
-            let bounds: Option<Vec<i64>> = items.iter().map(|v| v.as_integer()).collect();
+            let bounds: Option<Vec<i64>> = items.iter().map(|v| v.get_ref().as_integer()).collect();
             let bounds = bounds
                 .filter(|b| !b.is_empty() && b.windows(2).all(|w| w[0] < w[1]))
                 .ok_or_else(|| {
                     src.err(
+                        diag::ACTION,
                         at("bounds"),
                         "`bounds` must be a non-empty array of strictly increasing integers",
                     )
@@ -575,24 +687,21 @@ fn parse_action(
             }
         }
         "strip_query" => {
-            let keep_params = match opts.get("keep_params") {
+            let bad = || {
+                src.err(
+                    diag::ACTION,
+                    at("keep_params"),
+                    "`keep_params` must be an array of strings",
+                )
+            };
+            let keep_params = match opt("keep_params").map(|v| v.get_ref()) {
                 None => Vec::new(),
-                Some(toml::Value::Array(items)) => items
+                Some(RawValue::Array(items)) => items
                     .iter()
-                    .map(|v| v.as_str().map(str::to_string))
+                    .map(|v| v.get_ref().as_str().map(str::to_string))
                     .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| {
-                        src.err(
-                            at("keep_params"),
-                            "`keep_params` must be an array of strings",
-                        )
-                    })?,
-                Some(_) => {
-                    return Err(src.err(
-                        at("keep_params"),
-                        "`keep_params` must be an array of strings",
-                    ));
-                }
+                    .ok_or_else(bad)?,
+                Some(_) => return Err(bad()),
             };
             Action::StripQuery {
                 keep_params: keep_params.into(),
@@ -607,37 +716,45 @@ fn parse_action(
             }
         }
         "scan" => {
-            let detectors = match opts.get("detect") {
+            let detectors = match opt("detect").map(|v| v.get_ref()) {
                 None => DetectorSet::all(),
-                Some(toml::Value::Array(items)) => {
+                Some(RawValue::Array(items)) => {
                     let mut set = DetectorSet::default();
                     for item in items {
-                        let n = item.as_str().unwrap_or("");
+                        let n = item.get_ref().as_str().unwrap_or("");
                         if !set.parse_name(n) {
-                            return Err(src.err(
-                                at("detect"),
-                                format!(
-                                    "unknown detector \"{}\"{}",
-                                    n.escape_debug(),
-                                    did_you_mean(n, crate::rewrite::transform::Detector::NAMES)
-                                ),
-                            ));
+                            return Err(src
+                                .err(
+                                    diag::ACTION,
+                                    item.span(),
+                                    format!("unknown detector \"{}\"", n.escape_debug()),
+                                )
+                                .with_help(did_you_mean(
+                                    n,
+                                    crate::rewrite::transform::Detector::NAMES,
+                                )));
                         }
                     }
                     set
                 }
                 Some(_) => {
-                    return Err(
-                        src.err(at("detect"), "`detect` must be an array of detector names")
-                    );
+                    return Err(src.err(
+                        diag::ACTION,
+                        at("detect"),
+                        "`detect` must be an array of detector names",
+                    ));
                 }
             };
             let replace = match str_opt("replace")?.unwrap_or("pseudonymise") {
                 "pseudonymise" => {
-                    if opts.contains_key("with") {
-                        return Err(
-                            src.err(at("with"), "`with` only applies to replace = \"redact\"")
-                        );
+                    if let Some((k, _)) = opts.iter().find(|(k, _)| k.get_ref() == "with") {
+                        return Err(src
+                            .err(
+                                diag::ACTION,
+                                k.span(),
+                                "`with` only applies to replace = \"redact\"",
+                            )
+                            .with_help("remove `with`, or set replace = \"redact\""));
                     }
                     ScanReplace::Pseudonymise {
                         scope: scope_of(scopes)?,
@@ -646,14 +763,13 @@ fn parse_action(
                 }
                 "redact" => ScanReplace::Redact(str_opt("with")?.unwrap_or("[redacted]").into()),
                 other => {
-                    return Err(src.err(
-                        at("replace"),
-                        format!(
-                            "unknown replace \"{}\"{}",
-                            other.escape_debug(),
-                            did_you_mean(other, SCAN_REPLACE_NAMES)
-                        ),
-                    ));
+                    return Err(src
+                        .err(
+                            diag::ACTION,
+                            at("replace"),
+                            format!("unknown replace \"{}\"", other.escape_debug()),
+                        )
+                        .with_help(did_you_mean(other, SCAN_REPLACE_NAMES)));
                 }
             };
             Action::Scan {
@@ -666,14 +782,13 @@ fn parse_action(
                 "plain" => false,
                 "base64" => true,
                 other => {
-                    return Err(src.err(
-                        at("encoding"),
-                        format!(
-                            "unknown encoding \"{}\"{}",
-                            other.escape_debug(),
-                            did_you_mean(other, ENCODING_NAMES)
-                        ),
-                    ));
+                    return Err(src
+                        .err(
+                            diag::ACTION,
+                            at("encoding"),
+                            format!("unknown encoding \"{}\"", other.escape_debug()),
+                        )
+                        .with_help(did_you_mean(other, ENCODING_NAMES)));
                 }
             };
             Action::EmbeddedJson { base64 }
@@ -692,20 +807,21 @@ fn compile_headers(src: &Source<'_>, raw: &RawRuleFile) -> Result<HeaderRules, P
     for a in &raw.headers.allow {
         let name = a.get_ref().to_ascii_lowercase();
         if !valid(&name) {
-            return Err(src.err(a.span().start, "invalid header name in `allow`"));
+            return Err(src.err(diag::HEADER, a.span(), "invalid header name in `allow`"));
         }
         rules.allow.push(name);
     }
     for (k, v) in &raw.headers.set {
         let name = k.get_ref().to_ascii_lowercase();
         if !valid(&name) {
-            return Err(src.err(k.span().start, "invalid header name in `set`"));
+            return Err(src.err(diag::HEADER, k.span(), "invalid header name in `set`"));
         }
         let value = v.get_ref();
         let source = if let Some(var) = value.strip_prefix("env:") {
             if var.is_empty() || !var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
                 return Err(src.err(
-                    v.span().start,
+                    diag::HEADER,
+                    v.span(),
                     "`env:` must be followed by an environment variable name ([A-Za-z0-9_])",
                 ));
             }
@@ -715,7 +831,7 @@ fn compile_headers(src: &Source<'_>, raw: &RawRuleFile) -> Result<HeaderRules, P
                 .bytes()
                 .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
             {
-                return Err(src.err(v.span().start, "header value must be visible ASCII"));
+                return Err(src.err(diag::HEADER, v.span(), "header value must be visible ASCII"));
             }
             HeaderValueSource::Literal(value.clone())
         };
@@ -727,19 +843,22 @@ fn compile_headers(src: &Source<'_>, raw: &RawRuleFile) -> Result<HeaderRules, P
 fn compile_test(src: &Source<'_>, t: &Spanned<RawTest>) -> Result<RuleTest, PolicyError> {
     let raw = t.get_ref();
     let line = line_col(src.text, t.span().start).0;
-    let format = match raw.format.as_deref() {
-        None | Some("json") => BodyFormat::Json,
-        Some("ndjson") => BodyFormat::Ndjson,
-        Some("form") => BodyFormat::Form,
-        Some(other) => {
-            return Err(src.err(
-                src.find_in(&t.span(), "format"),
-                format!(
-                    "unknown test format \"{}\"{}",
-                    other.escape_debug(),
-                    did_you_mean(other, &["json", "ndjson", "form"])
-                ),
-            ));
+    let format = match raw
+        .format
+        .as_ref()
+        .map(|f| (f.get_ref().as_str(), f.span()))
+    {
+        None | Some(("json", _)) => BodyFormat::Json,
+        Some(("ndjson", _)) => BodyFormat::Ndjson,
+        Some(("form", _)) => BodyFormat::Form,
+        Some((other, span)) => {
+            return Err(src
+                .err(
+                    diag::TEST,
+                    span,
+                    format!("unknown test format \"{}\"", other.escape_debug()),
+                )
+                .with_help(did_you_mean(other, &["json", "ndjson", "form"])));
         }
     };
     if raw.expect.is_none()
@@ -748,16 +867,16 @@ fn compile_test(src: &Source<'_>, t: &Spanned<RawTest>) -> Result<RuleTest, Poli
         && raw.transformed.is_empty()
         && !raw.refused
     {
-        return Err(src.err(
-            t.span().start,
-            format!(
-                "test \"{}\" asserts nothing: give `expect`, `absent`, `present`, `transformed` or `refused = true`",
-                raw.name
-            ),
-        ));
+        return Err(src
+            .err(
+                diag::TEST,
+                raw.name.span(),
+                format!("test \"{}\" asserts nothing", raw.name.get_ref()),
+            )
+            .with_help("give `expect`, `absent`, `present`, `transformed` or `refused = true`"));
     }
     Ok(RuleTest {
-        name: raw.name.clone(),
+        name: raw.name.get_ref().clone(),
         line,
         input: raw.input.clone(),
         format,
@@ -766,6 +885,98 @@ fn compile_test(src: &Source<'_>, t: &Spanned<RawTest>) -> Result<RuleTest, Poli
         present: raw.present.clone(),
         transformed: raw.transformed.clone(),
         refused: raw.refused,
+    })
+}
+
+/// Checks one `[[allow]]` entry: a known lint, a reason, and a selector
+/// that is in the file when the lint is about selectors (none otherwise).
+fn compile_allow(
+    src: &Source<'_>,
+    a: &Spanned<RawAllow>,
+    fields: &FieldRules,
+    query: &FieldRules,
+) -> Result<Allow, PolicyError> {
+    let raw = a.get_ref();
+    let code = raw.lint.get_ref();
+    let Some(info) = lint::find(code) else {
+        let names: Vec<&str> = lint::LINTS.iter().flat_map(|l| [l.code, l.name]).collect();
+        return Err(src
+            .err(
+                diag::ALLOW,
+                raw.lint.span(),
+                format!("unknown lint \"{}\"", code.escape_debug()),
+            )
+            .with_help(did_you_mean(code, &names)));
+    };
+    if info.code == lint::STALE_ALLOW {
+        return Err(src
+            .err(
+                diag::ALLOW,
+                raw.lint.span(),
+                format!("lint {} ({}) cannot be allowed", info.code, info.name),
+            )
+            .with_help("remove the stale [[allow]] entry it reports instead"));
+    }
+    if raw.reason.get_ref().trim().is_empty() {
+        return Err(src
+            .err(diag::ALLOW, raw.reason.span(), "the reason must not be empty")
+            .with_help("say why this recipient needs it (contract, DPA clause, partner requirement): reviewers read it"));
+    }
+    let selector = match (&raw.selector, info.scope) {
+        (None, LintScope::File) => None,
+        (Some(s), LintScope::File) => {
+            return Err(src
+                .err(
+                    diag::ALLOW,
+                    s.span(),
+                    format!(
+                        "lint {} ({}) is about the whole file and takes no selector",
+                        info.code, info.name
+                    ),
+                )
+                .with_help("remove `selector`"));
+        }
+        (None, LintScope::Selector) => {
+            return Err(src
+                .err(
+                    diag::ALLOW,
+                    raw.lint.span(),
+                    format!("lint {} ({}) needs the `selector` it allows", info.code, info.name),
+                )
+                .with_help("add selector = \"...\" as written under [fields], or \"query:NAME\" for a [query] rule"));
+        }
+        (Some(s), LintScope::Selector) => {
+            let text = s.get_ref();
+            let found = match text.strip_prefix("query:") {
+                Some(name) => lint::find_query_rule(query, name).is_some(),
+                None => lint::find_field_rule(fields, text).is_some(),
+            };
+            if !found {
+                let mut known: Vec<String> =
+                    fields.rules().iter().map(|r| r.text.clone()).collect();
+                known.extend(query.rules().iter().map(|r| format!("query:{}", r.text)));
+                let known: Vec<&str> = known.iter().map(String::as_str).collect();
+                let help = match suggest(text, &known) {
+                    Some(k) => format!("did you mean \"{k}\"?"),
+                    None => "name a selector written under [fields], or \"query:NAME\" for a [query] rule".into(),
+                };
+                return Err(src
+                    .err(
+                        diag::ALLOW,
+                        s.span(),
+                        format!("selector \"{}\" is not in this file", text.escape_debug()),
+                    )
+                    .with_help(help));
+            }
+            Some(text.clone())
+        }
+    };
+    Ok(Allow {
+        code: info.code,
+        selector,
+        reason: raw.reason.get_ref().clone(),
+        span: raw.lint.span(),
+        line: line_col(src.text, a.span().start).0,
     })
 }
 
@@ -785,12 +996,16 @@ mod tests {
             "{HEAD}[fields]\n\"user.email\" = \"pseudonymize\"\n"
         ))
         .unwrap_err();
+        // The caret is under the whole string, quotes included.
         assert_eq!(e.line, 3);
-        assert_eq!(e.col, 17);
-        assert!(e.message.contains("did you mean \"pseudonymise\""), "{e}");
+        assert_eq!(e.col, 16);
+        assert_eq!(e.code, diag::ACTION);
+        assert_eq!(e.message, "unknown action \"pseudonymize\"");
+        assert_eq!(e.help.as_deref(), Some("did you mean \"pseudonymise\"?"));
         assert!(
             e.to_string()
-                .starts_with("rules/x.toml:3:17: unknown action")
+                .starts_with("rules/x.toml:3:16: error[E004]: unknown action"),
+            "{e}"
         );
     }
 
@@ -800,8 +1015,8 @@ mod tests {
             "{HEAD}[fields]\nip = {{ action = \"truncate_ip\", v4_prefx = 16 }}\n"
         ))
         .unwrap_err();
-        assert_eq!(e.line, 3);
-        assert!(e.message.contains("did you mean \"v4_prefix\""), "{e}");
+        assert_eq!((e.line, e.col), (3, 32), "{e}");
+        assert_eq!(e.help.as_deref(), Some("did you mean \"v4_prefix\"?"));
     }
 
     #[test]
@@ -809,6 +1024,107 @@ mod tests {
         let e = compile(&format!("{HEAD}upstrem = \"x\"\n")).unwrap_err();
         assert_eq!(e.line, 2, "{e}");
         assert!(e.message.contains("upstrem"), "{e}");
+        assert_eq!(e.help.as_deref(), Some("did you mean \"upstream\"?"), "{e}");
+    }
+
+    #[test]
+    fn errors_in_a_table_form_action_point_at_the_offending_line() {
+        let text = format!(
+            "{HEAD}[fields.\"user.age\"]\naction = \"bucket\"\nbounds = [30, 20]\n\n[fields.\"user.ip\"]\naction = \"truncate_ip\"\nv4_prefx = 16\n"
+        );
+        let e = compile(&text).unwrap_err();
+        // `bounds` is on line 4, its value at column 10; the header is line 2.
+        assert_eq!((e.line, e.col), (4, 10), "{e}");
+        let fixed = text.replace("[30, 20]", "[20, 30]");
+        let e = compile(&fixed).unwrap_err();
+        assert_eq!((e.line, e.col), (8, 1), "{e}");
+        assert_eq!(e.help.as_deref(), Some("did you mean \"v4_prefix\"?"));
+        let e = compile(&format!(
+            "{HEAD}[fields.\"user.email\"]\nnormalise = \"email\"\naction = \"pseudonymize\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!((e.line, e.col), (4, 10), "{e}");
+    }
+
+    #[test]
+    fn type_errors_name_the_kind_never_the_value() {
+        let e = compile(&format!(
+            "{HEAD}[[tests]]\nname = \"t\"\ninput = '{{}}'\nrefused = \"alice@example.com\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.code, diag::SYNTAX);
+        assert_eq!(e.line, 5, "{e}");
+        assert!(e.message.contains("string"), "{e}");
+        assert!(!e.to_string().contains("alice"), "{e}");
+    }
+
+    #[test]
+    fn a_date_is_refused_at_its_place() {
+        let e = compile(&format!(
+            "{HEAD}[fields]\na = {{ action = \"keep\", x = 1979-05-27 }}\n"
+        ))
+        .unwrap_err();
+        assert_eq!((e.code, e.line, e.col), (diag::SYNTAX, 3, 28), "{e}");
+        assert_eq!(e.message, "a date or time is not valid here");
+    }
+
+    #[test]
+    fn allow_entries_are_checked() {
+        let base = format!("{HEAD}[fields]\n\"user.ip\" = \"keep\"\n");
+        let ok = compile(&format!(
+            "{base}[[allow]]\nlint = \"personal-keep\"\nselector = \"user.ip\"\nreason = \"fraud checks (DPA s.3)\"\n"
+        ))
+        .unwrap();
+        assert_eq!(ok.allows.len(), 1);
+        assert_eq!(ok.allows[0].code, "P001");
+
+        let e = compile(&format!(
+            "{base}[[allow]]\nlint = \"P01\"\nselector = \"user.ip\"\nreason = \"r\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!((e.code, e.line), (diag::ALLOW, 5), "{e}");
+        assert!(e.message.contains("unknown lint \"P01\""), "{e}");
+        assert!(
+            e.help.as_deref().unwrap_or("").contains("did you mean"),
+            "{e}"
+        );
+
+        let e = compile(&format!(
+            "{base}[[allow]]\nlint = \"P001\"\nselector = \"user.ip\"\nreason = \" \"\n"
+        ))
+        .unwrap_err();
+        assert_eq!((e.code, e.line), (diag::ALLOW, 7), "{e}");
+
+        let e = compile(&format!(
+            "{base}[[allow]]\nlint = \"P001\"\nselector = \"user.ipp\"\nreason = \"r\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!((e.code, e.line), (diag::ALLOW, 6), "{e}");
+        assert_eq!(e.help.as_deref(), Some("did you mean \"user.ip\"?"), "{e}");
+
+        let e = compile(&format!(
+            "{base}[[allow]]\nlint = \"P006\"\nreason = \"r\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("cannot be allowed"), "{e}");
+
+        let e = compile(&format!(
+            "{base}[[allow]]\nlint = \"P001\"\nreason = \"r\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("needs the `selector`"), "{e}");
+
+        let e = compile(&format!(
+            "{base}[[allow]]\nlint = \"no-tests\"\nselector = \"user.ip\"\nreason = \"r\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("takes no selector"), "{e}");
+
+        let e = compile(&format!(
+            "{base}[[allow]]\nlint = \"P001\"\nselector = \"user.ip\"\nreason = \"r\"\nextra = 1\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.code, diag::SYNTAX, "{e}");
     }
 
     #[test]
@@ -852,7 +1168,10 @@ mod tests {
         assert!(compile("upstream = \"http://127.0.0.1:9\"\n").is_ok());
         assert!(compile("upstream = \"capture:\"\n").is_ok());
         let e = compile("upstream = \"http://partner.example\"\n").unwrap_err();
-        assert!(e.message.contains("allow_plain_http"), "{e}");
+        assert!(
+            e.help.as_deref().unwrap_or("").contains("allow_plain_http"),
+            "{e}"
+        );
         assert!(
             compile("upstream = \"http://partner.example\"\nallow_plain_http = true\n").is_ok()
         );
@@ -890,7 +1209,7 @@ mod tests {
             "{HEAD}[fields]\na = {{ action = \"coarsen_time\", unit = \"hours\" }}\n"
         ))
         .unwrap_err();
-        assert!(e.message.contains("did you mean \"hour\""), "{e}");
+        assert_eq!(e.help.as_deref(), Some("did you mean \"hour\"?"), "{e}");
         let e = compile(&format!(
             "{HEAD}[fields]\na = {{ action = \"keep\", with = 1 }}\n"
         ))
@@ -911,7 +1230,8 @@ mod tests {
     fn tests_must_assert_something() {
         let e = compile(&format!("{HEAD}[[tests]]\nname = \"t\"\ninput = '{{}}'\n")).unwrap_err();
         assert!(e.message.contains("asserts nothing"), "{e}");
-        assert_eq!(e.line, 2);
+        // At the test's name, the line that says which case it is.
+        assert_eq!(e.line, 3);
     }
 
     #[test]

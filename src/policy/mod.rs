@@ -6,9 +6,16 @@
 //! `[[tests]]` are kept for `scrim test`. Every error carries
 //! `file:line:col` and, for a misspelt name, the nearest valid one.
 
+// A `PolicyError` carries its span, help and note (about 160 bytes). It is
+// built once per problem while rules load, never on the request path, so
+// boxing it would only add noise to every `?`.
+#![allow(clippy::result_large_err)]
+
 pub mod action;
 mod compile;
 pub mod dfa;
+pub mod diag;
+pub mod lint;
 pub mod raw;
 pub mod selector;
 pub mod selftest;
@@ -27,31 +34,155 @@ use dfa::{Dfa, StateId, StateInfo};
 /// Default maximum JSON nesting depth.
 pub const DEFAULT_MAX_DEPTH: usize = 64;
 
-/// A rule file problem, located.
+/// A rule file problem, located: an error, or a lint warning.
+///
+/// `Display` gives one line, `file:line:col: error[CODE]: message (help)`,
+/// for logs and tools; [`diag::render`] shows the source line with a caret
+/// for people. Neither the line form nor the label ever holds a value from a
+/// `[[tests]]` input; only [`Self::note`] may (a failed test's output), and
+/// it is shown to rule authors only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyError {
+    /// Error or warning.
+    pub severity: Severity,
+    /// Stable code (`E004`, `P001`), see [`diag`] and [`lint`].
+    pub code: &'static str,
     /// The file (as given).
     pub file: String,
     /// 1-based line, 0 when the problem is the whole file.
     pub line: usize,
     /// 1-based column (in characters).
     pub col: usize,
-    /// What is wrong, and the fix where one is known.
+    /// Byte range in the file text that the caret underlines, when known.
+    pub span: Option<std::ops::Range<usize>>,
+    /// What is wrong.
     pub message: String,
+    /// The fix, when one is known (`did you mean "pseudonymise"?`).
+    pub help: Option<String>,
+    /// More detail for the rule author (may span lines; never logged).
+    pub note: Option<String>,
+}
+
+impl PolicyError {
+    /// An error about the whole file (no location).
+    pub fn whole_file(
+        code: &'static str,
+        file: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        PolicyError {
+            severity: Severity::Error,
+            code,
+            file: file.into(),
+            line: 0,
+            col: 0,
+            span: None,
+            message: message.into(),
+            help: None,
+            note: None,
+        }
+    }
+
+    /// An error at a byte range of the file text.
+    pub fn at(
+        code: &'static str,
+        file: impl Into<String>,
+        text: &str,
+        span: std::ops::Range<usize>,
+        message: impl Into<String>,
+    ) -> Self {
+        let (line, col) = line_col(text, span.start);
+        PolicyError {
+            severity: Severity::Error,
+            code,
+            file: file.into(),
+            line,
+            col,
+            span: Some(span),
+            message: message.into(),
+            help: None,
+            note: None,
+        }
+    }
+
+    /// The same, with a fix.
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// The same, with a fix when there is one.
+    pub fn with_help_opt(mut self, help: Option<String>) -> Self {
+        self.help = help;
+        self
+    }
+
+    /// The same, with more detail for rule authors.
+    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+        self.note = Some(note.into());
+        self
+    }
+
+    /// The same, as a warning.
+    pub fn warning(mut self) -> Self {
+        self.severity = Severity::Warning;
+        self
+    }
+
+    /// Whether this is an error (not a warning).
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+/// How serious a [`PolicyError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// The file is refused.
+    Error,
+    /// The file loads; `scrim check --strict` fails.
+    Warning,
+}
+
+impl Severity {
+    /// `error` or `warning`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
 }
 
 impl fmt::Display for PolicyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line == 0 {
-            write!(f, "{}: {}", self.file, self.message)
+            write!(f, "{}: ", self.file)?;
         } else {
-            write!(
-                f,
-                "{}:{}:{}: {}",
-                self.file, self.line, self.col, self.message
-            )
+            write!(f, "{}:{}:{}: ", self.file, self.line, self.col)?;
         }
+        write!(f, "{}[{}]: ", self.severity.as_str(), self.code)?;
+        // One line whatever the message holds: this form goes to logs.
+        write_one_line(f, &self.message)?;
+        if let Some(help) = &self.help {
+            f.write_str(" (help: ")?;
+            write_one_line(f, help)?;
+            f.write_str(")")?;
+        }
+        Ok(())
     }
+}
+
+fn write_one_line(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
+    let mut first = true;
+    for part in text.lines() {
+        if !first {
+            f.write_str(" ")?;
+        }
+        f.write_str(part.trim())?;
+        first = false;
+    }
+    Ok(())
 }
 
 impl std::error::Error for PolicyError {}
@@ -67,6 +198,8 @@ pub struct Rule {
     pub action: Action,
     /// 1-based line of the rule in its file.
     pub line: usize,
+    /// Byte range of the selector (the innermost key) in its file.
+    pub span: std::ops::Range<usize>,
 }
 
 /// A set of rules compiled into an automaton: body fields or query parameters.
@@ -223,17 +356,20 @@ pub struct CompiledPolicy {
     pub headers: HeaderRules,
     /// The file's self-tests.
     pub tests: Vec<RuleTest>,
+    /// The file's `[[allow]]` entries: lint warnings accepted, with reasons.
+    pub allows: Vec<lint::Allow>,
     /// SHA-256 (hex, first 16 chars) of the file text: the rule version.
     pub version: String,
 }
 
 /// Loads one rule file.
 pub fn load_file(path: &Path) -> Result<CompiledPolicy, PolicyError> {
-    let text = std::fs::read_to_string(path).map_err(|e| PolicyError {
-        file: path.display().to_string(),
-        line: 0,
-        col: 0,
-        message: format!("cannot read rule file: {e}"),
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        PolicyError::whole_file(
+            diag::FILES,
+            path.display().to_string(),
+            format!("cannot read rule file: {e}"),
+        )
     })?;
     let mut policy = compile_str(&text, &path.display().to_string(), file_stem(path))?;
     policy.source = path.to_path_buf();
@@ -256,11 +392,12 @@ pub fn rule_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, PolicyError> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
-            let entries = std::fs::read_dir(p).map_err(|e| PolicyError {
-                file: p.display().to_string(),
-                line: 0,
-                col: 0,
-                message: format!("cannot read rules directory: {e}"),
+            let entries = std::fs::read_dir(p).map_err(|e| {
+                PolicyError::whole_file(
+                    diag::FILES,
+                    p.display().to_string(),
+                    format!("cannot read rules directory: {e}"),
+                )
             })?;
             let mut files: Vec<PathBuf> = entries
                 .filter_map(|e| e.ok().map(|e| e.path()))
@@ -271,12 +408,11 @@ pub fn rule_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, PolicyError> {
         } else if p.is_file() {
             out.push(p.clone());
         } else {
-            return Err(PolicyError {
-                file: p.display().to_string(),
-                line: 0,
-                col: 0,
-                message: "no such file or directory".into(),
-            });
+            return Err(PolicyError::whole_file(
+                diag::FILES,
+                p.display().to_string(),
+                "no such file or directory",
+            ));
         }
     }
     Ok(out)
@@ -287,28 +423,54 @@ pub fn rule_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, PolicyError> {
 /// reloads.
 pub fn load_verified(paths: &[PathBuf]) -> Result<Vec<Arc<CompiledPolicy>>, Vec<PolicyError>> {
     let policies = load_all(paths)?;
-    let mut errors = Vec::new();
-    for p in &policies {
-        for r in selftest::run(p) {
-            if let Some(why) = r.failure {
-                errors.push(PolicyError {
-                    file: p.source.display().to_string(),
-                    line: r.line,
-                    col: 1,
-                    message: format!(
-                        "test \"{}\" failed: {}",
-                        r.name,
-                        why.lines().next().unwrap_or("")
-                    ),
-                });
-            }
-        }
-    }
+    let errors: Vec<PolicyError> = policies.iter().flat_map(test_failures).collect();
     if errors.is_empty() {
         Ok(policies)
     } else {
         Err(errors)
     }
+}
+
+/// Runs a policy's `[[tests]]` and returns one error per failing case. The
+/// message names the test and the first line of why; the rest (expected
+/// and actual output, which show test input values) is in the note.
+pub fn test_failures(p: &Arc<CompiledPolicy>) -> Vec<PolicyError> {
+    let text = std::fs::read_to_string(&p.source).unwrap_or_default();
+    selftest::run(p)
+        .into_iter()
+        .filter_map(|r| {
+            let why = r.failure?;
+            let (first, rest) = why.split_once('\n').unwrap_or((why.as_str(), ""));
+            let file = p.source.display().to_string();
+            let mut e = match test_span(&text, r.line) {
+                Some(span) => PolicyError::at(diag::TEST_FAILED, file, &text, span, ""),
+                None => PolicyError {
+                    line: r.line,
+                    col: 1,
+                    ..PolicyError::whole_file(diag::TEST_FAILED, file, "")
+                },
+            };
+            e.message = format!("test \"{}\" failed: {}", r.name, first.trim());
+            if !rest.trim().is_empty() {
+                e.note = Some(rest.lines().map(str::trim).collect::<Vec<_>>().join("\n"));
+            }
+            Some(e)
+        })
+        .collect()
+}
+
+/// The `[[tests]]` header on a 1-based line (or the line itself).
+fn test_span(text: &str, line: usize) -> Option<std::ops::Range<usize>> {
+    let start: usize = text
+        .split_inclusive('\n')
+        .take(line.checked_sub(1)?)
+        .map(str::len)
+        .sum();
+    let rest = text.get(start..)?;
+    let len = rest.find('\n').unwrap_or(rest.len());
+    let l = &rest[..len];
+    let lead = l.len() - l.trim_start().len();
+    Some(start + lead..start + l.trim_end().len())
 }
 
 /// Loads every rule file of a directory (or list of files). Every file is
@@ -322,29 +484,27 @@ pub fn load_all(paths: &[PathBuf]) -> Result<Vec<Arc<CompiledPolicy>>, Vec<Polic
         match load_file(&f) {
             Ok(p) => {
                 if let Some(other) = policies.iter().find(|o| o.recipient == p.recipient) {
-                    errors.push(PolicyError {
-                        file: f.display().to_string(),
-                        line: 0,
-                        col: 0,
-                        message: format!(
+                    errors.push(PolicyError::whole_file(
+                        diag::FILES,
+                        f.display().to_string(),
+                        format!(
                             "recipient \"{}\" is already defined by {}",
                             p.recipient,
                             other.source.display()
                         ),
-                    });
+                    ));
                     continue;
                 }
                 for h in &p.hosts {
                     if let Some(other) = policies.iter().find(|o| o.hosts.contains(h)) {
-                        errors.push(PolicyError {
-                            file: f.display().to_string(),
-                            line: 0,
-                            col: 0,
-                            message: format!(
+                        errors.push(PolicyError::whole_file(
+                            diag::FILES,
+                            f.display().to_string(),
+                            format!(
                                 "host \"{h}\" is already claimed by recipient \"{}\"",
                                 other.recipient
                             ),
-                        });
+                        ));
                     }
                 }
                 policies.push(Arc::new(p));

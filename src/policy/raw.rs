@@ -7,15 +7,18 @@
 //! The same types give the rule files' JSON Schema (`scrim schema rules`):
 //! their doc comments are the descriptions an editor shows on hover, so they
 //! are written for the person editing a rule file. Field and query actions
-//! are parsed from [`toml::Value`] by the compiler (for its located,
+//! are parsed from [`RawValue`] by the compiler (for its located,
 //! did-you-mean messages); their shape is described by the `*Table` types at
 //! the end of this file, and `tests/schema.rs` proves the two agree.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use std::fmt;
+
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use toml::Spanned;
 
 /// A scrim rule file: what one recipient (partner) may receive. A field, query
@@ -85,12 +88,12 @@ pub struct RawRuleFile {
     /// here.
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, QueryRule>")]
-    pub query: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
+    pub query: BTreeMap<Spanned<String>, Spanned<RawValue>>,
     /// Body field rules: a selector (`user.email`, `items.*.sku`, `**.ip`)
     /// to an action. Fields not matched are dropped.
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, FieldRule>")]
-    pub fields: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
+    pub fields: BTreeMap<Spanned<String>, Spanned<RawValue>>,
     /// Self-tests, run by `scrim check` and `scrim test` under the fixed test
     /// key. Each must assert something.
     #[serde(default)]
@@ -100,6 +103,126 @@ pub struct RawRuleFile {
     #[serde(default)]
     #[schemars(with = "Vec<RawAllow>")]
     pub allow: Vec<Spanned<RawAllow>>,
+}
+
+/// A TOML value that remembers where every key and value inside it was
+/// written, so that an error in an action's options (also in a
+/// `[fields."a.b"]` table spread over several lines) points at the option
+/// itself rather than at the table.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawValue {
+    /// A string.
+    String(String),
+    /// An integer.
+    Integer(i64),
+    /// A float.
+    Float(f64),
+    /// A boolean.
+    Boolean(bool),
+    /// An array.
+    Array(Vec<Spanned<RawValue>>),
+    /// A table, sorted by key.
+    Table(Vec<(Spanned<String>, Spanned<RawValue>)>),
+}
+
+impl RawValue {
+    /// The entry of a table, if this is a table holding `key`.
+    pub fn get(&self, key: &str) -> Option<&Spanned<RawValue>> {
+        match self {
+            RawValue::Table(t) => t.iter().find(|(k, _)| k.get_ref() == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// The string, if this is one.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            RawValue::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The integer, if this is one.
+    pub fn as_integer(&self) -> Option<i64> {
+        match self {
+            RawValue::Integer(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// What kind of value this is, for error messages (never the value).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RawValue::String(_) => "a string",
+            RawValue::Integer(_) => "an integer",
+            RawValue::Float(_) => "a float",
+            RawValue::Boolean(_) => "a boolean",
+            RawValue::Array(_) => "an array",
+            RawValue::Table(_) => "a table",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RawValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(RawValueVisitor)
+    }
+}
+
+struct RawValueVisitor;
+
+impl<'de> Visitor<'de> for RawValueVisitor {
+    type Value = RawValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a TOML value")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawValue, E> {
+        Ok(RawValue::Boolean(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawValue, E> {
+        Ok(RawValue::Integer(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawValue, E> {
+        i64::try_from(v)
+            .map(RawValue::Integer)
+            .map_err(|_| E::custom("integer out of range"))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawValue, E> {
+        Ok(RawValue::Float(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<RawValue, E> {
+        Ok(RawValue::String(v.to_string()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<RawValue, E> {
+        Ok(RawValue::String(v))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawValue, A::Error> {
+        let mut items = Vec::new();
+        while let Some(v) = seq.next_element::<Spanned<RawValue>>()? {
+            items.push(v);
+        }
+        Ok(RawValue::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawValue, A::Error> {
+        let mut entries = Vec::new();
+        // A date arrives as a one-key table whose key has no location: it
+        // fails here, and the compiler reports it as a misplaced date.
+        while let Some(k) = map.next_key::<Spanned<String>>()? {
+            let v = map.next_value::<Spanned<RawValue>>()?;
+            entries.push((k, v));
+        }
+        entries.sort_by(|a, b| a.0.get_ref().cmp(b.0.get_ref()));
+        Ok(RawValue::Table(entries))
+    }
 }
 
 /// `rate_limit = { per_second = 100, burst = 200 }`.
@@ -143,14 +266,15 @@ pub struct RawHeaders {
 #[schemars(rename = "Test")]
 pub struct RawTest {
     /// What the case shows; printed in results.
-    pub name: String,
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
     /// The request body. Use a literal string (`'...'`) so JSON escapes are
     /// written as in a real body.
     pub input: String,
     /// Body format: `json` (default), `ndjson` (one document a line) or
     /// `form`.
     #[schemars(with = "Option<TestFormat>")]
-    pub format: Option<String>,
+    pub format: Option<Spanned<String>>,
     /// The exact expected output, under the test key. Whitespace outside
     /// strings is ignored within a line; line breaks separate NDJSON
     /// documents.
@@ -184,31 +308,37 @@ enum TestFormat {
     Form,
 }
 
-/// One `[[allow]]` entry: a lint finding accepted on review.
+/// One `[[allow]]` entry: a privacy-lint warning accepted on review, for
+/// one selector (or for the whole file, for file-level lints such as
+/// `P005 no-tests`), with the reason kept in the file.
 ///
 /// ```toml
 /// [[allow]]
 /// lint = "P001"
 /// selector = "user.ip"
-/// reason = "why this is acceptable"
+/// reason = "Fraud partner needs the full address (DPA 2024-07, s.3)"
 /// ```
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Allow")]
 pub struct RawAllow {
-    /// The lint code, e.g. `P001`.
+    /// The lint: its code (`P001` to `P005`) or short name
+    /// (`personal-keep`, `unkeyed-hash`, `keep-under-globstar`,
+    /// `wide-ip-prefix`, `no-tests`). `P006 stale-allow` cannot be allowed.
     #[schemars(with = "String")]
     pub lint: Spanned<String>,
-    /// The selector the finding is accepted for; every selector when absent.
+    /// The selector exactly as written under `[fields]`, or `query:NAME` for
+    /// a `[query]` rule. Required for per-selector lints; absent for
+    /// file-level lints.
     #[schemars(with = "Option<String>")]
     pub selector: Option<Spanned<String>>,
-    /// Why this is acceptable; required, read on review.
-    #[schemars(with = "String")]
+    /// Why the warning is accepted; required, not empty, read on review.
+    #[schemars(with = "String", length(min = 1))]
     pub reason: Spanned<String>,
 }
 
 // What follows describes actions as rule files write them, for the schema
-// only: the compiler reads actions from `toml::Value` (see `parse_action`),
+// only: the compiler reads actions from [`RawValue`] (see `parse_action`),
 // and the lists it checks against are [`super::action::ACTION_NAMES`] and
 // [`super::action::options_of`]. An action added there needs its table here.
 

@@ -46,7 +46,7 @@ static PLAIN_KEY_BYTE: [bool; 256] = {
 
 /// Characters that render as nothing (Unicode format characters commonly
 /// used to disguise text).
-fn is_invisible(c: char) -> bool {
+pub(crate) fn is_invisible(c: char) -> bool {
     matches!(
         c,
         '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'

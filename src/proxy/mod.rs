@@ -147,6 +147,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
                     .join("\n"),
             )
         })?;
+    crate::ops::reload::log_lint_warnings(&policies);
     let rules = RuleSet::build(&policies, &keys, &config.upstream, &metrics, None)
         .map_err(|e| ServeError::Rules(e.join("\n")))?;
     metrics.reload(true, rules.routes.len());
