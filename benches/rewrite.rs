@@ -135,11 +135,9 @@ fn edit_event(ev: &mut Value, key: &ScopedKey, transforms: bool) {
     if let Some(Value::Object(traits)) = obj.get_mut("traits") {
         traits.remove("phone");
         traits.remove("address");
-        if transforms {
-            if let Some(Value::String(s)) = traits.get_mut("email") {
-                let p = key.pseudonymise(normalise(Normalise::Email, s).as_bytes(), DEFAULT_BITS);
-                *s = p;
-            }
+        if transforms && let Some(Value::String(s)) = traits.get_mut("email") {
+            let p = key.pseudonymise(normalise(Normalise::Email, s).as_bytes(), DEFAULT_BITS);
+            *s = p;
         }
     }
 }

@@ -135,7 +135,7 @@ fn rule_set() -> impl Strategy<Value = String> {
 /// ASCII letters in keys and strings (`"em\u0061il"`).
 fn write_noisy(v: &Value, noise: &mut impl FnMut() -> u32, out: &mut String) {
     let ws = |noise: &mut dyn FnMut() -> u32, out: &mut String| {
-        if noise() % 4 == 0 {
+        if noise().is_multiple_of(4) {
             out.push_str([" ", "\n", "\t", "\r\n  "][(noise() % 4) as usize]);
         }
     };
@@ -181,10 +181,10 @@ fn write_str(s: &str, noise: &mut impl FnMut() -> u32, out: &mut String) {
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c if c.is_ascii_alphabetic() && noise() % 5 == 0 => {
+            c if c.is_ascii_alphabetic() && noise().is_multiple_of(5) => {
                 out.push_str(&format!("\\u{:04X}", c as u32))
             }
-            '☃' if noise() % 2 == 0 => out.push_str("\\u2603"),
+            '☃' if noise().is_multiple_of(2) => out.push_str("\\u2603"),
             c => out.push(c),
         }
     }

@@ -121,11 +121,9 @@ fn add_to_existing(
         return Err(invalid(None, "`keys` is not a table".to_owned()));
     };
     keys.insert(&id, Item::Value(Value::from(secret.as_str())));
-    if comment_ok {
-        if let Some(mut key) = keys.key_mut(&id) {
-            key.leaf_decor_mut()
-                .set_prefix(format!("# added by scrim keygen on {date}\n"));
-        }
+    if comment_ok && let Some(mut key) = keys.key_mut(&id) {
+        key.leaf_decor_mut()
+            .set_prefix(format!("# added by scrim keygen on {date}\n"));
     }
     if activate {
         let Some(active) = doc.get_mut("active").and_then(Item::as_value_mut) else {

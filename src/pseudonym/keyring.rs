@@ -50,7 +50,7 @@ const SECRET_BASE64: GeneralPurpose = GeneralPurpose::new(
 /// Whether `bits` is a valid pseudonym truncation: a multiple of 8 in `64..=256`.
 #[must_use]
 pub fn is_valid_bits(bits: u16) -> bool {
-    (64..=256).contains(&bits) && bits % 8 == 0
+    (64..=256).contains(&bits) && bits.is_multiple_of(8)
 }
 
 /// Whether `id` is a valid key id: 1 to 32 characters of `A-Z a-z 0-9 _ -`.

@@ -574,47 +574,52 @@ impl Scanner {
             if !c.is_ascii() {
                 continue;
             }
-            if v6_on && (c.is_ascii_hexdigit() || c == b':') && ipv6_start_ok(b, i) {
-                if let Some(e) = ipv6_at(text, i) {
-                    cands.push(Cand {
-                        start: i,
-                        end: e,
-                        kind: Detector::Ipv6,
-                    });
-                }
+            if v6_on
+                && (c.is_ascii_hexdigit() || c == b':')
+                && ipv6_start_ok(b, i)
+                && let Some(e) = ipv6_at(text, i)
+            {
+                cands.push(Cand {
+                    start: i,
+                    end: e,
+                    kind: Detector::Ipv6,
+                });
             }
-            if want_v4 && c.is_ascii_digit() && ipv4_start_ok(b, i) {
-                if let Some(e) = ipv4_at(b, i) {
-                    cands.push(Cand {
-                        start: i,
-                        end: e,
-                        kind: Detector::Ipv4,
-                    });
-                }
+            if want_v4
+                && c.is_ascii_digit()
+                && ipv4_start_ok(b, i)
+                && let Some(e) = ipv4_at(b, i)
+            {
+                cands.push(Cand {
+                    start: i,
+                    end: e,
+                    kind: Detector::Ipv4,
+                });
             }
             if want_runs
                 && i >= run_cover
                 && (c.is_ascii_digit() || c == b'+' || c == b'(')
                 && run_start_ok(b, i)
+                && let Some(run) = scan_run(b, i)
             {
-                if let Some(run) = scan_run(b, i) {
-                    run_cover = run.end;
-                    if want_card {
-                        cards_in_run(b, &run, cands);
-                    }
-                    if want_phone {
-                        phones_in_run(b, &run, cands);
-                    }
+                run_cover = run.end;
+                if want_card {
+                    cards_in_run(b, &run, cands);
+                }
+                if want_phone {
+                    phones_in_run(b, &run, cands);
                 }
             }
-            if want_iban && c.is_ascii_alphabetic() && (i == 0 || !is_word(b[i - 1])) {
-                if let Some(e) = iban_at(b, i) {
-                    cands.push(Cand {
-                        start: i,
-                        end: e,
-                        kind: Detector::Iban,
-                    });
-                }
+            if want_iban
+                && c.is_ascii_alphabetic()
+                && (i == 0 || !is_word(b[i - 1]))
+                && let Some(e) = iban_at(b, i)
+            {
+                cands.push(Cand {
+                    start: i,
+                    end: e,
+                    kind: Detector::Iban,
+                });
             }
         }
     }
@@ -1118,7 +1123,7 @@ fn luhn(b: &[u8], groups: &[(usize, usize)]) -> bool {
             double = !double;
         }
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Card numbers in a run: 13 to 19 digits, Luhn-valid, either one group or
