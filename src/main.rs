@@ -15,7 +15,7 @@ use scrim::rewrite::Engine;
 /// scrim: an egress privacy gateway. Only the fields a recipient's rules
 /// allow leave, pseudonymised or generalised as the rules say.
 #[derive(Parser)]
-#[command(name = "scrim", version, about, long_about = None)]
+#[command(name = "scrim", version, about, long_about = None, after_help = TOP_EXAMPLES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -26,9 +26,9 @@ enum Command {
     /// Run the gateway: services send partner-bound requests to it, it
     /// forwards only what each recipient's rules allow. Reloads rules on
     /// SIGHUP and on changes in the rules directory; drains and exits on
-    /// SIGTERM.
-    ///
-    /// Example: scrim serve --config scrim.toml --log-format json
+    /// SIGTERM. Exit code 0 after a clean drain; 1 when it cannot start
+    /// (configuration, key ring, rule files or listeners).
+    #[command(after_help = SERVE_EXAMPLES)]
     Serve {
         /// Server configuration (defaults apply when the file is absent and
         /// no --config was given).
@@ -43,8 +43,7 @@ enum Command {
     /// line and a caret; warnings do not fail the check unless --strict.
     /// Exit code 0: no errors; 1: rule errors (or warnings with --strict);
     /// 2: a path cannot be read.
-    ///
-    /// Example: scrim check --strict rules/
+    #[command(after_help = CHECK_EXAMPLES)]
     Check {
         /// Rule files or directories of *.toml files.
         #[arg(default_value = "rules")]
@@ -56,8 +55,9 @@ enum Command {
         output: OutputArgs,
     },
     /// Run every [[tests]] case of the rule files, under the fixed test key.
-    ///
-    /// Example: scrim test rules/segment.toml
+    /// Exit code 0: all pass; 1: a case fails or a file is invalid; 2: a path
+    /// cannot be read.
+    #[command(after_help = TEST_EXAMPLES)]
     Test {
         /// Rule files or directories of *.toml files.
         #[arg(default_value = "rules")]
@@ -161,9 +161,9 @@ enum Command {
     },
     /// Generate a new key (32 bytes from the OS RNG). With --keys, add it to
     /// that key ring file (created with mode 0600 if missing); otherwise print
-    /// a new key ring to stdout.
-    ///
-    /// Example: scrim keygen --keys /etc/scrim/keys.toml --activate
+    /// a new key ring to stdout. The secret is never printed when --keys is
+    /// given.
+    #[command(after_help = KEYGEN_EXAMPLES)]
     Keygen {
         /// Key ring file to add the key to.
         #[arg(long)]
@@ -230,6 +230,47 @@ enum LogFormatArg {
     Text,
     Json,
 }
+
+const TOP_EXAMPLES: &str = "Getting started:
+  scrim check rules/                              # validate the rule files and run their tests
+  scrim rewrite --recipient example --test-key --explain event.json
+  scrim serve                                     # the gateway, on the built-in defaults
+
+`scrim <command> --help` has each command's options and examples.";
+
+const SERVE_EXAMPLES: &str = "Examples:
+  scrim serve                                     # ./scrim.toml, or the built-in defaults
+  scrim serve --config /etc/scrim/scrim.toml --log-format json
+  SCRIM_KEYS_FILE=/run/secrets/keys.toml scrim serve
+  kill -HUP $(pidof scrim)                        # reload the rules now (a bad file keeps the old rules)
+  kill -TERM $(pidof scrim)                       # stop accepting, drain in-flight requests, exit
+
+Then send partner-bound requests to http://127.0.0.1:8080/<recipient>/<path>;
+/metrics, /healthz, /readyz and /rules are on the admin listener (127.0.0.1:9090).";
+
+const CHECK_EXAMPLES: &str = "Examples:
+  scrim check                                     # every *.toml in rules/
+  scrim check --strict rules/                     # for CI: lint warnings fail too
+  scrim check --message-format short rules/ga4.toml   # one line per problem, for editors and CI annotations
+
+A lint warning accepted on review is allowed in the rule file itself:
+  [[allow]]
+  lint = \"P001\"
+  selector = \"user.ip\"
+  reason = \"why this is acceptable\"";
+
+const TEST_EXAMPLES: &str = "Examples:
+  scrim test                                      # every *.toml in rules/
+  scrim test rules/segment.toml";
+
+const KEYGEN_EXAMPLES: &str = "Examples:
+  scrim keygen > keys.toml                        # a new key ring with one active key
+  scrim keygen --keys /etc/scrim/keys.toml --id k2027   # add a key, not active yet
+  scrim keygen --keys keys.toml --activate        # add a key and make it active at once
+
+Rotation with several replicas: add the key (not active), roll the file out to
+every replica, then set active = \"k2027\" everywhere and restart them (the key
+ring is read at start). See docs/operations.md.";
 
 const REWRITE_EXAMPLES: &str = "Examples:
   scrim rewrite --recipient segment --test-key --explain event.json

@@ -536,3 +536,44 @@ fn every_new_subcommand_has_examples_in_its_help() {
         assert!(out.contains(&format!("scrim {cmd}")), "{cmd}: {out}");
     }
 }
+
+/// Every command's `--help` says what it does, its options and at least one
+/// example that names the command itself.
+#[test]
+fn every_command_help_has_examples() {
+    let top = run(&["--help"]);
+    assert!(top.status.success());
+    let text = stdout(&top);
+    let commands = [
+        "serve",
+        "check",
+        "test",
+        "rewrite",
+        "diff",
+        "inventory",
+        "keygen",
+        "schema",
+    ];
+    for c in commands {
+        assert!(
+            text.contains(&format!("  {c} ")),
+            "{c} missing from scrim --help"
+        );
+    }
+    assert!(text.contains("Getting started:"), "{text}");
+    for c in commands {
+        let o = run(&[c, "--help"]);
+        assert!(o.status.success(), "scrim {c} --help failed");
+        let help = stdout(&o);
+        assert!(help.contains(&format!("Usage: scrim {c}")), "{c}: {help}");
+        assert!(
+            help.contains("Examples:"),
+            "scrim {c} --help has no examples"
+        );
+        let examples = &help[help.find("Examples:").unwrap()..];
+        assert!(
+            examples.contains(&format!("scrim {c}")),
+            "scrim {c} --help: the examples do not use the command"
+        );
+    }
+}
