@@ -2259,6 +2259,44 @@ async fn a_caller_disconnect_does_not_leak_the_inflight_gauge() {
     );
 }
 
+/// Privacy-lint warnings do not block a load; the gateway logs each once,
+/// one line with its code and selector (and no value).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lint_warnings_are_logged_at_load() {
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(
+        &[(
+            "lintme.toml",
+            &rule(
+                "lintme",
+                &up.url(),
+                "[fields]\n\"event\" = \"keep\"\n\"lintme_contact_email\" = \"keep\"\n",
+            ),
+        )],
+        Opts::default(),
+    )
+    .await;
+    let r = send(
+        &client(),
+        request("POST", &gw.url("/lintme/e"), &[JSON], r#"{"event":"e"}"#),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let audit = support::leaks::audit();
+    assert!(audit.capturing, "this binary captures its logs");
+    let logs = audit.log_text();
+    let lines: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("rule lint") && l.contains("lintme"))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.contains("WARN")
+            && l.contains("P001")
+            && l.contains("lintme_contact_email")),
+        "{lines:#?}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // The leak audit itself (tests/support/leaks.rs)
 // ---------------------------------------------------------------------------

@@ -182,6 +182,12 @@ impl Audit {
         self.sent.lock().unwrap().len()
     }
 
+    /// The captured log output so far (empty when another subscriber is
+    /// this binary's global one).
+    pub fn log_text(&self) -> String {
+        String::from_utf8_lossy(&self.logs.0.lock().unwrap()).into_owned()
+    }
+
     /// Bytes of captured log output.
     pub fn log_len(&self) -> usize {
         self.logs.0.lock().unwrap().len()
