@@ -718,6 +718,20 @@ fn parse_action(
         "scan" => {
             let detectors = match opt("detect").map(|v| v.get_ref()) {
                 None => DetectorSet::all(),
+                Some(RawValue::Array(items)) if items.is_empty() => {
+                    // Finding nothing would send the text verbatim: a `keep`
+                    // that escapes review.
+                    return Err(src
+                        .err(
+                            diag::ACTION,
+                            at("detect"),
+                            "`detect` must name at least one detector",
+                        )
+                        .with_help(format!(
+                            "leave `detect` out to use all of them ({}), or use `keep` if the text may leave as it is",
+                            crate::rewrite::transform::Detector::NAMES.join(", ")
+                        )));
+                }
                 Some(RawValue::Array(items)) => {
                     let mut set = DetectorSet::default();
                     for item in items {
@@ -1215,6 +1229,22 @@ mod tests {
         ))
         .unwrap_err();
         assert!(e.message.contains("takes no option"), "{e}");
+    }
+
+    #[test]
+    fn scan_must_detect_something() {
+        let e = compile(&format!(
+            "{HEAD}[fields]\nnote = {{ action = \"scan\", detect = [] }}\n"
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("at least one detector"), "{e}");
+        assert_eq!((e.line, e.col, e.code), (3, 36, diag::ACTION), "{e}");
+        assert!(
+            compile(&format!(
+                "{HEAD}[fields]\nnote = {{ action = \"scan\", detect = [\"email\"] }}\n"
+            ))
+            .is_ok()
+        );
     }
 
     #[test]

@@ -675,7 +675,8 @@ impl ActionOptions for RedactTable {
 }))]
 #[allow(dead_code)]
 struct ScanTable {
-    /// What to look for. Default: every detector.
+    /// What to look for, at least one detector. Default: every detector.
+    #[schemars(length(min = 1))]
     detect: Option<Vec<DetectorName>>,
     /// What each find becomes (default `pseudonymise`).
     replace: Option<ScanReplaceName>,
