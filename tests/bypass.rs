@@ -423,3 +423,66 @@ async fn a_50_mb_string_is_refused_or_rewritten_never_forwarded_raw() {
         assert!(rec.body_str().starts_with(r#"{"event":"e""#), "{what}");
     }
 }
+
+/// Content-Type and Content-Encoding are the caller's strings: the partner
+/// gets scrim's own Content-Type (media type, `charset=utf-8` at most), and
+/// a refusal never repeats an unknown type or coding (the leak audit checks
+/// every error body for the values sent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_type_parameters_and_odd_types_never_leave_or_echo() {
+    let (gw, up) = gateway().await;
+    let c = client();
+    let sent = [
+        format!("application/json; profile={RAW}"),
+        format!("application/json; charset=utf-8; x-user={RAW}"),
+        "application/vnd.bypass%40example.com+json".to_string(),
+    ];
+    for ct in &sent {
+        let r = send(
+            &c,
+            request(
+                "POST",
+                &gw.url("/p/x"),
+                &[("content-type", ct)],
+                r#"{"event":"e"}"#,
+            ),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{ct}: {}", r.text());
+    }
+    let got: Vec<String> = up
+        .records()
+        .iter()
+        .map(|r| r.header("content-type").unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "application/json",
+            "application/json; charset=utf-8",
+            "application/json"
+        ]
+    );
+    for (ct, ce) in [
+        (format!("text/{RAW}"), "identity".to_string()),
+        ("application/json".to_string(), format!("gzip, {RAW}")),
+        (
+            "application/json; charset=utf-8; charset=utf-16".to_string(),
+            "identity".to_string(),
+        ),
+    ] {
+        let r = send(
+            &c,
+            request(
+                "POST",
+                &gw.url("/p/x"),
+                &[("content-type", &ct), ("content-encoding", &ce)],
+                r#"{"event":"e"}"#,
+            ),
+        )
+        .await;
+        assert_eq!(r.status, 415, "{ct} {ce}: {}", r.text());
+        assert!(!r.text().contains("bypass"), "{}", r.text());
+    }
+    assert_eq!(up.records().len(), 3);
+}

@@ -2,9 +2,11 @@
 
 use std::fmt;
 
-/// The form in which keys are compared with selector literals: lower case,
-/// with whitespace, control and invisible format characters (zero-width
-/// space, soft hyphen, BOM...) removed. So `Email`, `EMAIL`, `"email "` and
+/// The form in which keys are compared with selector literals: case-folded
+/// (upper then lower case, so `ſ`, `ﬁ` and `ß` meet `s`, `fi` and `ss`),
+/// fullwidth ASCII read as ASCII, with whitespace, control and invisible
+/// format characters (zero-width space, soft hyphen, BOM, variation
+/// selectors...) removed. So `Email`, `EMAIL`, `"email "` and
 /// `"em\u200bail"` all meet a rule for `email`: a case or invisible-character
 /// variant of a key cannot slip past a rule under a kept container. Keys
 /// are output as they were written.
@@ -25,8 +27,18 @@ pub fn canonical_key<'a>(key: &'a [u8], buf: &'a mut Vec<u8>) -> &'a [u8] {
             continue;
         }
         let mut tmp = [0u8; 4];
-        for l in c.to_lowercase() {
-            buf.extend_from_slice(l.encode_utf8(&mut tmp).as_bytes());
+        // Fullwidth ASCII (`ｅｍａｉｌ`) reads as ASCII.
+        let c = match c {
+            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+            _ => c,
+        };
+        // Upper then lower case: folds what lower case alone leaves apart
+        // (`ſ` and `s`, `ﬁ` and `fi`, `ß` and `ss`), as case-insensitive
+        // decoders (Go's encoding/json, .NET, Java) match them.
+        for u in c.to_uppercase() {
+            for l in u.to_lowercase() {
+                buf.extend_from_slice(l.encode_utf8(&mut tmp).as_bytes());
+            }
         }
     }
     buf
@@ -58,7 +70,11 @@ pub(crate) fn is_invisible(c: char) -> bool {
             | '\u{FE00}'..='\u{FE0F}'
             | '\u{FEFF}'
             | '\u{FFA0}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
             | '\u{E0000}'..='\u{E007F}'
+            | '\u{E0100}'..='\u{E01EF}'
     )
 }
 
@@ -361,6 +377,27 @@ mod tests {
         assert_eq!(
             canonical_key("ÉMAIL".as_bytes(), &mut buf),
             "émail".as_bytes()
+        );
+        // Case folds that lower case alone misses, fullwidth letters, and
+        // format characters outside the usual zero-width set.
+        let p = Selector::parse("user.password").unwrap();
+        for variant in [
+            "pa\u{17f}\u{17f}word",
+            "\u{ff50}\u{ff41}\u{ff53}\u{ff53}\u{ff57}\u{ff4f}\u{ff52}\u{ff44}",
+            "pass\u{e0100}word",
+            "pass\u{1d173}word",
+            "pass\u{fff9}word",
+            "pass\u{1bca0}word",
+            "PASSWORD",
+        ] {
+            assert!(p.matches(&["user", variant]), "{variant:?}");
+        }
+        let f = Selector::parse("first").unwrap();
+        assert!(f.matches(&["\u{fb01}rst"]), "ligature fi");
+        assert!(
+            Selector::parse("strasse")
+                .unwrap()
+                .matches(&["stra\u{df}e"])
         );
     }
 

@@ -20,17 +20,96 @@ pub enum BodyKind {
     Passthrough,
 }
 
-/// Media type without parameters, lower case (`application/json`).
+/// Media type without parameters, lower case (`application/json`), and the
+/// `charset` parameter if there is one. Two `charset` parameters give
+/// `Some("(conflicting)")`, which no check accepts.
 pub fn media_type(content_type: &str) -> (String, Option<String>) {
     let mut parts = content_type.split(';');
     let mt = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-    let charset = parts.find_map(|p| {
+    let mut charsets = parts.filter_map(|p| {
         let (k, v) = p.split_once('=')?;
         (k.trim().eq_ignore_ascii_case("charset"))
             .then(|| v.trim().trim_matches('"').to_ascii_lowercase())
     });
+    let charset = match (charsets.next(), charsets.next()) {
+        (Some(c), None) => Some(c),
+        (None, _) => None,
+        (Some(_), Some(_)) => Some("(conflicting)".into()),
+    };
     (mt, charset)
 }
+
+/// The Content-Type scrim sends with a body it rewrote: the media type
+/// alone (parameters, which nothing checks, stay behind), with
+/// `charset=utf-8` when the caller named one. A vendor `+json` type passes
+/// only when it is a plain token; otherwise the partner gets
+/// `application/json`.
+pub fn outbound_content_type(format: BodyFormat, content_type: &str) -> String {
+    let (mt, charset) = media_type(content_type);
+    let base = match format {
+        BodyFormat::Form => "application/x-www-form-urlencoded",
+        BodyFormat::Ndjson => match mt.as_str() {
+            "application/jsonl" | "application/x-jsonlines" => mt.as_str(),
+            _ => "application/x-ndjson",
+        },
+        BodyFormat::Json => {
+            if mt != "application/json" && is_plain_vendor_json(&mt) {
+                mt.as_str()
+            } else {
+                "application/json"
+            }
+        }
+    };
+    match charset {
+        Some(_) => format!("{base}; charset=utf-8"),
+        None => base.to_string(),
+    }
+}
+
+/// `application/vnd.api+json`: letters, digits and `.-+` only, short.
+fn is_plain_vendor_json(mt: &str) -> bool {
+    mt.len() <= 64
+        && mt.strip_prefix("application/").is_some_and(|sub| {
+            sub.ends_with("+json")
+                && sub
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b))
+        })
+}
+
+/// Media types named in error messages; any other is "(not shown)", since
+/// a caller-chosen string may carry anything.
+const NAMED_TYPES: &[&str] = &[
+    "text/plain",
+    "text/html",
+    "text/csv",
+    "text/xml",
+    "application/xml",
+    "application/octet-stream",
+    "application/x-protobuf",
+    "application/protobuf",
+    "application/grpc",
+    "application/cbor",
+    "application/msgpack",
+    "application/x-msgpack",
+    "application/json-seq",
+    "application/javascript",
+    "multipart/form-data",
+    "multipart/mixed",
+];
+
+/// Content codings named in error messages.
+const NAMED_CODINGS: &[&str] = &[
+    "br",
+    "zstd",
+    "compress",
+    "x-compress",
+    "gzip",
+    "x-gzip",
+    "deflate",
+    "identity",
+    "aes128gcm",
+];
 
 /// Decides how a body is handled from its Content-Type.
 pub fn classify(
@@ -64,8 +143,13 @@ pub fn classify(
             .as_deref()
             .is_some_and(|c| c != "utf-8" && c != "utf8")
         {
+            let named = match f {
+                BodyFormat::Json => "JSON",
+                BodyFormat::Ndjson => "NDJSON",
+                BodyFormat::Form => "a form",
+            };
             return Err(ProxyError::UnsupportedType(format!(
-                "{mt} with a non-UTF-8 charset"
+                "{named} with a charset other than UTF-8, or more than one charset"
             )));
         }
         // An empty JSON document is not a document: a request that carries
@@ -84,11 +168,11 @@ pub fn classify(
     if !has_body {
         return Ok(BodyKind::Empty);
     }
-    // Only a printable media type goes into the message.
-    let shown = if mt.len() <= 100 && mt.bytes().all(|b| b.is_ascii_graphic()) {
+    // Only a well-known media type goes into the message.
+    let shown = if NAMED_TYPES.contains(&mt.as_str()) {
         mt
     } else {
-        "(unprintable)".into()
+        "(not shown)".into()
     };
     Err(ProxyError::UnsupportedType(shown))
 }
@@ -118,19 +202,24 @@ pub fn encoding(value: Option<&str>) -> Result<Encoding, ProxyError> {
         [] => Ok(Encoding::Identity),
         [one] if one == "gzip" || one == "x-gzip" => Ok(Encoding::Gzip),
         [one] if one == "deflate" => Ok(Encoding::Deflate),
-        [_] => Err(ProxyError::UnsupportedEncoding(printable(v))),
-        _ => Err(ProxyError::UnsupportedEncoding(format!(
+        [one] => Err(ProxyError::UnsupportedEncoding(named_coding(one))),
+        many => Err(ProxyError::UnsupportedEncoding(format!(
             "{} (stacked encodings)",
-            printable(v)
+            many.iter()
+                .map(|c| named_coding(c))
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
 }
 
-fn printable(v: &str) -> String {
-    if v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
-        v.to_string()
+/// A content coding as shown in an error message: its name when it is a
+/// known one, "(not shown)" otherwise.
+fn named_coding(c: &str) -> String {
+    if NAMED_CODINGS.contains(&c) {
+        c.to_string()
     } else {
-        "(unprintable)".into()
+        "(not shown)".into()
     }
 }
 
@@ -329,6 +418,82 @@ mod tests {
             Ok(())
         })?;
         Ok(out)
+    }
+
+    #[test]
+    fn scrim_sets_its_own_content_type() {
+        use BodyFormat::*;
+        for (format, given, sent) in [
+            (Json, "application/json", "application/json"),
+            (
+                Json,
+                "Application/JSON; charset=UTF-8",
+                "application/json; charset=utf-8",
+            ),
+            (
+                Json,
+                "application/json; profile=alice@example.com",
+                "application/json",
+            ),
+            (Json, "application/vnd.api+json", "application/vnd.api+json"),
+            (
+                Json,
+                "application/vnd.alice%40example.com+json",
+                "application/json",
+            ),
+            (
+                Ndjson,
+                "application/x-ndjson; x=secret",
+                "application/x-ndjson",
+            ),
+            (Ndjson, "application/jsonl", "application/jsonl"),
+            (
+                Form,
+                "application/x-www-form-urlencoded; charset=utf-8; a=b",
+                "application/x-www-form-urlencoded; charset=utf-8",
+            ),
+        ] {
+            assert_eq!(outbound_content_type(format, given), sent, "{given}");
+        }
+    }
+
+    #[test]
+    fn errors_name_only_well_known_types_and_codings() {
+        let pt = Vec::new();
+        for (ct, shown) in [
+            ("text/plain", "text/plain"),
+            ("text/alice.smith@example.com", "(not shown)"),
+            ("application/x-alice-smith", "(not shown)"),
+        ] {
+            match classify(Some(ct), true, true, &pt) {
+                Err(ProxyError::UnsupportedType(m)) => assert_eq!(m, shown, "{ct}"),
+                other => panic!("{ct}: {other:?}"),
+            }
+        }
+        match classify(
+            Some("application/json; charset=utf-8; charset=utf-16"),
+            true,
+            true,
+            &pt,
+        ) {
+            Err(ProxyError::UnsupportedType(m)) => {
+                assert!(m.contains("more than one charset"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
+        for (ce, shown) in [
+            ("br", "br"),
+            ("bob@example.com", "(not shown)"),
+            (
+                "gzip, bob@example.com",
+                "gzip, (not shown) (stacked encodings)",
+            ),
+        ] {
+            match encoding(Some(ce)) {
+                Err(ProxyError::UnsupportedEncoding(m)) => assert_eq!(m, shown, "{ce}"),
+                other => panic!("{ce}: {other:?}"),
+            }
+        }
     }
 
     #[test]

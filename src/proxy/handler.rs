@@ -296,8 +296,13 @@ async fn forward(
         }
         BodyKind::Rewrite(format) => {
             let encoding = body::encoding(encoding_str)?;
-            if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
-                out_headers.insert(header::CONTENT_TYPE, ct.clone());
+            // scrim's own Content-Type: the caller's parameters stay behind.
+            let ct = content_type.map_or_else(
+                || body::outbound_content_type(format, ""),
+                |ct| body::outbound_content_type(format, ct),
+            );
+            if let Ok(v) = HeaderValue::from_str(&ct) {
+                out_headers.insert(header::CONTENT_TYPE, v);
             }
             let mut decoder = Decoder::new(encoding, limits.body_bytes);
             let mut rw = route.engine.body_rewriter(format);
