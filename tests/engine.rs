@@ -244,6 +244,27 @@ fn refusals_say_what_and_where_never_the_value() {
 fn personal_keys_do_not_reach_error_paths() {
     let e = refused(br#"{"properties":{"alice@example.com":{"x":1,"x":2}}}"#);
     assert_eq!(e.path, "properties.<key>.x");
+    // Identifier-shaped keys that are data: tokens, advertising ids, IBANs,
+    // long numbers.
+    for key in [
+        "sk_live_abcdefghijklmnop",
+        "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+        "tok_live_ABCDEFGHIJKLMNOPQRS",
+        "AEBE52E7-03EE-455A-B3C4-E57283966239",
+        "DE89370400440532013000",
+        "user4915112345678",
+        "deadbeef1234",
+    ] {
+        let body = format!(r#"{{"properties":{{"{key}":{{"x":1,"x":2}}}}}}"#);
+        let e = refused(body.as_bytes());
+        assert_eq!(e.path, "properties.<key>.x", "{key}");
+    }
+    // Names still show, so an error says where.
+    for key in ["userId", "first_name", "page-title", "$email", "utm_source2"] {
+        let body = format!(r#"{{"properties":{{"{key}":{{"x":1,"x":2}}}}}}"#);
+        let e = refused(body.as_bytes());
+        assert_eq!(e.path, format!("properties.{key}.x"), "{key}");
+    }
 }
 
 #[test]

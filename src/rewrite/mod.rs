@@ -425,6 +425,48 @@ impl ErrorKind {
     }
 }
 
+/// An identifier-shaped key that is more likely data than a name: a token
+/// (`sk_live_...`, `ghp_...`, a long run of capitals or digits), an IBAN, a
+/// UUID or hex id, a number. Such keys show as `<key>`.
+fn looks_like_a_value(key: &[u8]) -> bool {
+    const SECRET_PREFIXES: &[&[u8]] = &[
+        b"sk_", b"pk_", b"rk_", b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_", b"github_pat_",
+        b"xox", b"AKIA", b"ASIA", b"AIza", b"eyJ", b"glpat-", b"tok_",
+    ];
+    if SECRET_PREFIXES.iter().any(|p| key.starts_with(p)) {
+        return true;
+    }
+    // IBAN: country letters, check digits, then the account.
+    if key.len() >= 15
+        && key[..2].iter().all(u8::is_ascii_uppercase)
+        && key[2..4].iter().all(u8::is_ascii_digit)
+    {
+        return true;
+    }
+    let mut digits = 0usize;
+    let mut hex_run = (0usize, false);
+    for &b in key {
+        digits = if b.is_ascii_digit() { digits + 1 } else { 0 };
+        hex_run = if b.is_ascii_hexdigit() {
+            (hex_run.0 + 1, hex_run.1 || b.is_ascii_digit())
+        } else {
+            (0, false)
+        };
+        if digits >= 5 || (hex_run.0 >= 8 && hex_run.1) {
+            return true;
+        }
+    }
+    // A long word (between separators) mostly of capitals and digits.
+    key.split(|b| matches!(b, b'_' | b'-' | b'$')).any(|w| {
+        w.len() >= 12
+            && w.iter()
+                .filter(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+                .count()
+                * 2
+                >= w.len()
+    })
+}
+
 /// Renders a field path from its keys: identifier-like keys verbatim, any
 /// other key as `<key>` (keys can themselves be personal, e.g. a map keyed by
 /// email address, and must not reach a log).
@@ -437,7 +479,8 @@ pub(crate) fn push_path_key(path: &mut String, key: &[u8], rules: &FieldRules) {
         && (key[0].is_ascii_alphabetic() || key[0] == b'_' || key[0] == b'$')
         && key
             .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'$'));
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'$'))
+        && !looks_like_a_value(key);
     let named = || {
         rules.rules().iter().any(|r| {
             r.selector
