@@ -260,7 +260,13 @@ fn personal_keys_do_not_reach_error_paths() {
         assert_eq!(e.path, "properties.<key>.x", "{key}");
     }
     // Names still show, so an error says where.
-    for key in ["userId", "first_name", "page-title", "$email", "utm_source2"] {
+    for key in [
+        "userId",
+        "first_name",
+        "page-title",
+        "$email",
+        "utm_source2",
+    ] {
         let body = format!(r#"{{"properties":{{"{key}":{{"x":1,"x":2}}}}}}"#);
         let e = refused(body.as_bytes());
         assert_eq!(e.path, format!("properties.{key}.x"), "{key}");

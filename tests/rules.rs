@@ -45,3 +45,52 @@ fn shipped_rule_files_pass_the_strict_check() {
         }
     }
 }
+
+/// One run shows every problem of a file, in file order, each at its place.
+#[test]
+fn check_shows_every_problem_of_a_file() {
+    let dir = std::env::temp_dir().join(format!("scrim-multi-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("multi.toml");
+    std::fs::write(
+        &file,
+        r#"upstream = "https://api.example"
+max_depth = 5000
+[fields]
+"user.email" = "pseudonymize"
+"ip" = { action = "truncate_ip", v4_prefx = 24 }
+"a..b" = "keep"
+"ts" = { action = "coarsen_time", unit = "hours" }
+"x" = "keep"
+[query]
+v = "kep"
+[[tests]]
+name = "t"
+input = '{}'
+"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scrim"))
+        .args(["check", "--message-format", "short"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let places: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| {
+            l.split(": error[")
+                .next()
+                .filter(|_| l.contains(": error["))
+        })
+        .map(|p| p.rsplit_once("multi.toml:").map_or(p, |(_, lc)| lc))
+        .collect();
+    assert_eq!(
+        places,
+        ["2:13", "4:16", "5:34", "6:1", "7:42", "10:5", "12:8"],
+        "{stderr}"
+    );
+    assert!(stderr.contains("7 errors"), "{stderr}");
+}

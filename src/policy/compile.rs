@@ -106,30 +106,52 @@ fn toml_error(src: &Source<'_>, e: &toml::de::Error) -> PolicyError {
 }
 
 /// Compiles rule-file text. `file` names it in errors; `stem` is the default
-/// recipient name.
+/// recipient name. On problems, the first (in file order) is returned; see
+/// [`compile_str_all`] for all of them.
 pub fn compile_str(text: &str, file: &str, stem: &str) -> Result<CompiledPolicy, PolicyError> {
+    compile_str_all(text, file, stem).map_err(|mut errors| errors.swap_remove(0))
+}
+
+/// Keeps the value of a check, or records its error and gives `None`.
+fn noted<T>(errors: &mut Vec<PolicyError>, r: Result<T, PolicyError>) -> Option<T> {
+    r.map_err(|e| errors.push(e)).ok()
+}
+
+/// Compiles rule-file text, collecting every problem: each setting, rule,
+/// test and `[[allow]]` entry is checked on its own, so one run shows them
+/// all (sorted by place; never empty on `Err`). A TOML syntax or shape error
+/// stops at once, since nothing after it can be read reliably.
+pub fn compile_str_all(
+    text: &str,
+    file: &str,
+    stem: &str,
+) -> Result<CompiledPolicy, Vec<PolicyError>> {
     let src = Source { text, file };
-    let raw: RawRuleFile = toml::from_str(text).map_err(|e| toml_error(&src, &e))?;
+    let raw: RawRuleFile = toml::from_str(text).map_err(|e| vec![toml_error(&src, &e)])?;
+    let mut errors: Vec<PolicyError> = Vec::new();
 
     let recipient = match &raw.recipient {
         Some(r) => {
-            check_name(r.get_ref()).map_err(|m| src.err(diag::SETTING, r.span(), m))?;
+            let checked = check_name(r.get_ref()).map_err(|m| src.err(diag::SETTING, r.span(), m));
+            noted(&mut errors, checked);
             r.get_ref().clone()
         }
         None => {
-            check_name(stem).map_err(|m| {
+            let checked = check_name(stem).map_err(|m| {
                 PolicyError::whole_file(diag::SETTING, file, m)
                     .with_help("the recipient name defaults to the file name; set `recipient`")
-            })?;
+            });
+            noted(&mut errors, checked);
             stem.to_string()
         }
     };
 
     let upstream = raw.upstream.get_ref().trim_end_matches('/').to_string();
-    check_upstream(&upstream, raw.allow_plain_http).map_err(|(m, help)| {
+    let checked = check_upstream(&upstream, raw.allow_plain_http).map_err(|(m, help)| {
         src.err(diag::SETTING, raw.upstream.span(), m)
             .with_help_opt(help)
-    })?;
+    });
+    noted(&mut errors, checked);
 
     let mut hosts = Vec::new();
     for h in &raw.hosts {
@@ -139,7 +161,8 @@ pub fn compile_str(text: &str, file: &str, stem: &str) -> Result<CompiledPolicy,
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b':')
         {
-            return Err(src.err(diag::SETTING, h.span(), "invalid host name in `hosts`"));
+            errors.push(src.err(diag::SETTING, h.span(), "invalid host name in `hosts`"));
+            continue;
         }
         hosts.push(host);
     }
@@ -148,18 +171,20 @@ pub fn compile_str(text: &str, file: &str, stem: &str) -> Result<CompiledPolicy,
     for t in &raw.passthrough_content_types {
         let ct = t.get_ref().trim().to_ascii_lowercase();
         if !ct.contains('/') || ct.contains(';') || ct.contains(char::is_whitespace) {
-            return Err(src.err(
+            errors.push(src.err(
                 diag::SETTING,
                 t.span(),
                 "content type must be `type/subtype` without parameters",
             ));
+            continue;
         }
         if is_rewritable_type(&ct) {
-            return Err(src.err(
+            errors.push(src.err(
                 diag::SETTING,
                 t.span(),
                 format!("\"{ct}\" is always rewritten and cannot pass through untouched"),
             ));
+            continue;
         }
         passthrough.push(ct);
     }
@@ -173,11 +198,12 @@ pub fn compile_str(text: &str, file: &str, stem: &str) -> Result<CompiledPolicy,
             match (per_second, burst) {
                 (Some(per_second), Some(burst)) => Some(super::RateLimit { per_second, burst }),
                 _ => {
-                    return Err(src.err(
+                    errors.push(src.err(
                         diag::SETTING,
                         r.span(),
                         "rate_limit: per_second and burst must be greater than zero",
                     ));
+                    None
                 }
             }
         }
@@ -192,19 +218,20 @@ pub fn compile_str(text: &str, file: &str, stem: &str) -> Result<CompiledPolicy,
         Some(d) => {
             let v = *d.get_ref();
             if !(1..=1024).contains(&v) {
-                return Err(src.err(
+                errors.push(src.err(
                     diag::SETTING,
                     d.span(),
                     "max_depth must be between 1 and 1024",
                 ));
             }
-            v as usize
+            v.clamp(1, 1024) as usize
         }
     };
 
     let default_scope = match &raw.scope {
         Some(s) if s.get_ref().is_empty() => {
-            return Err(src.err(diag::SETTING, s.span(), "scope must not be empty"));
+            errors.push(src.err(diag::SETTING, s.span(), "scope must not be empty"));
+            recipient.clone()
         }
         Some(s) => s.get_ref().clone(),
         None => recipient.clone(),
@@ -220,12 +247,19 @@ pub fn compile_str(text: &str, file: &str, stem: &str) -> Result<CompiledPolicy,
                 k.span(),
                 format!("invalid selector \"{}\": {e}", k.get_ref()),
             )
-        })?;
-        flatten(&src, sel, k.span(), v, &mut field_entries)?;
+        });
+        let Some(sel) = noted(&mut errors, sel) else {
+            continue;
+        };
+        let flat = flatten(&src, sel, k.span(), v, &mut field_entries);
+        noted(&mut errors, flat);
     }
     let mut rules = Vec::new();
     for (sel, key_span, value) in field_entries {
-        let action = parse_action(&src, value, &mut scopes)?;
+        let action = parse_action(&src, value, &mut scopes);
+        let Some(action) = noted(&mut errors, action) else {
+            continue;
+        };
         rules.push(Rule {
             text: sel.to_string(),
             selector: sel,
@@ -234,26 +268,31 @@ pub fn compile_str(text: &str, file: &str, stem: &str) -> Result<CompiledPolicy,
             span: key_span,
         });
     }
-    let fields = build_rules(&src, rules)?;
+    let fields = noted(&mut errors, build_rules(&src, rules));
 
     let mut qrules = Vec::new();
     for (k, v) in &raw.query {
         let name = k.get_ref();
         if name.is_empty() {
-            return Err(src.err(diag::SELECTOR, k.span(), "empty query parameter name"));
+            errors.push(src.err(diag::SELECTOR, k.span(), "empty query parameter name"));
+            continue;
         }
         let seg = if name == "*" {
             Segment::Star
         } else {
             Segment::Key(name.as_str().into())
         };
-        let action = parse_action(&src, v, &mut scopes)?;
+        let action = parse_action(&src, v, &mut scopes);
+        let Some(action) = noted(&mut errors, action) else {
+            continue;
+        };
         if matches!(action, Action::EmbeddedJson { .. }) {
-            return Err(src.err(
+            errors.push(src.err(
                 diag::ACTION,
                 action_name_span(v),
                 "embedded_json is not available for query parameters",
             ));
+            continue;
         }
         qrules.push(Rule {
             text: name.clone(),
@@ -263,19 +302,29 @@ pub fn compile_str(text: &str, file: &str, stem: &str) -> Result<CompiledPolicy,
             span: k.span(),
         });
     }
-    let query = build_rules(&src, qrules)?;
+    let query = noted(&mut errors, build_rules(&src, qrules));
 
-    let headers = compile_headers(&src, &raw)?;
-    let tests = raw
+    let headers = noted(&mut errors, compile_headers(&src, &raw));
+    let tests: Vec<_> = raw
         .tests
         .iter()
-        .map(|t| compile_test(&src, t))
-        .collect::<Result<Vec<_>, _>>()?;
-    let allows = raw
-        .allow
-        .iter()
-        .map(|a| compile_allow(&src, a, &fields, &query))
-        .collect::<Result<Vec<_>, _>>()?;
+        .filter_map(|t| noted(&mut errors, compile_test(&src, t)))
+        .collect();
+    let allows: Vec<_> = match (&fields, &query) {
+        (Some(fields), Some(query)) => raw
+            .allow
+            .iter()
+            .filter_map(|a| noted(&mut errors, compile_allow(&src, a, fields, query)))
+            .collect(),
+        // Checked once the rules they name are valid.
+        _ => Vec::new(),
+    };
+    let (Some(fields), Some(query), Some(headers), true) =
+        (fields, query, headers, errors.is_empty())
+    else {
+        errors.sort_by_key(|e| (e.line, e.col));
+        return Err(errors);
+    };
 
     let digest = Sha256::digest(text.as_bytes());
     let version: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();

@@ -362,16 +362,21 @@ pub struct CompiledPolicy {
     pub version: String,
 }
 
-/// Loads one rule file.
+/// Loads one rule file; on problems, the first one (see [`load_file_all`]).
 pub fn load_file(path: &Path) -> Result<CompiledPolicy, PolicyError> {
+    load_file_all(path).map_err(|mut errors| errors.swap_remove(0))
+}
+
+/// Loads one rule file; on problems, all of them, in file order.
+pub fn load_file_all(path: &Path) -> Result<CompiledPolicy, Vec<PolicyError>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        PolicyError::whole_file(
+        vec![PolicyError::whole_file(
             diag::FILES,
             path.display().to_string(),
             format!("cannot read rule file: {e}"),
-        )
+        )]
     })?;
-    let mut policy = compile_str(&text, &path.display().to_string(), file_stem(path))?;
+    let mut policy = compile::compile_str_all(&text, &path.display().to_string(), file_stem(path))?;
     policy.source = path.to_path_buf();
     if let Some(ca) = policy.ca_file.as_mut()
         && ca.is_relative()
@@ -481,7 +486,7 @@ pub fn load_all(paths: &[PathBuf]) -> Result<Vec<Arc<CompiledPolicy>>, Vec<Polic
     let mut errors = Vec::new();
     let mut policies: Vec<Arc<CompiledPolicy>> = Vec::new();
     for f in files {
-        match load_file(&f) {
+        match load_file_all(&f) {
             Ok(p) => {
                 if let Some(other) = policies.iter().find(|o| o.recipient == p.recipient) {
                     errors.push(PolicyError::whole_file(
@@ -509,7 +514,7 @@ pub fn load_all(paths: &[PathBuf]) -> Result<Vec<Arc<CompiledPolicy>>, Vec<Polic
                 }
                 policies.push(Arc::new(p));
             }
-            Err(e) => errors.push(e),
+            Err(e) => errors.extend(e),
         }
     }
     if errors.is_empty() {

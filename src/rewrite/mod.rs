@@ -430,8 +430,22 @@ impl ErrorKind {
 /// UUID or hex id, a number. Such keys show as `<key>`.
 fn looks_like_a_value(key: &[u8]) -> bool {
     const SECRET_PREFIXES: &[&[u8]] = &[
-        b"sk_", b"pk_", b"rk_", b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_", b"github_pat_",
-        b"xox", b"AKIA", b"ASIA", b"AIza", b"eyJ", b"glpat-", b"tok_",
+        b"sk_",
+        b"pk_",
+        b"rk_",
+        b"ghp_",
+        b"gho_",
+        b"ghu_",
+        b"ghs_",
+        b"ghr_",
+        b"github_pat_",
+        b"xox",
+        b"AKIA",
+        b"ASIA",
+        b"AIza",
+        b"eyJ",
+        b"glpat-",
+        b"tok_",
     ];
     if SECRET_PREFIXES.iter().any(|p| key.starts_with(p)) {
         return true;
