@@ -72,6 +72,15 @@ fn p001_keep_on_personal_keys() {
         "user-email",
         "context.ip",
         "geo.*",
+        "data.user_data.em",
+        "data.user_data.*",
+        "$distinct_id",
+        "context.traits",
+        "traits.*",
+        "context.device.name",
+        "shipping_address.line1",
+        "access_token",
+        "gclid",
     ] {
         let text = fields(&format!("{key:?} = \"keep\"\n"));
         assert_eq!(codes("p001", &text), ["P001"], "{key}");
@@ -83,6 +92,15 @@ fn p001_keep_on_personal_keys() {
         "shipping",
         "events.name",
         "props.*",
+        "em",
+        "is_mobile",
+        "email_verified",
+        "emails_sent",
+        "ip_country",
+        "contract_address",
+        "tel_aviv",
+        "token_count",
+        "max_tokens",
     ] {
         let text = fields(&format!("{key:?} = \"keep\"\n"));
         assert!(codes("p001-no", &text).is_empty(), "{key}");
@@ -177,6 +195,37 @@ fn p006_stale_allow_and_allow_suppresses_exactly_its_selector() {
     // At the entry's `lint = ...` line.
     let lint_line = text.lines().position(|l| l.starts_with("lint =")).unwrap() + 1;
     assert!(line.contains(&format!("x.toml:{lint_line}:8:")), "{line}");
+}
+
+#[test]
+fn p006_a_duplicate_allow_says_it_duplicates_the_first() {
+    let allow = "\n[[allow]]\nlint = \"P001\"\nselector = \"user.email\"\nreason = \"CRM partner (DPA s.3)\"\n";
+    let text = format!(
+        "{HEAD}[fields]\n\"user.email\" = \"keep\"\n{TESTS}{allow}{}",
+        allow.replace("\"user.email\"", "\"user.\\\"email\\\"\"")
+    );
+    let r = scrim(
+        &["check", "--message-format", "short"],
+        &write("dup-allow", &text),
+    );
+    let lines: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("warning["))
+        .collect();
+    assert_eq!(lines.len(), 1, "{}", r.stderr);
+    let first = text
+        .lines()
+        .position(|l| l.starts_with("[[allow]]"))
+        .unwrap()
+        + 1;
+    assert!(lines[0].contains("warning[P006]"), "{}", lines[0]);
+    assert!(
+        lines[0].contains(&format!("duplicates the entry on line {first}")),
+        "{}",
+        lines[0]
+    );
+    assert!(!lines[0].contains("no longer occurs"), "{}", lines[0]);
 }
 
 #[test]

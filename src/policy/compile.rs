@@ -1019,7 +1019,13 @@ fn compile_allow(
                     fields.rules().iter().map(|r| r.text.clone()).collect();
                 known.extend(query.rules().iter().map(|r| format!("query:{}", r.text)));
                 let known: Vec<&str> = known.iter().map(String::as_str).collect();
-                let help = match suggest(text, &known) {
+                // The same name in the other table: `email` where only a
+                // [query] rule `email` exists, or `query:a` for a field `a`.
+                let other = match text.strip_prefix("query:") {
+                    Some(name) => lint::find_field_rule(fields, name).map(|r| r.text.clone()),
+                    None => lint::find_query_rule(query, text).map(|r| format!("query:{}", r.text)),
+                };
+                let help = match other.as_deref().or_else(|| suggest(text, &known)) {
                     Some(k) => format!("did you mean \"{k}\"?"),
                     None => "name a selector written under [fields], or \"query:NAME\" for a [query] rule".into(),
                 };
@@ -1164,6 +1170,23 @@ mod tests {
         .unwrap_err();
         assert_eq!((e.code, e.line), (diag::ALLOW, 6), "{e}");
         assert_eq!(e.help.as_deref(), Some("did you mean \"user.ip\"?"), "{e}");
+
+        // The name of a [query] rule, or a field written as a query rule.
+        let both = format!("{HEAD}[query]\nemail = \"keep\"\n[fields]\nuid = \"keep\"\n");
+        let e = compile(&format!(
+            "{both}[[allow]]\nlint = \"P001\"\nselector = \"email\"\nreason = \"r\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e.help.as_deref(),
+            Some("did you mean \"query:email\"?"),
+            "{e}"
+        );
+        let e = compile(&format!(
+            "{both}[[allow]]\nlint = \"P001\"\nselector = \"query:uid\"\nreason = \"r\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.help.as_deref(), Some("did you mean \"uid\"?"), "{e}");
 
         let e = compile(&format!(
             "{base}[[allow]]\nlint = \"P006\"\nreason = \"r\"\n"

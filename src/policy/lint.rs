@@ -65,7 +65,7 @@ pub const LINTS: &[LintInfo] = &[
         code: PERSONAL_KEEP,
         name: "personal-keep",
         scope: LintScope::Selector,
-        summary: "`keep` on a key that looks like personal data (email, phone, ip, name, address, user or device id, birth date, location...)",
+        summary: "`keep` on a key that looks like personal data (email, phone, ip, name, address, user or device id, birth date, location, a personal container...), a credential, a payment or a tracking identifier",
     },
     LintInfo {
         code: UNKEYED_HASH,
@@ -224,27 +224,64 @@ pub fn lint(policy: &CompiledPolicy, text: &str) -> Vec<PolicyError> {
             None => out.push(e),
         }
     }
-    for (a, used) in policy.allows.iter().zip(used) {
-        if !used {
-            let what = match &a.selector {
-                Some(s) => format!("{} on \"{s}\"", a.code),
-                None => a.code.to_string(),
-            };
-            out.push(
-                PolicyError::at(
-                    STALE_ALLOW,
-                    &file,
-                    text,
-                    a.span.clone(),
-                    format!("[[allow]] for {what} suppresses nothing"),
-                )
-                .with_help("remove the entry: the warning it accepted no longer occurs")
-                .warning(),
-            );
+    for (i, (a, used)) in policy.allows.iter().zip(used).enumerate() {
+        if used {
+            continue;
         }
+        let what = match &a.selector {
+            Some(s) => format!("{} on \"{s}\"", a.code),
+            None => a.code.to_string(),
+        };
+        // A later entry for the same lint and selector never gets to
+        // accept anything: the first one does.
+        let earlier = policy.allows[..i]
+            .iter()
+            .find(|b| b.code == a.code && allow_key(b) == allow_key(a));
+        let (message, help) = match earlier {
+            Some(b) => (
+                format!(
+                    "[[allow]] for {what} duplicates the entry on line {}",
+                    b.line
+                ),
+                format!(
+                    "remove this entry: the one on line {} already accepts it",
+                    b.line
+                ),
+            ),
+            None => (
+                format!("[[allow]] for {what} suppresses nothing"),
+                "remove the entry: the warning it accepted no longer occurs".to_string(),
+            ),
+        };
+        out.push(
+            PolicyError::at(STALE_ALLOW, &file, text, a.span.clone(), message)
+                .with_help(help)
+                .warning(),
+        );
     }
     out.sort_by_key(|e| (e.line, e.col));
     out
+}
+
+/// What an `[[allow]]` entry names, in canonical form, to compare entries.
+#[derive(PartialEq)]
+enum AllowKey {
+    File,
+    Query(String),
+    Field(Selector),
+    Unparsed(String),
+}
+
+fn allow_key(a: &Allow) -> AllowKey {
+    match a.selector.as_deref() {
+        None => AllowKey::File,
+        Some(s) => match s.strip_prefix("query:") {
+            Some(name) => AllowKey::Query(selector::canonical(name)),
+            None => Selector::parse(s)
+                .map(|sel| AllowKey::Field(sel.canonical()))
+                .unwrap_or_else(|_| AllowKey::Unparsed(s.to_string())),
+        },
+    }
 }
 
 /// The warnings for one rule: (code, message, how to fix).
@@ -258,8 +295,13 @@ fn rule_warnings(t: Target<'_>) -> Vec<(&'static str, String, String)> {
             if let Some(term) = personal_selector(segments) {
                 w.push((
                     PERSONAL_KEEP,
-                    format!("`keep` sends \"{shown}\" verbatim, and it looks like personal data ({term})"),
-                    "pseudonymise, generalise (mask_email, truncate_ip, bucket...) or drop it".to_string(),
+                    format!("`keep` sends \"{shown}\" verbatim, and it looks like {term}"),
+                    match term {
+                        CREDENTIAL => "drop it; a credential the partner needs belongs in [headers] set = { NAME = \"env:VAR\" }",
+                        CONTAINER => "name the fields to send, each with its action, instead of keeping the container",
+                        _ => "pseudonymise, generalise (mask_email, truncate_ip, bucket...) or drop it",
+                    }
+                    .to_string(),
                 ));
             }
             if segments.contains(&Segment::GlobStar) {
@@ -300,48 +342,173 @@ fn rule_warnings(t: Target<'_>) -> Vec<(&'static str, String, String)> {
     w
 }
 
-/// Whether a selector ends on a personal-looking key: its last segment, or,
-/// when it ends with `*` or `**`, the key those stand under. Returns the
-/// term that matched.
+/// Whether a selector ends on a personal-looking key, and the label of what
+/// it looks like. The key checked is the selector's last key: for `a.*` and
+/// `a.**`, `a` (the container those keep). The keys above it matter too: a
+/// short `em` is an email only under `user_data`, `city` is part of an
+/// address only under `address`, a bare `name` under `event` is an event's.
 fn personal_selector(segments: &[Segment]) -> Option<&'static str> {
-    let last_key = segments
+    let keys: Vec<&str> = segments
         .iter()
-        .rposition(|s| matches!(s, Segment::Key(_)))?;
-    let Segment::Key(key) = &segments[last_key] else {
-        return None;
-    };
-    let parent = segments[..last_key].iter().rev().find_map(|s| match s {
-        Segment::Key(k) => Some(&**k),
-        _ => None,
-    });
-    personal_key(key, parent)
+        .filter_map(|s| match s {
+            Segment::Key(k) => Some(&**k),
+            _ => None,
+        })
+        .collect();
+    let (key, ancestors) = keys.split_last()?;
+    personal_key(key, ancestors)
 }
 
-/// The personal-data term a key looks like, if any. `parent` is the key it
-/// sits under, when known: a bare `name` under `event` is an event name.
-pub fn personal_key(key: &str, parent: Option<&str>) -> Option<&'static str> {
+/// The personal-data label of `key`, if it looks personal. `ancestors` are
+/// the keys it sits under, outermost first. In order:
+///
+/// 1. under `user_data` (Meta's customer information, at any depth): Meta's
+///    short match keys (`em`, `ph`, `fn`, `zp`, `fbp`...);
+/// 2. a bare `name` (unless its parent names a thing: `event`, `product`...),
+///    `cid`, or an `id` directly under `user`, `customer`, `profile`...;
+/// 3. a personal term among the key's words (see [`TERMS`]), unless a
+///    qualifier says the key is about the data, not the data
+///    (`email_verified`, `is_mobile`, `ip_country`);
+/// 4. a whole personal container (`traits`, `user`, `address`, `user_data`...);
+/// 5. a field of an address container (`address.city`), except its country
+///    and qualifiers (`address.type`).
+pub fn personal_key(key: &str, ancestors: &[&str]) -> Option<&'static str> {
     let words = words(key);
     if words.is_empty() {
         return None;
     }
-    if words.len() == 1 && BARE_ONLY.iter().any(|t| words[0] == *t) {
-        let parent_words = parent.map(self::words).unwrap_or_default();
-        let thing = parent_words
-            .last()
-            .is_some_and(|p| NOT_A_PERSON.contains(&p.as_str()));
-        return if thing { None } else { Some(label(&words[0])) };
+    let joined = words.join("_");
+    let above: Vec<Vec<String>> = ancestors.iter().map(|a| self::words(a)).collect();
+    let above_joined: Vec<String> = above.iter().map(|w| w.join("_")).collect();
+
+    if above_joined
+        .iter()
+        .any(|a| a == "user_data" || a == "userdata")
+        && let Some(label) = lookup(USER_DATA_KEYS, &joined)
+    {
+        return Some(label);
     }
+    let parent = above.last().map(Vec::as_slice).unwrap_or_default();
+    if words.len() == 1 {
+        match words[0].as_str() {
+            "name" => return (!names_a_thing(parent)).then_some(NAME),
+            "cid" => return Some(CLIENT_ID),
+            "id" | "uuid" | "guid"
+                if parent.len() == 1 && PERSON_CONTAINERS.contains(&parent[0].as_str()) =>
+            {
+                return Some(USER_ID);
+            }
+            _ => {}
+        }
+    }
+    if let Some(label) = term(&words) {
+        return Some(label);
+    }
+    if CONTAINERS.contains(&joined.as_str()) {
+        return Some(CONTAINER);
+    }
+    if above_joined
+        .iter()
+        .any(|a| ADDRESS_CONTAINERS.contains(&a.as_str()))
+        && !address_attribute(&words)
+    {
+        return Some(ADDRESS_PART);
+    }
+    None
+}
+
+fn lookup(table: &[(&str, &'static str)], key: &str) -> Option<&'static str> {
+    table.iter().find(|(k, _)| *k == key).map(|(_, l)| *l)
+}
+
+/// Whether a parent key names a thing, so a bare `name` under it is the
+/// thing's name: `event`, `products`, and `event_properties` (a thing's
+/// properties), but not `properties`, `user_properties` or `device` (device
+/// names are often the owner's: "Alice's iPhone").
+fn names_a_thing(parent: &[String]) -> bool {
+    let Some((last, before)) = parent.split_last() else {
+        return false;
+    };
+    if NOT_A_PERSON.contains(&last.as_str()) {
+        return true;
+    }
+    ATTRIBUTE_BAGS.contains(&last.as_str())
+        && before.iter().any(|w| NOT_A_PERSON.contains(&w.as_str()))
+}
+
+/// Whether a key under an address container is not itself part of the
+/// address: its country (coarse) or a qualifier (`type`, `is_default`...).
+fn address_attribute(words: &[String]) -> bool {
+    let first = words[0].as_str();
+    first == "country"
+        || PREFIX_QUALIFIERS.contains(&first)
+        || (words.len() == 1 && (QUALIFIERS.contains(&first) || first == "default"))
+}
+
+/// The label of the first personal term among `words` that no qualifier
+/// or exception explains away.
+fn term(words: &[String]) -> Option<&'static str> {
     // "_user_email_": words joined and fenced, so "_ip_" matches a whole
     // word ("client_ip", "ipAddress") but never "zip", "tip" or "recipient".
     let hay = format!("_{}_", words.join("_"));
-    PATTERNS.find(&hay).map(|m| TERMS[m.pattern().as_usize()].1)
+    let mut starts = Vec::with_capacity(words.len());
+    let mut at = 1;
+    for w in words {
+        starts.push(at);
+        at += w.len() + 1;
+    }
+    let word_at = |byte: usize| starts.partition_point(|&s| s <= byte).saturating_sub(1);
+    let bytes = hay.as_bytes();
+    for m in PATTERNS.find_overlapping_iter(&hay) {
+        let label = TERMS[m.pattern().as_usize()].1;
+        let first = m.start() + usize::from(bytes[m.start()] == b'_');
+        let last = m.end() - 1 - usize::from(bytes[m.end() - 1] == b'_');
+        let (a, mut b) = (word_at(first), word_at(last.max(first)));
+        // `email_address_verified`, `phone_number_type`: the qualifier
+        // comes after the term's own tail.
+        while words
+            .get(b + 1)
+            .is_some_and(|w| TERM_TAILS.contains(&w.as_str()))
+        {
+            b += 1;
+        }
+        if !qualified(words, a, b, label) && !exempt(words, a, b) {
+            return Some(label);
+        }
+    }
+    None
 }
 
-fn label(word: &str) -> &'static str {
-    BARE_ONLY_LABELS
-        .iter()
-        .find(|(w, _)| *w == word)
-        .map_or("personal data", |(_, l)| l)
+/// Whether the term in `words[a..=b]` is qualified into something about
+/// the data rather than the data: `is_`, `has_`, `num_`, `n_` before it
+/// (`is_mobile`, `has_email`), or a qualifier right after it
+/// (`email_verified`, `emails_sent`, `phone_type`, `token_count`) with no
+/// value word later (`email_sent_to` is an address). After an IP or a
+/// location, a coarse place derived from it too (`ip_country`).
+fn qualified(words: &[String], a: usize, b: usize, label: &str) -> bool {
+    if a > 0 && PREFIX_QUALIFIERS.contains(&words[0].as_str()) {
+        return true;
+    }
+    let Some(next) = words.get(b + 1).map(String::as_str) else {
+        return false;
+    };
+    let qualifier = QUALIFIERS.contains(&next)
+        || ((label == IP || label == LOCATION) && DERIVED_PLACES.contains(&next));
+    qualifier
+        && !words[b + 2..]
+            .iter()
+            .any(|w| VALUE_WORDS.contains(&w.as_str()))
+}
+
+/// Whether the term in `words[a..=b]` is part of a known innocent phrase
+/// (`contract_address`, `tel_aviv`).
+fn exempt(words: &[String], a: usize, b: usize) -> bool {
+    EXEMPT_PHRASES.iter().any(|p| {
+        words
+            .windows(p.len())
+            .enumerate()
+            .any(|(k, w)| k <= a && b < k + p.len() && w.iter().zip(*p).all(|(x, y)| x == y))
+    })
 }
 
 /// Splits a key into lower-case words at separators, at camelCase humps and
@@ -357,7 +524,10 @@ fn words(key: &str) -> Vec<String> {
     let mut cur = String::new();
     let flush = |cur: &mut String, out: &mut Vec<String>| {
         if !cur.is_empty() {
-            out.push(selector::canonical(cur));
+            let w = selector::canonical(cur);
+            if !w.is_empty() {
+                out.push(w);
+            }
             cur.clear();
         }
     };
@@ -383,9 +553,216 @@ fn words(key: &str) -> Vec<String> {
     out
 }
 
-/// Words that are personal only as the whole key (`name`, not `event_name`).
-const BARE_ONLY: &[&str] = &["name", "cid"];
-const BARE_ONLY_LABELS: &[(&str, &str)] = &[("name", "a name"), ("cid", "a client id")];
+const EMAIL: &str = "an email address";
+const PHONE: &str = "a phone number";
+const IP: &str = "an IP address";
+const NAME: &str = "a name";
+const ADDRESS: &str = "an address";
+const ADDRESS_PART: &str = "part of an address";
+const USER_ID: &str = "a user id";
+const CLIENT_ID: &str = "a client id";
+const DEVICE_ID: &str = "a device id";
+const NATIONAL_ID: &str = "a national id";
+const BIRTH: &str = "a birth date";
+const LOCATION: &str = "a location";
+const GENDER: &str = "a gender";
+const USER_AGENT: &str = "a user agent (a device fingerprint)";
+const CREDENTIAL: &str = "a credential";
+const PAYMENT: &str = "a payment identifier";
+const TRACKING: &str = "a tracking identifier";
+const SESSION: &str = "a session id";
+const CONTAINER: &str = "a container of personal data";
+
+/// Meta Conversions API customer information keys, personal under
+/// `user_data` (where their short names are unambiguous).
+const USER_DATA_KEYS: &[(&str, &str)] = &[
+    ("em", EMAIL),
+    ("ph", PHONE),
+    ("fn", NAME),
+    ("ln", NAME),
+    ("db", BIRTH),
+    ("ge", GENDER),
+    ("zp", ADDRESS_PART),
+    ("ct", ADDRESS_PART),
+    ("st", ADDRESS_PART),
+    ("country", ADDRESS_PART),
+    ("external_id", USER_ID),
+    ("anon_id", USER_ID),
+    ("subscription_id", USER_ID),
+    ("page_scoped_user_id", USER_ID),
+    ("lead_id", TRACKING),
+    ("fbp", TRACKING),
+    ("fbc", TRACKING),
+    ("ctwa_clid", TRACKING),
+    ("madid", DEVICE_ID),
+    ("client_ip_address", IP),
+    ("client_user_agent", USER_AGENT),
+];
+
+/// Keys that hold a person's data as a whole (compared as joined words:
+/// `userData` is `user_data`).
+const CONTAINERS: &[&str] = &[
+    "traits",
+    "user_traits",
+    "user_properties",
+    "userproperties",
+    "user",
+    "users",
+    "customer",
+    "customers",
+    "person",
+    "people",
+    "profile",
+    "profiles",
+    "contact",
+    "contacts",
+    "member",
+    "visitor",
+    "address",
+    "addresses",
+    "billing",
+    "billing_address",
+    "billing_details",
+    "shipping_address",
+    "home_address",
+    "mailing_address",
+    "postal_address",
+    "delivery_address",
+    "user_data",
+    "userdata",
+    "customer_data",
+    "personal_data",
+    "personal_info",
+    "pii",
+];
+
+/// Containers whose fields are parts of an address.
+const ADDRESS_CONTAINERS: &[&str] = &[
+    "address",
+    "addresses",
+    "addr",
+    "billing_address",
+    "shipping_address",
+    "home_address",
+    "mailing_address",
+    "postal_address",
+    "delivery_address",
+];
+
+/// Parents under which a bare `id` is a person's id.
+const PERSON_CONTAINERS: &[&str] = &[
+    "user",
+    "users",
+    "customer",
+    "customers",
+    "person",
+    "people",
+    "profile",
+    "contact",
+    "member",
+    "visitor",
+];
+
+/// A first word that makes the key a flag or a count about the data:
+/// `is_mobile`, `has_email`, `num_emails`, `n_phones`.
+const PREFIX_QUALIFIERS: &[&str] = &["is", "has", "can", "num", "n", "count", "total"];
+
+/// A word right after a term that makes the key about the data, not the
+/// data: `email_verified`, `email_opt_in`, `emails_sent`, `phone_type`,
+/// `mobile_app`, `email_domain` (the domain of an address is coarse),
+/// `token_count`. Not `hash`: a hashed email is reversible with a list of
+/// addresses and still warns.
+const QUALIFIERS: &[&str] = &[
+    "verified",
+    "unverified",
+    "confirmed",
+    "validated",
+    "valid",
+    "opt",
+    "optin",
+    "optout",
+    "opted",
+    "consent",
+    "consented",
+    "subscribed",
+    "unsubscribed",
+    "marketing",
+    "count",
+    "counts",
+    "sent",
+    "opened",
+    "clicked",
+    "bounced",
+    "delivered",
+    "status",
+    "type",
+    "kind",
+    "format",
+    "template",
+    "templates",
+    "domain",
+    "enabled",
+    "disabled",
+    "provided",
+    "present",
+    "available",
+    "changed",
+    "length",
+    "app",
+    "os",
+    "web",
+    "browser",
+    "platform",
+    "version",
+    "sdk",
+    "view",
+];
+
+/// Words that continue a term (`email_address`, `phone_number`), skipped
+/// before looking for a qualifier.
+const TERM_TAILS: &[&str] = &["address", "addr", "number", "no", "id", "ids"];
+
+/// After an IP address or a location: a coarse place derived from it
+/// (`ip_country`, `ip_city`, `geo_region`).
+const DERIVED_PLACES: &[&str] = &[
+    "country",
+    "city",
+    "region",
+    "continent",
+    "subcontinent",
+    "timezone",
+    "tz",
+    "asn",
+    "isp",
+    "org",
+];
+
+/// Words after a qualifier that make the key a value again:
+/// `email_sent_to`, `email_verified_address`.
+const VALUE_WORDS: &[&str] = &["to", "from", "address", "addr", "value", "raw"];
+
+/// Phrases in which a term is innocent (word sequences).
+const EXEMPT_PHRASES: &[&[&str]] = &[
+    &["contract", "address"], // a blockchain contract
+    &["token", "address"],    // a blockchain token contract
+    &["tel", "aviv"],
+];
+
+/// Parents that are a bag of attributes: a thing's (`event_properties`) or
+/// anyone's (`properties`, `user_properties`), depending on the word before.
+const ATTRIBUTE_BAGS: &[&str] = &[
+    "properties",
+    "property",
+    "props",
+    "params",
+    "param",
+    "parameters",
+    "attributes",
+    "attrs",
+    "data",
+    "details",
+    "info",
+];
 
 /// Parent keys under which a bare `name` names a thing, not a person.
 const NOT_A_PERSON: &[&str] = &[
@@ -415,12 +792,7 @@ const NOT_A_PERSON: &[&str] = &[
     "step",
     "action",
     "metric",
-    "property",
-    "properties",
-    "param",
-    "params",
     "file",
-    "device",
     "os",
     "browser",
     "library",
@@ -440,81 +812,154 @@ const NOT_A_PERSON: &[&str] = &[
     "medium",
 ];
 
-/// Terms, as fenced word sequences (`_first_name_`) or, where no innocent
-/// word contains them, bare (`email` also matches `useremail`); with the
-/// label shown in the warning.
+/// Terms, as fenced word sequences (`_first_name_`), half-fenced
+/// (`password_`: also `userpassword`, not `passwordless`) or, where no
+/// innocent word contains them, bare (`email` also matches `useremail`);
+/// with the label shown in the warning.
 const TERMS: &[(&str, &str)] = &[
-    ("email", "an email address"),
-    ("_e_mail_", "an email address"),
-    ("_mail_", "an email address"),
-    ("_phone_", "a phone number"),
-    ("phonenumber", "a phone number"),
-    ("telephone", "a phone number"),
-    ("_mobile_", "a phone number"),
-    ("_tel_", "a phone number"),
-    ("msisdn", "a phone number"),
-    ("_ip_", "an IP address"),
-    ("_ipv_", "an IP address"),
-    ("ipaddr", "an IP address"),
-    ("_first_name_", "a name"),
-    ("_last_name_", "a name"),
-    ("_full_name_", "a name"),
-    ("_given_name_", "a name"),
-    ("_family_name_", "a name"),
-    ("_middle_name_", "a name"),
-    ("_user_name_", "a name"),
-    ("_display_name_", "a name"),
-    ("_customer_name_", "a name"),
-    ("_contact_name_", "a name"),
-    ("firstname", "a name"),
-    ("lastname", "a name"),
-    ("fullname", "a name"),
-    ("givenname", "a name"),
-    ("familyname", "a name"),
-    ("username", "a name"),
-    ("surname", "a name"),
-    ("_address_", "an address"),
-    ("_addr_", "an address"),
-    ("_street_", "an address"),
-    ("postcode", "an address"),
-    ("_post_code_", "an address"),
-    ("_postal_", "an address"),
-    ("postalcode", "an address"),
-    ("_zip_", "an address"),
-    ("zipcode", "an address"),
-    ("_user_id_", "a user id"),
-    ("userid", "a user id"),
-    ("_uid_", "a user id"),
-    ("_client_id_", "a client id"),
-    ("clientid", "a client id"),
-    ("_anonymous_id_", "a user id"),
-    ("anonymousid", "a user id"),
-    ("_device_id_", "a device id"),
-    ("deviceid", "a device id"),
-    ("_android_id_", "a device id"),
-    ("androidid", "a device id"),
-    ("_advertising_id_", "a device id"),
-    ("advertisingid", "a device id"),
-    ("_idfa_", "a device id"),
-    ("_idfv_", "a device id"),
-    ("_gaid_", "a device id"),
-    ("_adid_", "a device id"),
-    ("_imei_", "a device id"),
-    ("_ssn_", "a national id"),
-    ("_social_security_", "a national id"),
-    ("passport", "a national id"),
-    ("_national_id_", "a national id"),
-    ("_dob_", "a birth date"),
-    ("birth", "a birth date"),
-    ("_lat_", "a location"),
-    ("_lon_", "a location"),
-    ("_lng_", "a location"),
-    ("latitude", "a location"),
-    ("longitude", "a location"),
-    ("_geo_", "a location"),
-    ("geolocation", "a location"),
-    ("_gps_", "a location"),
-    ("_coordinates_", "a location"),
+    ("email", EMAIL),
+    ("_e_mail_", EMAIL),
+    ("_mail_", EMAIL),
+    ("_phone_", PHONE),
+    ("_phones_", PHONE),
+    ("phonenumber", PHONE),
+    ("telephone", PHONE),
+    ("cellphone", PHONE),
+    ("_mobile_", PHONE),
+    ("_tel_", PHONE),
+    ("msisdn", PHONE),
+    ("_ip_", IP),
+    ("_ips_", IP),
+    ("_ipv_", IP),
+    ("ipaddr", IP),
+    ("_userip_", IP),
+    ("_clientip_", IP),
+    ("_remoteip_", IP),
+    ("_first_name_", NAME),
+    ("_last_name_", NAME),
+    ("_full_name_", NAME),
+    ("_given_name_", NAME),
+    ("_family_name_", NAME),
+    ("_middle_name_", NAME),
+    ("_maiden_name_", NAME),
+    ("_user_name_", NAME),
+    ("_display_name_", NAME),
+    ("_customer_name_", NAME),
+    ("_contact_name_", NAME),
+    ("_billing_name_", NAME),
+    ("_shipping_name_", NAME),
+    ("_recipient_name_", NAME),
+    ("_nick_name_", NAME),
+    ("_card_holder_", NAME),
+    ("firstname", NAME),
+    ("lastname", NAME),
+    ("fullname", NAME),
+    ("givenname", NAME),
+    ("familyname", NAME),
+    ("username", NAME),
+    ("surname", NAME),
+    ("nickname", NAME),
+    ("cardholder", NAME),
+    ("_address_", ADDRESS),
+    ("_addr_", ADDRESS),
+    ("_street_", ADDRESS),
+    ("postcode", ADDRESS),
+    ("_post_code_", ADDRESS),
+    ("_postal_", ADDRESS),
+    ("postalcode", ADDRESS),
+    ("_zip_", ADDRESS),
+    ("zipcode", ADDRESS),
+    ("_user_id_", USER_ID),
+    ("userid", USER_ID),
+    ("_uid_", USER_ID),
+    ("_distinct_id_", USER_ID),
+    ("distinctid", USER_ID),
+    ("_customer_id_", USER_ID),
+    ("customerid", USER_ID),
+    ("_account_id_", USER_ID),
+    ("accountid", USER_ID),
+    ("_member_id_", USER_ID),
+    ("memberid", USER_ID),
+    ("_visitor_id_", USER_ID),
+    ("visitorid", USER_ID),
+    ("_person_id_", USER_ID),
+    ("personid", USER_ID),
+    ("_profile_id_", USER_ID),
+    ("profileid", USER_ID),
+    ("_contact_id_", USER_ID),
+    ("_subscriber_id_", USER_ID),
+    ("_external_id_", USER_ID),
+    ("externalid", USER_ID),
+    ("_anonymous_id_", USER_ID),
+    ("anonymousid", USER_ID),
+    ("_client_id_", CLIENT_ID),
+    ("clientid", CLIENT_ID),
+    ("_device_id_", DEVICE_ID),
+    ("deviceid", DEVICE_ID),
+    ("_android_id_", DEVICE_ID),
+    ("androidid", DEVICE_ID),
+    ("_advertising_id_", DEVICE_ID),
+    ("advertisingid", DEVICE_ID),
+    ("_idfa_", DEVICE_ID),
+    ("_idfv_", DEVICE_ID),
+    ("_gaid_", DEVICE_ID),
+    ("_adid_", DEVICE_ID),
+    ("_imei_", DEVICE_ID),
+    ("_ssn_", NATIONAL_ID),
+    ("_social_security_", NATIONAL_ID),
+    ("passport", NATIONAL_ID),
+    ("_national_id_", NATIONAL_ID),
+    ("_dob_", BIRTH),
+    ("birth", BIRTH),
+    ("_lat_", LOCATION),
+    ("_lon_", LOCATION),
+    ("_lng_", LOCATION),
+    ("latitude", LOCATION),
+    ("longitude", LOCATION),
+    ("_geo_", LOCATION),
+    ("geolocation", LOCATION),
+    ("_gps_", LOCATION),
+    ("_coordinates_", LOCATION),
+    ("password_", CREDENTIAL),
+    ("passwd", CREDENTIAL),
+    ("_pwd_", CREDENTIAL),
+    ("passcode", CREDENTIAL),
+    ("_token_", CREDENTIAL),
+    ("accesstoken", CREDENTIAL),
+    ("refreshtoken", CREDENTIAL),
+    ("authtoken", CREDENTIAL),
+    ("_api_key_", CREDENTIAL),
+    ("apikey", CREDENTIAL),
+    ("_private_key_", CREDENTIAL),
+    ("privatekey", CREDENTIAL),
+    ("_access_key_", CREDENTIAL),
+    ("secret_", CREDENTIAL),
+    ("_authorization_", CREDENTIAL),
+    ("_cvv_", CREDENTIAL),
+    ("_cvc_", CREDENTIAL),
+    ("_session_id_", SESSION),
+    ("sessionid", SESSION),
+    ("_iban_", PAYMENT),
+    ("_card_number_", PAYMENT),
+    ("cardnumber", PAYMENT),
+    ("_card_no_", PAYMENT),
+    ("_pan_", PAYMENT),
+    ("_credit_card_", PAYMENT),
+    ("creditcard", PAYMENT),
+    ("_account_number_", PAYMENT),
+    ("accountnumber", PAYMENT),
+    ("_bank_account_", PAYMENT),
+    ("_gclid_", TRACKING),
+    ("_fbclid_", TRACKING),
+    ("_msclkid_", TRACKING),
+    ("_ttclid_", TRACKING),
+    ("_dclid_", TRACKING),
+    ("_wbraid_", TRACKING),
+    ("_gbraid_", TRACKING),
+    ("_yclid_", TRACKING),
+    ("_twclid_", TRACKING),
+    ("_click_id_", TRACKING),
+    ("clickid", TRACKING),
 ];
 
 static PATTERNS: LazyLock<AhoCorasick> = LazyLock::new(|| {
@@ -525,6 +970,23 @@ static PATTERNS: LazyLock<AhoCorasick> = LazyLock::new(|| {
 mod tests {
     use super::*;
 
+    /// The label for `keep` on this selector, if any.
+    fn p001(selector: &str) -> Option<&'static str> {
+        personal_selector(Selector::parse(selector).unwrap().segments())
+    }
+
+    fn assert_personal(selectors: &[&str]) {
+        for s in selectors {
+            assert!(p001(s).is_some(), "{s} should look personal");
+        }
+    }
+
+    fn assert_innocent(selectors: &[&str]) {
+        for s in selectors {
+            assert_eq!(p001(s), None, "{s} should not look personal");
+        }
+    }
+
     #[test]
     fn words_split_at_humps_separators_and_digits() {
         assert_eq!(words("User_Email"), ["user", "email"]);
@@ -534,11 +996,12 @@ mod tests {
         assert_eq!(words("IPAddress"), ["ip", "address"]);
         assert_eq!(words("ipv4"), ["ipv", "4"]);
         assert_eq!(words("address_line1"), ["address", "line", "1"]);
+        assert_eq!(words("$distinct_id"), ["distinct", "id"]);
     }
 
     #[test]
     fn personal_keys_are_found_in_every_spelling() {
-        for key in [
+        assert_personal(&[
             "email",
             "User_Email",
             "userEmail",
@@ -586,17 +1049,12 @@ mod tests {
             "anonymousId",
             "name",
             "cid",
-        ] {
-            assert!(
-                personal_key(key, None).is_some(),
-                "{key} should look personal"
-            );
-        }
+        ]);
     }
 
     #[test]
     fn innocent_keys_are_not_flagged() {
-        for key in [
+        assert_innocent(&[
             "tip",
             "recipient",
             "shipping",
@@ -626,34 +1084,298 @@ mod tests {
             "chip_id",
             "device_model",
             "country_id",
-            "session_id",
             "geometry",
-        ] {
-            assert_eq!(
-                personal_key(key, None),
-                None,
-                "{key} should not look personal"
-            );
-        }
+            "secretary",
+            "passwordless",
+            "props.*",
+            "**",
+        ]);
     }
 
     #[test]
-    fn a_bare_name_under_a_thing_is_not_a_person() {
-        assert_eq!(personal_key("name", Some("events")), None);
-        assert_eq!(personal_key("name", Some("product")), None);
-        assert_eq!(personal_key("name", Some("user")), Some("a name"));
-        assert_eq!(personal_key("name", None), Some("a name"));
+    fn meta_short_keys_are_personal_under_user_data() {
+        for key in [
+            "em",
+            "ph",
+            "fn",
+            "ln",
+            "db",
+            "ge",
+            "zp",
+            "ct",
+            "st",
+            "country",
+            "external_id",
+            "fbp",
+            "fbc",
+            "client_user_agent",
+            "client_ip_address",
+            "madid",
+            "anon_id",
+            "lead_id",
+            "subscription_id",
+        ] {
+            for prefix in [
+                "user_data",
+                "data.user_data",
+                "userData",
+                "batch.*.user_data",
+            ] {
+                let s = format!("{prefix}.{key}");
+                assert!(p001(&s).is_some(), "{s} should look personal");
+            }
+        }
+        assert_eq!(p001("data.user_data.em"), Some(EMAIL));
+        assert_eq!(p001("user_data.ph"), Some(PHONE));
+        assert_eq!(p001("data.user_data.fbc"), Some(TRACKING));
+        assert_personal(&["data.user_data.*", "data.user_data.**", "user_data"]);
+        // Elsewhere the short keys are not personal.
+        assert_innocent(&[
+            "em",
+            "st",
+            "ct",
+            "country",
+            "custom_data.ct",
+            "data.custom_data.value",
+            "consent.ad_user_data",
+            "data.user_data_version",
+        ]);
+    }
+
+    #[test]
+    fn identifiers_are_personal_anywhere() {
+        assert_personal(&[
+            "distinct_id",
+            "$distinct_id",
+            "properties.distinct_id",
+            "distinctId",
+            "customer_id",
+            "customerId",
+            "account_id",
+            "member_id",
+            "anonymous_id",
+            "anonymousId",
+            "visitor_id",
+            "person_id",
+            "profile_id",
+            "external_id",
+            "externalId",
+            "user.id",
+            "customer.id",
+        ]);
+        assert_eq!(p001("$distinct_id"), Some(USER_ID));
+        assert_innocent(&["product.id", "event.id", "order_id", "id"]);
+    }
+
+    #[test]
+    fn whole_personal_containers_kept_are_personal() {
+        for c in [
+            "traits",
+            "user_properties",
+            "userProperties",
+            "user",
+            "customer",
+            "person",
+            "profile",
+            "contact",
+            "address",
+            "billing",
+            "shipping_address",
+            "billing_address",
+            "user_data",
+        ] {
+            for s in [
+                c.to_string(),
+                format!("{c}.*"),
+                format!("{c}.**"),
+                format!("context.{c}"),
+            ] {
+                assert!(p001(&s).is_some(), "{s} should look personal");
+            }
+        }
+        assert_eq!(p001("context.traits.*"), Some(CONTAINER));
+        // A field in them is judged by its own key.
+        assert_innocent(&[
+            "traits.plan",
+            "user_properties.plan",
+            "user.plan",
+            "events.user_properties.plan",
+            "user_properties.customer_tier.value",
+            "billing.plan",
+            "billing.currency",
+            "user.*.plan",
+        ]);
+    }
+
+    #[test]
+    fn a_bare_name_is_a_thing_s_only_under_a_thing() {
+        assert_innocent(&[
+            "events.name",
+            "product.name",
+            "context.app.name",
+            "context.os.name",
+            "context.library.name",
+            "event_properties.name",
+            "events.*.name",
+        ]);
+        assert_personal(&[
+            "name",
+            "user.name",
+            "user_properties.name",
+            "properties.name",
+            "context.device.name",
+            "device.name",
+            "traits.name",
+        ]);
+        assert_eq!(p001("context.device.name"), Some(NAME));
+    }
+
+    #[test]
+    fn spelling_variants() {
+        assert_personal(&[
+            "cellphone",
+            "cell_phone",
+            "userip",
+            "clientip",
+            "userIp",
+            "nickname",
+            "billing_name",
+            "cardholder_name",
+            "cardholderName",
+            "shipping_address.line1",
+            "billing_address.postal_code",
+            "address.city",
+            "address.street",
+            "user.address.line2",
+            "shipping_address.*.line1",
+        ]);
+        assert_eq!(p001("address.city"), Some(ADDRESS_PART));
+        // An address's country is coarse; its type or status is about it.
+        assert_innocent(&[
+            "address.country",
+            "address.country_code",
+            "shipping_address.type",
+            "address.is_default",
+            "city",
+        ]);
+    }
+
+    #[test]
+    fn secrets_and_direct_identifiers() {
+        for (keys, label) in [
+            (
+                &[
+                    "password",
+                    "user_password",
+                    "newPassword",
+                    "passwd",
+                    "token",
+                    "access_token",
+                    "accessToken",
+                    "id_token",
+                    "refresh_token",
+                    "api_key",
+                    "apiKey",
+                    "apikey",
+                    "secret",
+                    "client_secret",
+                    "api_secret",
+                    "cvv",
+                ][..],
+                CREDENTIAL,
+            ),
+            (
+                &["iban", "card_number", "cardNumber", "cardnumber", "pan"][..],
+                PAYMENT,
+            ),
+            (&["session_id", "sessionId", "sessionid"][..], SESSION),
+            (
+                &[
+                    "gclid",
+                    "fbclid",
+                    "msclkid",
+                    "ttclid",
+                    "dclid",
+                    "wbraid",
+                    "gbraid",
+                    "page.gclid",
+                ][..],
+                TRACKING,
+            ),
+        ] {
+            for k in keys {
+                assert_eq!(p001(k), Some(label), "{k}");
+            }
+        }
+        // Counts and types, plural words, innocent phrases.
+        assert_innocent(&[
+            "token_count",
+            "max_tokens",
+            "tokens",
+            "prompt_tokens",
+            "token_type",
+            "secretary_id",
+            "japan",
+        ]);
+    }
+
+    #[test]
+    fn qualifiers_make_a_key_about_the_data_not_the_data() {
+        assert_innocent(&[
+            "is_mobile",
+            "mobile_app",
+            "mobile_os",
+            "email_verified",
+            "email_opt_in",
+            "email_optIn",
+            "emails_sent",
+            "email_count",
+            "has_email",
+            "num_emails",
+            "n_phones",
+            "email_domain",
+            "email_template",
+            "phone_type",
+            "email_address_verified",
+            "phone_number_type",
+            "has_user_email",
+            "ip_country",
+            "ip_city",
+            "ip_region",
+            "geo_country",
+            "contract_address",
+            "token_address",
+            "tel_aviv",
+            "telAviv",
+        ]);
+        // The term itself, a value word after the qualifier, a hash, or a
+        // derived place after something that is not an IP or a location.
+        assert_personal(&[
+            "mobile",
+            "mobile_number",
+            "email",
+            "email_sent_to",
+            "email_verified_address",
+            "email_hash",
+            "hashed_email",
+            "email_sha256",
+            "phone_city",
+            "wallet_address",
+            "tel",
+            "ip_lat",
+        ]);
+        assert_eq!(p001("email_hash"), Some(EMAIL));
     }
 
     #[test]
     fn wildcards_take_the_key_they_stand_under() {
-        let sel = |t: &str| Selector::parse(t).unwrap();
-        assert!(personal_selector(sel("address.*").segments()).is_some());
-        assert!(personal_selector(sel("geo.**").segments()).is_some());
-        assert!(personal_selector(sel("props.*").segments()).is_none());
-        assert!(personal_selector(sel("**").segments()).is_none());
-        assert!(personal_selector(sel("user.email").segments()).is_some());
-        assert!(personal_selector(sel("address.city").segments()).is_none());
+        assert!(p001("address.*").is_some());
+        assert!(p001("geo.**").is_some());
+        assert!(p001("props.*").is_none());
+        assert!(p001("**").is_none());
+        assert!(p001("user.email").is_some());
+        assert!(p001("*.email").is_some());
+        assert!(p001("events.params.*").is_none());
     }
 
     #[test]
