@@ -134,6 +134,10 @@ fn p002_unkeyed_hash() {
 fn p003_keep_under_globstar() {
     assert_eq!(codes("p003", &fields("\"**.plan\" = \"keep\"\n")), ["P003"]);
     assert_eq!(codes("p003-all", &fields("\"**\" = \"keep\"\n")), ["P003"]);
+    // The query string's catch-all.
+    let query = |body: &str| format!("{HEAD}[query]\n{body}{TESTS}");
+    assert_eq!(codes("p003-query", &query("\"*\" = \"keep\"\n")), ["P003"]);
+    assert!(codes("p003-query-named", &query("v = \"keep\"\n")).is_empty());
     assert!(
         codes(
             "p003-no",

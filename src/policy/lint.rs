@@ -310,6 +310,13 @@ fn rule_warnings(t: Target<'_>) -> Vec<(&'static str, String, String)> {
                     format!("`keep` on \"{shown}\" passes matching fields at any depth, also ones added later"),
                     "name the paths to keep without `**`".to_string(),
                 ));
+            } else if matches!(t, Target::Query(_)) && segments == [Segment::Star] {
+                // A query catch-all is the query string's `**`.
+                w.push((
+                    KEEP_UNDER_GLOBSTAR,
+                    format!("`keep` on \"{shown}\" passes every query parameter not named, also ones added later"),
+                    "name the parameters to keep".to_string(),
+                ));
             }
         }
         Action::HashSha256 { .. } => w.push((
