@@ -90,8 +90,9 @@ enum Command {
         /// Use the fixed, documented test key (as [[tests]] do).
         #[arg(long, conflicts_with = "keys")]
         test_key: bool,
-        /// Body format (default: from the file extension, .ndjson/.jsonl for
-        /// NDJSON, otherwise JSON).
+        /// Body format (default: .ndjson/.jsonl NDJSON, .json JSON; other
+        /// files and standard input: NDJSON when the first line is a whole
+        /// JSON value followed by more lines, otherwise JSON).
         #[arg(long, value_enum)]
         format: Option<Format>,
         /// Print, per field, its path, the deciding selector, the action and
@@ -130,8 +131,9 @@ enum Command {
         /// Sample data: JSON (one record), NDJSON (one record per line) or a
         /// form body; "-" for standard input.
         sample: PathBuf,
-        /// Recipient to pick from rules directories (with files: checked
-        /// against the files' recipient).
+        /// Recipient to pick from rules directories (with files: the name of
+        /// a file that does not set `recipient`; one that sets another is
+        /// refused). Default with files: the new file's recipient.
         #[arg(long)]
         recipient: Option<String>,
         /// Format of the sample (default: .ndjson/.jsonl NDJSON, .json JSON,
@@ -231,27 +233,30 @@ enum LogFormatArg {
     Json,
 }
 
+// Every line here stays within 90 columns: clap re-wraps help text at 100
+// columns when the output is not a terminal, and a wrapped example no longer
+// pastes as one command.
 const TOP_EXAMPLES: &str = "Getting started:
-  scrim check rules/                              # validate the rule files and run their tests
+  scrim check rules/                    # validate the rule files, run their tests
   scrim rewrite --recipient example --test-key --explain event.json
-  scrim serve                                     # the gateway, on the built-in defaults
+  scrim serve                           # the gateway, on the built-in defaults
 
 `scrim <command> --help` has each command's options and examples.";
 
 const SERVE_EXAMPLES: &str = "Examples:
-  scrim serve                                     # ./scrim.toml, or the built-in defaults
+  scrim serve                           # ./scrim.toml, or the built-in defaults
   scrim serve --config /etc/scrim/scrim.toml --log-format json
   SCRIM_KEYS_FILE=/run/secrets/keys.toml scrim serve
-  kill -HUP $(pidof scrim)                        # reload the rules now (a bad file keeps the old rules)
-  kill -TERM $(pidof scrim)                       # stop accepting, drain in-flight requests, exit
+  kill -HUP $(pidof scrim)              # reload the rules (a bad file keeps the old)
+  kill -TERM $(pidof scrim)             # stop accepting, drain in-flight requests, exit
 
 Then send partner-bound requests to http://127.0.0.1:8080/<recipient>/<path>;
 /metrics, /healthz, /readyz and /rules are on the admin listener (127.0.0.1:9090).";
 
 const CHECK_EXAMPLES: &str = "Examples:
-  scrim check                                     # every *.toml in rules/
-  scrim check --strict rules/                     # for CI: lint warnings fail too
-  scrim check --message-format short rules/ga4.toml   # one line per problem, for editors and CI annotations
+  scrim check                           # every *.toml in rules/
+  scrim check --strict rules/           # for CI: lint warnings fail too
+  scrim check --message-format short rules/ga4.toml   # one line per problem
 
 A lint warning accepted on review is allowed in the rule file itself:
   [[allow]]
@@ -260,13 +265,13 @@ A lint warning accepted on review is allowed in the rule file itself:
   reason = \"why this is acceptable\"";
 
 const TEST_EXAMPLES: &str = "Examples:
-  scrim test                                      # every *.toml in rules/
+  scrim test                            # every *.toml in rules/
   scrim test rules/segment.toml";
 
 const KEYGEN_EXAMPLES: &str = "Examples:
-  scrim keygen > keys.toml                        # a new key ring with one active key
+  scrim keygen > keys.toml              # a new key ring with one active key
   scrim keygen --keys /etc/scrim/keys.toml --id k2027   # add a key, not active yet
-  scrim keygen --keys keys.toml --activate        # add a key and make it active at once
+  scrim keygen --keys keys.toml --activate   # add a key and make it active at once
 
 Rotation with several replicas: add the key (not active), roll the file out to
 every replica, then set active = \"k2027\" everywhere and restart them (the key
@@ -274,9 +279,13 @@ ring is read at start). See docs/operations.md.";
 
 const REWRITE_EXAMPLES: &str = "Examples:
   scrim rewrite --recipient segment --test-key --explain event.json
-  scrim rewrite --recipient ga4 --keys /etc/scrim/keys.toml events.ndjson > out.ndjson
-  zcat events.ndjson.gz | scrim rewrite --recipient ga4 --format ndjson --test-key > out.ndjson
-  scrim rewrite --recipient ga4 --keys keys.toml --skip-refused events.ndjson > out.ndjson
+  scrim rewrite --recipient ga4 --keys keys.toml events.ndjson > out.ndjson
+  zcat events.ndjson.gz | scrim rewrite --recipient ga4 --test-key > out.ndjson
+  scrim rewrite --recipient ga4 --keys keys.toml --skip-refused events.ndjson
+
+Without --format: .ndjson/.jsonl is NDJSON, .json JSON; other files and
+standard input are NDJSON when the first line is a whole JSON value and more
+lines follow, otherwise JSON.
 
 The summary on stderr counts fields per action: a field that left kept or
 transformed under its action, every field removed (default deny, drop, an
@@ -285,7 +294,11 @@ action that could not apply) under drop. Containers entered are not counted.";
 const DIFF_EXAMPLES: &str = "Examples:
   scrim diff rules/ga4.toml ga4-new.toml sample.ndjson
   scrim diff --recipient ga4 old-rules/ rules/ sample.ndjson --format json
-  git show main:rules/ga4.toml > /tmp/ga4-old.toml && scrim diff /tmp/ga4-old.toml rules/ga4.toml sample.json
+  git show main:rules/ga4.toml > /tmp/ga4-old.toml
+  scrim diff /tmp/ga4-old.toml rules/ga4.toml sample.json
+
+Two files that do not set `recipient` are compared as the new file's
+recipient, whatever their file names.
 
 Paths: array indices are written [] (items[].sku); a field inside an
 embedded_json document is written with > (ctx>locale).";
@@ -671,19 +684,6 @@ fn rewrite(
             }
         }
     };
-    let format = match format {
-        Some(Format::Json) => BodyFormat::Json,
-        Some(Format::Ndjson) => BodyFormat::Ndjson,
-        Some(Format::Form) => BodyFormat::Form,
-        None => match file
-            .as_ref()
-            .and_then(|f| f.extension())
-            .and_then(|e| e.to_str())
-        {
-            Some("ndjson" | "jsonl") => BodyFormat::Ndjson,
-            _ => BodyFormat::Json,
-        },
-    };
     let engine = Engine::new(policy, &ring);
     let mut size = None;
     let mut input: Box<dyn Read> = match &file {
@@ -698,6 +698,36 @@ fn rewrite(
             }
         },
         _ => Box::new(std::io::stdin().lock()),
+    };
+    let format = match format {
+        Some(Format::Json) => BodyFormat::Json,
+        Some(Format::Ndjson) => BodyFormat::Ndjson,
+        Some(Format::Form) => BodyFormat::Form,
+        None => match file
+            .as_ref()
+            .and_then(|f| f.extension())
+            .and_then(|e| e.to_str())
+        {
+            Some("ndjson" | "jsonl") => BodyFormat::Ndjson,
+            Some("json") => BodyFormat::Json,
+            // Standard input or another extension: NDJSON when the first
+            // line is a whole JSON value and more follows, else JSON.
+            _ => {
+                let head = match peek_lines(&mut input) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        eprintln!("read error: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
+                let format = match sniff(&head) {
+                    BodyFormat::Ndjson => BodyFormat::Ndjson,
+                    _ => BodyFormat::Json,
+                };
+                input = Box::new(std::io::Cursor::new(head).chain(input));
+                format
+            }
+        },
     };
     let bar = progress_bar(progress, size);
     if skip_refused && format == BodyFormat::Ndjson {
@@ -750,10 +780,7 @@ fn rewrite(
             if explain {
                 print_explain(rw.explained());
             }
-            eprintln!(
-                "kept {}, transformed {}, dropped {} ({} not applicable), documents {}",
-                stats.kept, stats.transformed, stats.dropped, stats.not_applicable, stats.documents
-            );
+            eprintln!("{}", field_counts(&stats));
             eprintln!("{}", summary(rw.tally(), stats.documents, 0));
             ExitCode::SUCCESS
         }
@@ -765,7 +792,18 @@ fn rewrite(
                 print_explain(rw.explained());
             }
             eprintln!("refused: {e}");
-            eprintln!("{}", summary(rw.tally(), rw.documents(), 1));
+            if format == BodyFormat::Json && e.kind == scrim::rewrite::ErrorKind::TrailingData {
+                eprintln!("help: several documents, one per line? use --format ndjson");
+            }
+            // Only records that were written count: for NDJSON, the lines
+            // before the refused one; for JSON or a form body, none.
+            let (stats, tally) = if stream {
+                rw.completed().unwrap_or_default()
+            } else {
+                Default::default()
+            };
+            eprintln!("{}", field_counts(&stats));
+            eprintln!("{}", summary(Some(&tally), stats.documents, 1));
             ExitCode::from(1)
         }
     }
@@ -864,6 +902,37 @@ fn progress_bar(enabled: bool, size: Option<u64>) -> indicatif::ProgressBar {
     bar
 }
 
+/// The end-of-run field counts.
+fn field_counts(stats: &scrim::rewrite::Stats) -> String {
+    format!(
+        "kept {}, transformed {}, dropped {} ({} not applicable), documents {}",
+        stats.kept, stats.transformed, stats.dropped, stats.not_applicable, stats.documents
+    )
+}
+
+/// Reads the start of `input` for [`sniff`]: up to the first line and a
+/// little of the next (or the end, or 64 KiB).
+fn peek_lines(input: &mut dyn Read) -> std::io::Result<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 8192];
+    while head.len() < 64 * 1024 {
+        let n = match input.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        head.extend_from_slice(&chunk[..n]);
+        let text = head.trim_ascii_start();
+        if let Some(nl) = text.iter().position(|&b| b == b'\n')
+            && !text[nl..].trim_ascii().is_empty()
+        {
+            break;
+        }
+    }
+    Ok(head)
+}
+
 /// The end-of-run summary: fields per action, records, refused records.
 fn summary(tally: Option<&scrim::rewrite::Tally>, records: u64, refused: u64) -> String {
     let mut parts: Vec<String> = tally
@@ -934,10 +1003,18 @@ fn keygen(keys: Option<PathBuf>, id: Option<String>, activate: bool) -> ExitCode
 }
 
 /// Loads one recipient's rules for `scrim diff`: a file, or a directory with
-/// `--recipient`. Errors are printed; `Err` means exit code 2.
-fn load_one(path: &std::path::Path, recipient: Option<&str>) -> Result<Arc<CompiledPolicy>, ()> {
+/// `--recipient`. A file that does not set `recipient` takes `name` (when
+/// given) instead of its file name; one that sets another is refused when
+/// `strict`. Also says whether the recipient was named explicitly (in the
+/// file, or by choosing it from a directory). Errors are printed; `Err`
+/// means exit code 2.
+fn load_one(
+    path: &std::path::Path,
+    name: Option<&str>,
+    strict: bool,
+) -> Result<(Arc<CompiledPolicy>, bool), ()> {
     if path.is_dir() {
-        let Some(name) = recipient else {
+        let Some(name) = name else {
             eprintln!(
                 "{}: is a directory; name the recipient with --recipient",
                 path.display()
@@ -952,12 +1029,21 @@ fn load_one(path: &std::path::Path, recipient: Option<&str>) -> Result<Arc<Compi
         return all
             .into_iter()
             .find(|p| p.recipient == name)
+            .map(|p| (p, true))
             .ok_or_else(|| {
                 eprintln!("{}: no rules for recipient \"{name}\"", path.display());
             });
     }
-    let p = policy::load_file(path).map_err(|e| eprintln!("{e}"))?;
-    if let Some(name) = recipient
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| eprintln!("{}: cannot read rule file: {e}", path.display()))?;
+    let explicit =
+        toml::from_str::<policy::raw::RawRuleFile>(&text).is_ok_and(|raw| raw.recipient.is_some());
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    let mut p = policy::compile_str(&text, &path.display().to_string(), name.unwrap_or(stem))
+        .map_err(|e| eprintln!("{e}"))?;
+    p.source = path.to_path_buf();
+    if let Some(name) = name
+        && strict
         && p.recipient != name
     {
         eprintln!(
@@ -967,7 +1053,7 @@ fn load_one(path: &std::path::Path, recipient: Option<&str>) -> Result<Arc<Compi
         );
         return Err(());
     }
-    Ok(Arc::new(p))
+    Ok((Arc::new(p), explicit))
 }
 
 /// Guesses a sample's format from its first bytes: a first line that is a
@@ -997,10 +1083,17 @@ fn diff(
     format: DiffFormat,
 ) -> ExitCode {
     use std::io::BufRead;
-    let (Ok(old_p), Ok(new_p)) = (load_one(old, recipient), load_one(new, recipient)) else {
+    // The new version names the recipient (with --recipient, that name):
+    // an old file that does not set `recipient` takes it too, whatever its
+    // file name (`git show main:rules/x.toml > /tmp/x-old.toml`).
+    let Ok((new_p, new_explicit)) = load_one(new, recipient, true) else {
         return ExitCode::from(2);
     };
-    if old_p.recipient != new_p.recipient {
+    let name = recipient.unwrap_or(&new_p.recipient).to_string();
+    let Ok((old_p, old_explicit)) = load_one(old, Some(&name), recipient.is_some()) else {
+        return ExitCode::from(2);
+    };
+    if old_p.recipient != new_p.recipient && old_explicit && new_explicit {
         eprintln!(
             "the two rule files are for different recipients (\"{}\" and \"{}\")",
             old_p.recipient, new_p.recipient

@@ -32,6 +32,25 @@ impl Drop for Dir {
     }
 }
 
+/// Runs the binary with `input` on its standard input.
+fn run_stdin(args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 fn run(args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
@@ -288,6 +307,62 @@ fn diff_takes_directories_with_recipient_and_a_json_sample() {
 }
 
 #[test]
+fn diff_reports_a_container_that_becomes_a_leaf() {
+    let d = Dir::new("diff-container");
+    let old = d.write(
+        "old/x.toml",
+        "upstream = \"https://x.example\"\n[fields]\n\"user.id\" = \"keep\"\n",
+    );
+    let new = d.write(
+        "new/x.toml",
+        "upstream = \"https://x.example\"\n[fields]\n\"user.id\" = \"keep\"\n\"user\" = \"redact\"\n",
+    );
+    let s1 = d.write("s1.json", r#"{"user":{"id":"u1"}}"#);
+    let o = run(&["diff", p(&old), p(&new), p(&s1)]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let out = stdout(&o);
+    assert!(out.contains("user     (container) -> redact"), "{out}");
+    assert!(out.contains("user.id  was keep"), "{out}");
+    // Nothing of `user` left before; now "[redacted]" does.
+    let s2 = d.write("s2.json", r#"{"user":{"name":"x"}}"#);
+    let o = run(&["diff", p(&old), p(&new), p(&s2)]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("user  redact  1 record(s)  (reveals more)"));
+}
+
+#[test]
+fn diff_of_two_files_without_recipient_uses_the_new_files_name() {
+    let d = Dir::new("diff-stems");
+    let body = "upstream = \"https://x.example\"\n[fields]\n\"id\" = \"pseudonymise\"\n";
+    let old = d.write("tmp/x-old.toml", body);
+    let new = d.write("rules/x.toml", body);
+    let s = d.write("s.json", r#"{"id":"a"}"#);
+    let o = run(&["diff", p(&old), p(&new), p(&s)]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("recipient x:"), "{out}");
+    // Same name, so same default pseudonym scope: no change at all.
+    assert!(out.contains("Body fields\n  no change"), "{out}");
+    // --recipient names both.
+    let o = run(&["diff", "--recipient", "y", p(&old), p(&new), p(&s)]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("recipient y:"));
+    // One file names it: the other takes that name.
+    let named = d.write("named/z.toml", &format!("recipient = \"x\"\n{body}"));
+    let o = run(&["diff", p(&old), p(&named), p(&s)]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // Both name it, differently: refused.
+    let other = d.write("named/w.toml", &format!("recipient = \"w\"\n{body}"));
+    let o = run(&["diff", p(&named), p(&other), p(&s)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("different recipients"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
 fn diff_usage_io_and_rule_errors_exit_2() {
     let (d, old, new, s) = diff_fixture("diff-errors");
     let o = run(&["diff", p(&old), p(&new), "/nonexistent/sample.ndjson"]);
@@ -343,7 +418,7 @@ fn inventory_json_on_the_shipped_rules_has_the_documented_shape() {
     let o = run(&["inventory", p(&repo_rules()), "--format", "json"]);
     assert_eq!(o.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["version"], 1);
+    assert_eq!(v["version"], 2);
     let rs = v["recipients"].as_array().unwrap();
     let names: Vec<&str> = rs
         .iter()
@@ -368,6 +443,9 @@ fn inventory_json_on_the_shipped_rules_has_the_documented_shape() {
             assert!(!r[key].is_null(), "{key} missing");
         }
         assert_eq!(r["everything_else"], "dropped");
+        assert_eq!(r["catch_all"], serde_json::json!([]));
+        assert!(r["accepted_warnings"].is_array());
+        assert!(r["precedence_notes"].is_array());
     }
     let ga4 = &rs[2];
     let page = ga4["fields"]
@@ -399,6 +477,126 @@ fn inventory_never_shows_literal_header_values_or_url_paths() {
     let md = stdout(&run(&["inventory", p(&f)]));
     assert!(md.contains("| `user.email` | drop | removed |"), "{md}");
     assert!(md.contains("Everything else is dropped: every other body field."));
+}
+
+#[test]
+fn inventory_says_when_a_catch_all_lets_everything_else_leave() {
+    let d = Dir::new("inv-catch-all");
+    let all = d.write(
+        "all.toml",
+        "upstream = \"https://all.example\"\n[query]\n\"*\" = \"keep\"\n[fields]\n\"**\" = \"keep\"\n\"user.email\" = \"drop\"\n[[allow]]\nlint = \"P003\"\nselector = \"**\"\nreason = \"internal warehouse\"\n",
+    );
+    let top = d.write(
+        "top.toml",
+        "upstream = \"https://top.example\"\n[fields]\n\"*\" = \"pseudonymise\"\n",
+    );
+    let md = stdout(&run(&["inventory", p(&all)]));
+    assert!(
+        !md.contains("Anything not listed is dropped before"),
+        "{md}"
+    );
+    assert!(
+        !md.contains("Everything else is dropped: every other body field"),
+        "{md}"
+    );
+    assert!(
+        !md.contains("Everything else is dropped: every other query parameter"),
+        "{md}"
+    );
+    assert!(
+        md.contains("Every other body field (at any depth) leaves under `**` as keep (verbatim)."),
+        "{md}"
+    );
+    assert!(
+        md.contains("Every other query parameter leaves under `*` as keep (verbatim)."),
+        "{md}"
+    );
+    // Headers have no catch-all.
+    assert!(md.contains("Everything else is dropped: every other request header."));
+    let md = stdout(&run(&["inventory", p(&top)]));
+    assert!(
+        md.contains("Every other top-level body field leaves under `*` as pseudonymise"),
+        "{md}"
+    );
+    assert!(md.contains("No query parameter leaves."), "{md}");
+
+    let o = run(&["inventory", p(&d.0), "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let all = &v["recipients"][0];
+    assert_eq!(all["recipient"], "all");
+    assert_eq!(all["everything_else"], "leaves");
+    let sections: Vec<(&str, &str, &str)> = all["catch_all"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["section"].as_str().unwrap(),
+                c["selector"].as_str().unwrap(),
+                c["action"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(sections, [("fields", "**", "keep"), ("query", "*", "keep")]);
+    assert_eq!(v["recipients"][1]["everything_else"], "leaves");
+}
+
+#[test]
+fn inventory_lists_accepted_warnings_and_precedence_traps() {
+    let d = Dir::new("inv-allow");
+    let f = d.write(
+        "shop.toml",
+        r#"upstream = "https://shop.example"
+[fields]
+"user.ip" = "keep"
+"properties.*" = "keep"
+"**.email" = "pseudonymise"
+[[allow]]
+lint = "personal-keep"
+selector = "user.ip"
+reason = "fraud checks (DPA s.3)"
+[[allow]]
+lint = "no-tests"
+reason = "covered by the integration suite"
+"#,
+    );
+    let md = stdout(&run(&["inventory", p(&f)]));
+    assert!(md.contains("### Lint warnings accepted on review"), "{md}");
+    assert!(
+        md.contains("| P001 personal-keep | `user.ip` | fraud checks (DPA s.3) |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| P005 no-tests | (whole file) | covered by the integration suite |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("an exact key beats `*`, which beats `**`"),
+        "{md}"
+    );
+    assert!(
+        md.contains(
+            "- `properties.email` is decided by `properties.*` (keep), not by `**.email` (pseudonymise)."
+        ),
+        "{md}"
+    );
+    let o = run(&["inventory", p(&f), "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let r = &v["recipients"][0];
+    assert_eq!(r["everything_else"], "dropped");
+    assert_eq!(
+        r["accepted_warnings"][0],
+        serde_json::json!({"lint": "P001", "name": "personal-keep", "selector": "user.ip", "reason": "fraud checks (DPA s.3)"})
+    );
+    assert_eq!(
+        r["accepted_warnings"][1]["selector"],
+        serde_json::Value::Null
+    );
+    assert_eq!(
+        r["precedence_notes"],
+        serde_json::json!([{"path": "properties.email", "decided_by": "properties.*", "action": "keep", "not_by": "**.email", "not_action": "pseudonymise"}])
+    );
 }
 
 #[test]
@@ -451,8 +649,76 @@ fn rewrite_summary_counts_per_action_exactly() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
-    assert!(err.contains("records 2, refused records 1"), "{err}");
-    assert!(err.contains("keep 10,"), "{err}");
+    // Both lines, counting only the two records written: the refused one's
+    // `a` (default deny) is not in `drop`.
+    assert!(
+        err.lines()
+            .any(|l| l == "kept 10, transformed 4, dropped 1 (0 not applicable), documents 2"),
+        "{err}"
+    );
+    assert!(
+        err.lines().any(|l| l
+            == "keep 10, drop 1, pseudonymise 1, truncate_ip 1, coarsen_time 1, embedded_json 1, records 2, refused records 1"),
+        "{err}"
+    );
+
+    // A refused JSON document: nothing was written, nothing is counted.
+    let one = d.write("one.json", "{\"event\":\"a\",\"event\":1}");
+    let o = run(&[
+        "rewrite",
+        "--rules",
+        p(&new),
+        "--recipient",
+        "shop",
+        "--test-key",
+        p(&one),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.lines()
+            .any(|l| l == "kept 0, transformed 0, dropped 0 (0 not applicable), documents 0"),
+        "{err}"
+    );
+    assert!(
+        err.lines().any(|l| l == "records 0, refused records 1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn rewrite_detects_ndjson_on_stdin_and_hints_at_it_for_json() {
+    let d = Dir::new("rw-sniff");
+    let rules = d.write("shop.toml", NEW);
+    let input = "{\"event\":\"a\",\"x\":1}\n{\"event\":\"b\"}\n";
+    let args = [
+        "rewrite",
+        "--rules",
+        p(&rules),
+        "--recipient",
+        "shop",
+        "--test-key",
+    ];
+    let o = run_stdin(&args, input);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "{\"event\":\"a\"}\n{\"event\":\"b\"}\n");
+    // One document on stdin is still JSON.
+    let o = run_stdin(&args, "{\"event\":\"a\",\n\"x\":1}\n");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "{\"event\":\"a\"}");
+    // A .json file (or --format json) holding several documents: refused,
+    // with a hint.
+    let f = d.write("two.json", input);
+    let mut with_file = args.to_vec();
+    with_file.push(p(&f));
+    let o = run(&with_file);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("trailing data after the JSON document"),
+        "{err}"
+    );
+    assert!(err.contains("use --format ndjson"), "{err}");
 }
 
 #[test]
@@ -575,5 +841,37 @@ fn every_command_help_has_examples() {
             examples.contains(&format!("scrim {c}")),
             "scrim {c} --help: the examples do not use the command"
         );
+    }
+    // Each example is one whole line, also when help is piped (clap wraps
+    // long lines at 100 columns then): every line of an example block is an
+    // indented command of several words, none is cut after `&&`, `|` or `\`.
+    for c in [&[][..], &commands.map(|c| [c])[..]].concat() {
+        let mut args: Vec<&str> = c.to_vec();
+        args.push("--help");
+        let help = stdout(&run(&args));
+        for head in ["Examples:", "Getting started:"] {
+            let Some(at) = help.find(head) else { continue };
+            let block = help[at + head.len()..]
+                .trim_start_matches('\n')
+                .split("\n\n")
+                .next()
+                .unwrap();
+            for line in block.lines() {
+                let words = line.split_whitespace().count();
+                assert!(
+                    line.starts_with("  ") && words >= 2,
+                    "scrim {args:?}: {line:?} is not a whole example"
+                );
+                let t = line.trim_end();
+                assert!(
+                    !t.ends_with("&&") && !t.ends_with('\\') && !t.ends_with('|'),
+                    "scrim {args:?}: {line:?} continues on the next line"
+                );
+            }
+            assert!(
+                block.lines().any(|l| l.starts_with("  scrim ")),
+                "scrim {args:?}: {block}"
+            );
+        }
     }
 }

@@ -130,6 +130,9 @@ pub struct JsonRewriter<'e> {
     /// 1-based line being read (NDJSON).
     line: u64,
     error: Option<RewriteError>,
+    /// With per-action counting on: the counts as of the last completed
+    /// document (so that a refused one is not counted).
+    completed: Option<Box<(Stats, Tally)>>,
 }
 
 impl<'e> JsonRewriter<'e> {
@@ -178,6 +181,7 @@ impl<'e> JsonRewriter<'e> {
             observe: None,
             line: 1,
             error: None,
+            completed: None,
         }
     }
 
@@ -207,6 +211,14 @@ impl<'e> JsonRewriter<'e> {
     /// Documents completed so far.
     pub fn documents(&self) -> u64 {
         self.stats.documents
+    }
+
+    /// With [`Self::count`] on: the field counts (without dropped paths) and
+    /// per-action counts of the documents completed so far, leaving out a
+    /// document in progress or refused.
+    pub fn completed(&self) -> Option<(Stats, Tally)> {
+        self.tally()?;
+        Some(self.completed.as_deref().cloned().unwrap_or_default())
     }
 
     /// Bytes held back waiting for the rest of a token.
@@ -425,6 +437,24 @@ impl<'e> JsonRewriter<'e> {
             None => {
                 self.expect = Expect::End;
                 self.stats.documents += 1;
+                if let Some(t) = self.observe.as_ref().and_then(|o| o.tally.as_ref()) {
+                    let s = &self.stats;
+                    let counts = Stats {
+                        kept: s.kept,
+                        dropped: s.dropped,
+                        transformed: s.transformed,
+                        not_applicable: s.not_applicable,
+                        documents: s.documents,
+                        dropped_paths: Vec::new(),
+                    };
+                    match self.completed.as_deref_mut() {
+                        Some(c) => {
+                            c.0 = counts;
+                            c.1.clone_from(t);
+                        }
+                        None => self.completed = Some(Box::new((counts, t.clone()))),
+                    }
+                }
                 if self.lines {
                     out.push(b'\n');
                 }

@@ -146,6 +146,17 @@ impl BodyRewriter<'_> {
         }
     }
 
+    /// With [`Self::count`] on: the field counts and per-action counts of
+    /// the JSON documents (NDJSON lines) completed so far, leaving out one in
+    /// progress or refused. `None` for a form body (one record, complete only
+    /// when [`Self::finish`] succeeds) or without counting.
+    pub fn completed(&self) -> Option<(Stats, Tally)> {
+        match self {
+            BodyRewriter::Json(r) => r.completed(),
+            BodyRewriter::Form(_) => None,
+        }
+    }
+
     /// Documents (NDJSON lines, 1 for JSON) or form parameters completed so far.
     pub fn documents(&self) -> u64 {
         match self {

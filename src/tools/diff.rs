@@ -8,8 +8,11 @@
 //! with `>` (`ctx>locale`), the action under which the field leaves, or
 //! nothing when it does not leave. A field inside a container kept whole
 //! leaves as `keep`. Containers themselves (entered objects and arrays,
-//! `embedded_json` strings) are not compared; their fields are. The two
-//! reductions are compared and the differences counted over the records.
+//! `embedded_json` strings) are not compared; their fields are, except
+//! where one version turns a container into a leaf that leaves (`"user" =
+//! "redact"`): that path is compared as `(container)` against the leaf's
+//! action. The two reductions are compared and the differences counted
+//! over the records.
 //!
 //! Nothing here holds on to a value: only paths, action names, options and
 //! counts come out.
@@ -124,9 +127,42 @@ struct Reduced<'p> {
     /// Path -> the most revealing action under which it leaves (`None`: seen,
     /// but does not leave).
     leaves: HashMap<String, Option<&'p Action>>,
-    /// Paths of entered containers and embedded documents.
-    containers: BTreeSet<String>,
+    /// Paths of entered containers (`false`) and embedded documents
+    /// (`true`: always in the output).
+    containers: BTreeMap<String, bool>,
 }
+
+impl Reduced<'_> {
+    /// Whether the container at `path` is in the output: the root and an
+    /// embedded document always are, an entered object or array when
+    /// something inside it leaves.
+    fn container_present(&self, path: &str) -> bool {
+        if path.is_empty() || self.containers.get(path) == Some(&true) {
+            return true;
+        }
+        self.leaves.iter().any(|(p, a)| {
+            a.is_some()
+                && p.len() > path.len()
+                && p.starts_with(path)
+                && matches!(p.as_bytes()[path.len()], b'.' | b'[' | b'>')
+        })
+    }
+}
+
+/// How a path leaves under one version, for the comparison.
+#[derive(Clone, Copy)]
+enum Fate<'p> {
+    /// Does not leave.
+    Absent,
+    /// Leaves under this action (its own, or `keep` from a kept ancestor).
+    Leaves(&'p Action),
+    /// An object or array in the output, its fields compared on their own.
+    Container,
+}
+
+/// The action shown for a container that a selector turns into a leaf, or
+/// the other way round.
+const CONTAINER: &str = "(container)";
 
 static KEEP: Action = Action::Keep;
 
@@ -192,20 +228,49 @@ impl<'p> Differ<'p> {
         }
         let empty = || Reduced {
             leaves: HashMap::new(),
-            containers: BTreeSet::new(),
+            containers: BTreeMap::new(),
         };
         let old = old.unwrap_or_else(empty);
         let new = new.unwrap_or_else(empty);
-        let paths: BTreeSet<&String> = old.leaves.keys().chain(new.leaves.keys()).collect();
+        let paths: BTreeSet<&String> = old
+            .leaves
+            .keys()
+            .chain(new.leaves.keys())
+            .chain(old.containers.keys())
+            .chain(new.containers.keys())
+            .collect();
         for path in paths {
-            if old.containers.contains(path) || new.containers.contains(path) {
+            let (oc, nc) = (
+                old.containers.contains_key(path),
+                new.containers.contains_key(path),
+            );
+            // A container in both: its fields are compared on their own.
+            if oc && nc {
                 continue;
             }
-            let a = state(&old, path);
-            let b = state(&new, path);
+            let fate = |r: &Reduced<'p>, container: bool| match state(r, path) {
+                Some(a) => Fate::Leaves(a),
+                None if container && r.container_present(path) => Fate::Container,
+                None => Fate::Absent,
+            };
+            let (a, b) = (fate(&old, oc), fate(&new, nc));
+            // A container in one version and a leaf that does not leave in
+            // the other: the container's fields say it all.
+            if (oc && !matches!(b, Fate::Leaves(_))) || (nc && !matches!(a, Fate::Leaves(_))) {
+                continue;
+            }
+            // An object or array in the output in one version, kept whole in
+            // the other: the same container, its fields compared one by one.
+            if matches!(
+                (a, b),
+                (Fate::Container, Fate::Leaves(Action::Keep))
+                    | (Fate::Leaves(Action::Keep), Fate::Container)
+            ) {
+                continue;
+            }
             let same = match (a, b) {
-                (None, None) => true,
-                (Some(x), Some(y)) => {
+                (Fate::Absent, Fate::Absent) | (Fate::Container, Fate::Container) => true,
+                (Fate::Leaves(x), Fate::Leaves(y)) => {
                     x.name() == y.name() && describe(x, self.old) == describe(y, self.new)
                 }
                 _ => false,
@@ -213,17 +278,27 @@ impl<'p> Differ<'p> {
             if same {
                 continue;
             }
+            // A container becoming a leaf (or back) while both are in the
+            // output reveals nothing new by itself: what changes inside it
+            // is counted field by field.
             let more = match (a, b) {
-                (_, None) => false,
-                (None, Some(_)) => true,
-                (Some(x), Some(y)) if x.name() == y.name() => options_reveal_more(x, y),
-                (Some(x), Some(y)) => rank(y.name()) > rank(x.name()),
+                (_, Fate::Absent) | (_, Fate::Container) | (Fate::Container, _) => false,
+                (Fate::Absent, Fate::Leaves(_)) => true,
+                (Fate::Leaves(x), Fate::Leaves(y)) if x.name() == y.name() => {
+                    options_reveal_more(x, y)
+                }
+                (Fate::Leaves(x), Fate::Leaves(y)) => rank(y.name()) > rank(x.name()),
             };
-            let applied = |x: Option<&Action>, p: &CompiledPolicy| {
-                x.map(|x| Applied {
+            let applied = |x: Fate, p: &CompiledPolicy| match x {
+                Fate::Absent => None,
+                Fate::Leaves(x) => Some(Applied {
                     action: x.name().to_string(),
                     detail: describe(x, p),
-                })
+                }),
+                Fate::Container => Some(Applied {
+                    action: CONTAINER.to_string(),
+                    detail: "an object or array; its fields are compared on their own".into(),
+                }),
             };
             let key = (path.clone(), applied(a, self.old), applied(b, self.new));
             let e = self.counts.entry(key).or_insert((0, more));
@@ -307,12 +382,12 @@ fn reduce<'p>(
     drop(sink);
     let mut r = Reduced {
         leaves: HashMap::new(),
-        containers: BTreeSet::new(),
+        containers: BTreeMap::new(),
     };
     for e in rw.explained() {
         let path = normalise_path(&e.path);
         if is_container(e) {
-            r.containers.insert(path);
+            *r.containers.entry(path).or_default() |= e.action == "embedded_json";
             continue;
         }
         let action = match e.outcome {
@@ -495,6 +570,33 @@ fn compare_headers(old: &CompiledPolicy, new: &CompiledPolicy) -> Vec<StaticChan
     out
 }
 
+/// Widest path (or query parameter, header) column in text output.
+const PATH_COLUMN: usize = 40;
+/// Widest change column in text output.
+const WHAT_COLUMN: usize = 72;
+/// Text lines are wrapped before this column where words allow.
+const WRAP_AT: usize = 100;
+
+/// Splits `text` at spaces into lines of at most `width` characters (a
+/// longer word stays whole on its own line).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
 impl Diff {
     /// Text for humans: grouped by section and kind of change, aligned.
     pub fn to_text(&self) -> String {
@@ -531,7 +633,6 @@ impl Diff {
         if self.fields.is_empty() {
             s.push_str("  no change\n");
         }
-        let pw = self.fields.iter().map(|f| f.path.len()).max().unwrap_or(0);
         let rows: Vec<(Change, String, String, String, bool)> = self
             .fields
             .iter()
@@ -545,18 +646,40 @@ impl Diff {
                 )
             })
             .collect();
-        let ww = rows.iter().map(|r| r.2.len()).max().unwrap_or(0);
+        // Columns are as wide as their widest cell that fits; a row with a
+        // longer path or change is written over several lines instead of
+        // widening every row.
+        let fits = |r: &(Change, String, String, String, bool)| {
+            r.1.chars().count() <= PATH_COLUMN && r.2.chars().count() <= WHAT_COLUMN
+        };
+        let pw = rows
+            .iter()
+            .filter(|r| fits(r))
+            .map(|r| r.1.chars().count())
+            .max()
+            .unwrap_or(0);
+        let ww = rows
+            .iter()
+            .filter(|r| fits(r))
+            .map(|r| r.2.chars().count())
+            .max()
+            .unwrap_or(0);
         let mut last = None;
-        for (change, path, w, count, more) in &rows {
+        for r in &rows {
+            let (change, path, w, count, more) = r;
             if last != Some(*change) {
                 let _ = writeln!(s, "  {}:", change.label());
                 last = Some(*change);
             }
-            let _ = writeln!(
-                s,
-                "    {path:<pw$}  {w:<ww$}  {count}{}",
-                if *more { "  (reveals more)" } else { "" }
-            );
+            let more = if *more { "  (reveals more)" } else { "" };
+            if fits(r) {
+                let _ = writeln!(s, "    {path:<pw$}  {w:<ww$}  {count}{more}");
+            } else {
+                let _ = writeln!(s, "    {path}  {count}{more}");
+                for line in wrap(w, WRAP_AT - 8) {
+                    let _ = writeln!(s, "        {line}");
+                }
+            }
         }
         for (title, items) in [
             ("Query parameters", &self.query),
@@ -567,28 +690,36 @@ impl Diff {
                 s.push_str("  no change\n");
                 continue;
             }
-            let nw = items
-                .iter()
-                .map(|i| i.name.len() + i.section.len() + 1)
-                .max()
-                .unwrap_or(0);
-            for i in items {
-                let label = if title == "Headers" {
+            let label = |i: &StaticChange| {
+                if title == "Headers" {
                     format!("{} {}", i.section, i.name)
                 } else {
                     i.name.clone()
+                }
+            };
+            let nw = items
+                .iter()
+                .map(|i| label(i).chars().count())
+                .filter(|n| *n <= PATH_COLUMN)
+                .max()
+                .unwrap_or(0);
+            for i in items {
+                let label = label(i);
+                let w = what(i.change, &i.old, &i.new);
+                let more = if i.reveals_more {
+                    "  (reveals more)"
+                } else {
+                    ""
                 };
-                let _ = writeln!(
-                    s,
-                    "  {:<16} {label:<nw$}  {}{}",
-                    format!("{}:", i.change.label()),
-                    what(i.change, &i.old, &i.new),
-                    if i.reveals_more {
-                        "  (reveals more)"
-                    } else {
-                        ""
+                let head = format!("{}:", i.change.label());
+                if label.chars().count() <= nw && w.chars().count() <= WHAT_COLUMN {
+                    let _ = writeln!(s, "  {head:<16} {label:<nw$}  {w}{more}");
+                } else {
+                    let _ = writeln!(s, "  {head:<16} {label}{more}");
+                    for line in wrap(&w, WRAP_AT - 8) {
+                        let _ = writeln!(s, "        {line}");
                     }
-                );
+                }
             }
         }
         let _ = writeln!(
@@ -685,6 +816,60 @@ mod tests {
         );
         assert_eq!(d.fields.len(), 1);
         assert_eq!(find(&d, "items[].price").records, 1);
+    }
+
+    #[test]
+    fn a_container_that_becomes_a_leaf_is_compared() {
+        let (old, new) = (
+            "\"user.id\" = \"keep\"\n",
+            "\"user.id\" = \"keep\"\n\"user\" = \"redact\"\n",
+        );
+        // `user` was in the output (with its id), now as "[redacted]".
+        let d = diff(old, new, &[r#"{"user":{"id":"u1"}}"#]);
+        let u = find(&d, "user");
+        assert_eq!(u.change, Change::ActionChanged);
+        assert_eq!(u.old.as_ref().unwrap().action, CONTAINER);
+        assert_eq!(u.new.as_ref().unwrap().action, "redact");
+        assert_eq!(find(&d, "user.id").change, Change::NewlyDropped);
+        assert!(!d.reveals_more, "{:?}", d.fields);
+        // `user` was not in the output at all (nothing inside it left).
+        let d = diff(old, new, &[r#"{"user":{"name":"x"}}"#]);
+        let u = find(&d, "user");
+        assert_eq!(u.change, Change::NewlyLeaves);
+        assert!(u.reveals_more && d.reveals_more);
+        // And back: a leaf that becomes a container.
+        let d = diff(new, old, &[r#"{"user":{"name":"x"}}"#]);
+        assert_eq!(find(&d, "user").change, Change::NewlyDropped);
+        assert!(!d.reveals_more);
+        // A leaf side that does not leave says nothing about the container.
+        let d = diff(
+            "\"user.id\" = \"keep\"\n",
+            "\"user\" = \"drop\"\n",
+            &[r#"{"user":{"id":"u1"}}"#],
+        );
+        assert_eq!(d.fields.len(), 1, "{:?}", d.fields);
+    }
+
+    #[test]
+    fn text_lines_stay_short_when_one_change_is_long() {
+        let d = diff(
+            "\"a\" = \"keep\"\n\"b\" = \"keep\"\n\"note\" = { action = \"scan\", detect = [\"email\", \"phone\", \"iban\", \"card\", \"ip\"], replace = \"redact\" }\n",
+            "\"b\" = \"pseudonymise\"\n\"note\" = { action = \"scan\", detect = [\"email\"], replace = \"redact\", with = \"[a much longer replacement text]\" }\n",
+            &[r#"{"a":1,"b":"x","note":"hi"}"#],
+        );
+        let text = d.to_text();
+        assert!(text.contains("scan"), "{text}");
+        for line in text.lines() {
+            assert!(line.chars().count() <= WRAP_AT, "{}: {line}", line.len());
+        }
+        // Short rows are not padded to the long one.
+        let a = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("a "))
+            .unwrap();
+        assert!(a.len() < 60, "{a:?}");
+        assert_eq!(wrap("aa bb cc", 5), ["aa bb", "cc"]);
+        assert_eq!(wrap("", 5), [""]);
     }
 
     #[test]

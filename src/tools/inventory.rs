@@ -8,10 +8,12 @@
 use serde::Serialize;
 
 use super::{describe, upstream_host};
-use crate::policy::{CompiledPolicy, HeaderValueSource, Rule};
+use crate::policy::{CompiledPolicy, FieldRules, HeaderValueSource, Rule, Segment};
 
-/// Version of the JSON shape (bumped on any incompatible change).
-pub const JSON_VERSION: u32 = 1;
+/// Version of the JSON shape (bumped on any incompatible change). 2:
+/// `everything_else` may be `"leaves"` (see `catch_all`); `catch_all`,
+/// `accepted_warnings` and `precedence_notes` added.
+pub const JSON_VERSION: u32 = 2;
 
 /// The whole inventory.
 #[derive(Debug, Clone, Serialize)]
@@ -45,8 +47,63 @@ pub struct Recipient {
     pub headers_set: Vec<HeaderSet>,
     /// Content types forwarded untouched (not minimised).
     pub passthrough_content_types: Vec<String>,
-    /// What happens to anything not listed: always `"dropped"`.
+    /// What happens to a body field or query parameter that no listed
+    /// selector names: `"dropped"`, or `"leaves"` when a catch-all (a
+    /// `**` or `*` selector at the root that does not drop) lets it out;
+    /// headers not listed are always dropped.
     pub everything_else: &'static str,
+    /// The catch-all rules that let unlisted fields or parameters leave.
+    pub catch_all: Vec<CatchAll>,
+    /// The file's `[[allow]]` entries: lint warnings accepted on review,
+    /// with the reason given.
+    pub accepted_warnings: Vec<AcceptedWarning>,
+    /// Fields a wildcard selector decides although a `**` catch-all also
+    /// matches them with another action (the more exact selector wins).
+    pub precedence_notes: Vec<PrecedenceNote>,
+}
+
+/// A root-level `**` or `*` rule that does not drop.
+#[derive(Debug, Clone, Serialize)]
+pub struct CatchAll {
+    /// `fields` or `query`.
+    pub section: &'static str,
+    /// `**` or `*`.
+    pub selector: String,
+    /// The action name.
+    pub action: String,
+    /// The action with its options, in plain words.
+    pub detail: String,
+}
+
+/// One `[[allow]]` entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct AcceptedWarning {
+    /// The lint code, `P001`.
+    pub lint: String,
+    /// The lint's short name, `personal-keep`.
+    pub name: String,
+    /// The selector it applies to (`query:NAME` for a query rule); `None`
+    /// for a file-level lint.
+    pub selector: Option<String>,
+    /// Why it is accepted.
+    pub reason: String,
+}
+
+/// A field decided by another selector than a `**` catch-all that also
+/// matches it: e.g. `properties.email`, decided by `properties.*` (keep),
+/// not by `**.email` (pseudonymise).
+#[derive(Debug, Clone, Serialize)]
+pub struct PrecedenceNote {
+    /// An example path (`*` where any key fits).
+    pub path: String,
+    /// The selector that decides it.
+    pub decided_by: String,
+    /// Its action.
+    pub action: String,
+    /// The `**` selector that does not apply there.
+    pub not_by: String,
+    /// That selector's action.
+    pub not_action: String,
 }
 
 /// One selector and what it does.
@@ -85,33 +142,169 @@ fn entries(rules: &[Rule], p: &CompiledPolicy) -> Vec<Entry> {
         .collect()
 }
 
+/// Root-level `**` and `*` rules that let something leave.
+fn catch_alls(section: &'static str, rules: &[Rule], p: &CompiledPolicy) -> Vec<CatchAll> {
+    let mut out: Vec<CatchAll> = rules
+        .iter()
+        .filter(|r| {
+            r.action.allows()
+                && matches!(r.selector.segments(), [Segment::GlobStar] | [Segment::Star])
+        })
+        .map(|r| CatchAll {
+            section,
+            selector: r.text.clone(),
+            action: r.action.name().to_string(),
+            detail: describe(&r.action, p),
+        })
+        .collect();
+    out.sort_by(|a, b| a.selector.cmp(&b.selector));
+    out
+}
+
+/// Stands for "any key" in an example path: no selector names it.
+const ANY: &str = "\u{1}any";
+
+/// Finds fields that a `**.key...` catch-all matches but a wildcard selector
+/// with another action that lets the field leave decides, because it is
+/// more exact from the left (docs/rules.md, Precedence). Example paths are
+/// built from each pair of selectors and checked against the automaton.
+fn precedence_notes(fields: &FieldRules, p: &CompiledPolicy) -> Vec<PrecedenceNote> {
+    let rules = fields.rules();
+    let mut out: Vec<PrecedenceNote> = Vec::new();
+    for a in rules {
+        let segs = a.selector.canonical();
+        let segs = segs.segments();
+        let Some(last_gs) = segs.iter().rposition(|s| *s == Segment::GlobStar) else {
+            continue;
+        };
+        let tail: Vec<&str> = segs[last_gs + 1..]
+            .iter()
+            .filter_map(|s| match s {
+                Segment::Key(k) => Some(&**k),
+                _ => None,
+            })
+            .collect();
+        if tail.is_empty() || tail.len() != segs.len() - last_gs - 1 {
+            continue;
+        }
+        for b in rules {
+            let bsel = b.selector.canonical();
+            let bsegs = bsel.segments();
+            if std::ptr::eq(a, b)
+                || !b.action.allows()
+                || bsegs.iter().all(|s| matches!(s, Segment::Key(_)))
+            {
+                continue;
+            }
+            // B's keys, with `**` as no key or as one key.
+            let mut candidates = Vec::new();
+            for globstar in [None, Some(ANY)] {
+                let base: Vec<&str> = bsegs
+                    .iter()
+                    .filter_map(|s| match s {
+                        Segment::Key(k) => Some(&**k),
+                        Segment::Star => Some(ANY),
+                        Segment::GlobStar => globstar,
+                    })
+                    .collect();
+                candidates.push([base.as_slice(), tail.as_slice()].concat());
+                for k in 1..=tail.len().min(base.len()) {
+                    candidates.push([&base[..base.len() - k], tail.as_slice()].concat());
+                }
+            }
+            for path in candidates {
+                if !bsel.matches(&path) || !a.selector.canonical().matches(&path) {
+                    continue;
+                }
+                let mut state = fields.root();
+                for key in &path {
+                    state = fields.step(state, key.as_bytes());
+                }
+                let Some(d) = fields.info(state).decision else {
+                    continue;
+                };
+                let d = fields.rule(d);
+                if !std::ptr::eq(d, b)
+                    || (d.action.name() == a.action.name()
+                        && describe(&d.action, p) == describe(&a.action, p))
+                {
+                    continue;
+                }
+                let shown = path
+                    .iter()
+                    .map(|k| if *k == ANY { "*" } else { k })
+                    .collect::<Vec<_>>()
+                    .join(".");
+                if out
+                    .iter()
+                    .any(|n| n.decided_by == b.text && n.not_by == a.text)
+                {
+                    break;
+                }
+                out.push(PrecedenceNote {
+                    path: shown,
+                    decided_by: b.text.clone(),
+                    action: b.action.name().to_string(),
+                    not_by: a.text.clone(),
+                    not_action: a.action.name().to_string(),
+                });
+                break;
+            }
+        }
+    }
+    out.sort_by(|x, y| (&x.path, &x.decided_by).cmp(&(&y.path, &y.decided_by)));
+    out
+}
+
 /// The inventory of compiled policies (sorted by recipient).
 pub fn build(policies: &[std::sync::Arc<CompiledPolicy>]) -> Inventory {
     let mut recipients: Vec<Recipient> = policies
         .iter()
-        .map(|p| Recipient {
-            recipient: p.recipient.clone(),
-            rule_file: p.source.display().to_string(),
-            rule_version: p.version.clone(),
-            upstream_host: upstream_host(&p.upstream),
-            routing_hosts: p.hosts.clone(),
-            fields: entries(p.fields.rules(), p),
-            query: entries(p.query.rules(), p),
-            headers_allowed: p.headers.allow.clone(),
-            headers_set: p
-                .headers
-                .set
-                .iter()
-                .map(|(n, s)| HeaderSet {
-                    name: n.clone(),
-                    source: match s {
-                        HeaderValueSource::Env(v) => format!("env:{v}"),
-                        HeaderValueSource::Literal(_) => "(literal)".into(),
-                    },
-                })
-                .collect(),
-            passthrough_content_types: p.passthrough_content_types.clone(),
-            everything_else: "dropped",
+        .map(|p| {
+            let mut catch_all = catch_alls("fields", p.fields.rules(), p);
+            catch_all.extend(catch_alls("query", p.query.rules(), p));
+            Recipient {
+                recipient: p.recipient.clone(),
+                rule_file: p.source.display().to_string(),
+                rule_version: p.version.clone(),
+                upstream_host: upstream_host(&p.upstream),
+                routing_hosts: p.hosts.clone(),
+                fields: entries(p.fields.rules(), p),
+                query: entries(p.query.rules(), p),
+                headers_allowed: p.headers.allow.clone(),
+                headers_set: p
+                    .headers
+                    .set
+                    .iter()
+                    .map(|(n, s)| HeaderSet {
+                        name: n.clone(),
+                        source: match s {
+                            HeaderValueSource::Env(v) => format!("env:{v}"),
+                            HeaderValueSource::Literal(_) => "(literal)".into(),
+                        },
+                    })
+                    .collect(),
+                passthrough_content_types: p.passthrough_content_types.clone(),
+                everything_else: if catch_all.is_empty() {
+                    "dropped"
+                } else {
+                    "leaves"
+                },
+                catch_all,
+                accepted_warnings: p
+                    .allows
+                    .iter()
+                    .map(|a| AcceptedWarning {
+                        lint: a.code.to_string(),
+                        name: crate::policy::lint::find(a.code)
+                            .map_or("", |l| l.name)
+                            .to_string(),
+                        selector: a.selector.clone(),
+                        reason: a.reason.clone(),
+                    })
+                    .collect(),
+                precedence_notes: precedence_notes(&p.fields, p),
+            }
         })
         .collect();
     recipients.sort_by(|a, b| a.recipient.cmp(&b.recipient));
@@ -144,9 +337,17 @@ impl Inventory {
         s.push_str("# Data leaving through scrim, per recipient\n\n");
         s.push_str(
             "Generated from the compiled rule files by `scrim inventory`. For each \
-             recipient: what may leave and in which form. Anything not listed is \
-             dropped before the request leaves.\n",
+             recipient: what may leave and in which form.",
         );
+        if self.recipients.iter().all(|r| r.catch_all.is_empty()) {
+            s.push_str(" Anything not listed is dropped before the request leaves.\n");
+        } else {
+            s.push_str(
+                " What is not listed is dropped before the request leaves unless a \
+                 recipient's catch-all (`**` or `*`) lets it leave: see \"Everything \
+                 else\" under each section.\n",
+            );
+        }
         for r in &self.recipients {
             let _ = writeln!(s, "\n## Recipient `{}`\n", r.recipient);
             let _ = writeln!(s, "- Upstream host: `{}`", r.upstream_host);
@@ -204,7 +405,60 @@ impl Inventory {
                          inside it too, except where a deeper selector says otherwise."
                     );
                 }
-                let _ = writeln!(s, "\nEverything else is dropped: every other {what}.");
+                if what == "body field"
+                    && items.iter().any(|e| e.selector.contains('*'))
+                    && items.len() > 1
+                {
+                    let _ = writeln!(
+                        s,
+                        "\nWhen several selectors match a field, the one with the more exact \
+                         keys, compared from the left, decides (an exact key beats `*`, which \
+                         beats `**`): `properties.*` decides `properties.email`, not `**.email`."
+                    );
+                    for n in &r.precedence_notes {
+                        let _ = writeln!(
+                            s,
+                            "- {} is decided by {} ({}), not by {} ({}).",
+                            cell(&n.path, true),
+                            cell(&n.decided_by, true),
+                            cell(&n.action, false),
+                            cell(&n.not_by, true),
+                            cell(&n.not_action, false)
+                        );
+                    }
+                }
+                let section = if what == "body field" {
+                    "fields"
+                } else {
+                    "query"
+                };
+                let catch: Vec<&CatchAll> = r
+                    .catch_all
+                    .iter()
+                    .filter(|c| c.section == section)
+                    .collect();
+                if catch.is_empty() {
+                    let _ = writeln!(s, "\nEverything else is dropped: every other {what}.");
+                } else {
+                    let _ = writeln!(
+                        s,
+                        "\nEverything else leaves: no other {what} is dropped by default."
+                    );
+                    for c in catch {
+                        let scope = match (section, c.selector.as_str()) {
+                            ("fields", "*") => format!("Every other top-level {what}"),
+                            ("fields", _) => format!("Every other {what} (at any depth)"),
+                            _ => format!("Every other {what}"),
+                        };
+                        let _ = writeln!(
+                            s,
+                            "- {scope} leaves under {} as {} ({}).",
+                            cell(&c.selector, true),
+                            cell(&c.action, false),
+                            cell(&c.detail, false)
+                        );
+                    }
+                }
             }
             let _ = writeln!(s, "\n### Headers\n");
             if r.headers_allowed.is_empty() && r.headers_set.is_empty() {
@@ -228,6 +482,23 @@ impl Inventory {
                 s,
                 "\nEverything else is dropped: every other request header."
             );
+            if !r.accepted_warnings.is_empty() {
+                let _ = writeln!(s, "\n### Lint warnings accepted on review\n");
+                let _ = writeln!(s, "| Lint | Selector | Reason |");
+                let _ = writeln!(s, "| --- | --- | --- |");
+                for a in &r.accepted_warnings {
+                    let _ = writeln!(
+                        s,
+                        "| {} {} | {} | {} |",
+                        cell(&a.lint, false),
+                        cell(&a.name, false),
+                        a.selector
+                            .as_deref()
+                            .map_or_else(|| "(whole file)".to_string(), |x| cell(x, true)),
+                        cell(&a.reason, false)
+                    );
+                }
+            }
         }
         s
     }
