@@ -459,3 +459,105 @@ fn explain_names_the_deciding_selector_and_never_a_value() {
     );
     assert!(!lines.join(" ").contains("a@b.c") && !lines.join(" ").contains("s3"));
 }
+
+/// PHP, Rack/Rails and Node `qs` read `email[]`, `user[email]` and
+/// `user.email` as `email` (or `user_email`): a named rule meets them under a
+/// `*` keep, in bodies and query strings alike.
+#[test]
+fn bracket_and_dotted_form_names_meet_named_rules() {
+    let e = engine(
+        r#"
+upstream = "https://p.example"
+[fields]
+"*" = "keep"
+"email" = "pseudonymise"
+"user_email" = "pseudonymise"
+"password" = "drop"
+[query]
+"*" = "keep"
+"email" = "pseudonymise"
+"user_email" = "pseudonymise"
+"password" = "drop"
+"#,
+    );
+    let raw = "alice%40example.com";
+    for name in [
+        "email[]",
+        "email%5B%5D",
+        "email[0]",
+        "user[email]",
+        "user%5Bemail%5D",
+        "user.email",
+        "user+email",
+        "user%2Eemail",
+        "a[user][email][]",
+    ] {
+        let input = format!("{name}={raw}&event=e");
+        let body = e.rewrite(BodyFormat::Form, input.as_bytes()).unwrap();
+        let query = e.rewrite_query(input.as_bytes()).unwrap();
+        for out in [body, query] {
+            let s = String::from_utf8(out.body).unwrap();
+            assert!(!s.contains("alice"), "{name}: {s}");
+            assert!(s.starts_with(&format!("{name}=")), "{name}: {s}");
+            assert!(s.ends_with("&event=e"), "{name}: {s}");
+        }
+    }
+    for name in [
+        "password[]",
+        "password%5B%5D",
+        "user[password]",
+        "password[0]",
+    ] {
+        let input = format!("{name}=hunter2&event=e");
+        for out in [
+            e.rewrite(BodyFormat::Form, input.as_bytes()).unwrap(),
+            e.rewrite_query(input.as_bytes()).unwrap(),
+        ] {
+            assert_eq!(out.body, b"event=e", "{name}");
+        }
+    }
+    // Nothing named: `*` keeps it byte for byte.
+    let out = e
+        .rewrite(BodyFormat::Form, b"items[0][sku]=A1&page.title=x")
+        .unwrap();
+    assert_eq!(out.body, b"items[0][sku]=A1&page.title=x");
+}
+
+/// Browsers and Node's `new URL` read a user and password in these; RFC 3986
+/// parsers do not. Refused (the field is dropped), never forwarded.
+#[test]
+fn strip_query_refuses_whatwg_userinfo_shapes() {
+    let e = engine(RULES);
+    for url in [
+        "https:///user:pw@host/p",
+        "https:user:pw@host/p",
+        "https:////alice:pw@host",
+        "HTTPS:/alice:pw@host",
+        "https:\\\\user@host",
+        "ht\ttps://user:pw@host/",
+        "wss:///u:p@host",
+    ] {
+        let doc = serde_json::json!({"type": "t", "context": {"page": {"url": url}}});
+        let out = e
+            .rewrite(BodyFormat::Json, doc.to_string().as_bytes())
+            .unwrap();
+        assert_eq!(out.body, br#"{"type":"t"}"#, "{url:?}");
+        assert_eq!(out.stats.not_applicable, 1, "{url:?}");
+    }
+    // The last `@` ends the userinfo; `;` separates parameters; the fragment goes.
+    let out = ok(r#"{"context":{"page":{"url":"http://alice@example.com@host/p?a=1;b=2#x"}}}"#);
+    assert_eq!(out, r#"{"context":{"page":{"url":"http://host/p"}}}"#);
+    let e = engine(
+        "upstream = \"https://p.example\"\n[fields]\nu = { action = \"strip_query\", keep_params = [\"utm_source\"] }\n",
+    );
+    let out = e
+        .rewrite(
+            BodyFormat::Json,
+            br#"{"u":"https://shop.example/p?utm_source=news;email=alice@example.com#alice"}"#,
+        )
+        .unwrap();
+    assert_eq!(
+        out.body,
+        br#"{"u":"https://shop.example/p?utm_source=news"}"#
+    );
+}

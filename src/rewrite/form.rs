@@ -9,13 +9,18 @@
 //! HTML 4 recommended): otherwise `v=1;email=x` would pass as the value of a
 //! kept `v` and reach a partner that splits on `;` as `email=x`. The output
 //! always joins with `&`.
+//!
+//! A name with `[`, `.` or a space is read the ways a partner's parser may
+//! read it (see `decide`): `email[]`, `user[email]` or `user.email` cannot
+//! pass under a `*` keep when a rule names `email` or `user_email`.
 
 use super::apply::{self, Out, Scalar};
 use super::json::rewrite_embedded;
 use super::{
     Engine, ErrorKind, Explained, MAX_DROPPED_PATHS, Observer, Outcome, RewriteError, Stats, Tally,
 };
-use crate::policy::{Action, FieldRules};
+use crate::policy::dfa::{DEAD, StateId};
+use crate::policy::{Action, FieldRules, Segment};
 
 /// Incremental form / query rewriter.
 #[derive(Debug)]
@@ -30,6 +35,8 @@ pub struct FormRewriter<'e> {
     /// `--explain` and per-action counts (command line only).
     observe: Option<Box<Observer>>,
     error: Option<RewriteError>,
+    /// Reused for the PHP reading of a name (see [`decide`]).
+    scratch: Vec<u8>,
 }
 
 impl<'e> FormRewriter<'e> {
@@ -44,6 +51,7 @@ impl<'e> FormRewriter<'e> {
             stats: Stats::default(),
             observe: None,
             error: None,
+            scratch: Vec::new(),
         }
     }
 
@@ -133,9 +141,9 @@ impl<'e> FormRewriter<'e> {
             });
         }
         self.stats.documents += 1;
-        let state = self.rules.step(self.rules.root(), &name);
-        let info = self.rules.info(state);
-        let rule = info.decision;
+        let decided = decide(self.rules, &name, &mut self.scratch);
+        let rule = decided.map(|(r, _)| r);
+        let state = decided.map_or(DEAD, |(_, s)| s);
         let action = rule.map_or(&Action::Drop, |r| &self.rules.rule(r).action);
         // Every value is validated, kept or not: a malformed body is refused
         // whole, never partly forwarded.
@@ -244,6 +252,210 @@ impl<'e> FormRewriter<'e> {
     }
 }
 
+/// A decision for one parameter: the deciding rule and the state it was
+/// decided in (for `embedded_json`), or `None` to drop.
+pub(crate) type Decision = Option<(u32, StateId)>;
+
+/// Decides a parameter by its percent-decoded `name`.
+///
+/// A plain name (no `[`, `.` or space) is one key, decided as a JSON key at
+/// the root. Any other name may be read differently by the partner: PHP,
+/// Rack/Rails and Node `qs` read `email[]` and `email[0]` as `email`,
+/// `user[email]` as `email` inside `user`; `qs` (with `allowDots`) reads
+/// `user.email` as `email` inside `user`; PHP turns `.` and spaces in the
+/// base name into `_` (`user.email` is `user_email`). So the name as written
+/// decides first, then each of these readings may only restrict it:
+///
+/// * every piece of the name between `[`, `]` and `.`, as a single key;
+/// * the PHP base name (before the first `[`, leading spaces removed, spaces
+///   and `.` turned into `_`; an unclosed `[` becomes `_` too);
+/// * the paths `base[a][b]`, `a.b[c]` and `php_base[a][b]` as nested keys
+///   (empty and all-digit segments are array positions and skipped), with
+///   `keep` and `drop` on a container inherited below it as in JSON.
+///
+/// A reading counts only when a rule naming a key decides it (not `*`, `**`
+/// or the default deny: those already decided the name as written). Readings
+/// combine like this: equal actions agree, `keep` gives way to any other
+/// action, `drop` wins, and two different transforms drop the parameter. A
+/// reading can therefore only make the outcome stricter than the name as
+/// written.
+pub(crate) fn decide(rules: &FieldRules, name: &[u8], scratch: &mut Vec<u8>) -> Decision {
+    let full = single(rules, name);
+    if !name.iter().any(|&b| matches!(b, b'[' | b'.' | b' ')) {
+        return full;
+    }
+    let mut d = full;
+    let consider = |d: &mut Decision, other: Decision| {
+        if let Some((r, _)) = other
+            && is_named(rules, r)
+        {
+            *d = meet(rules, *d, other);
+        }
+    };
+    for piece in name.split(|&b| matches!(b, b'[' | b']' | b'.')) {
+        consider(&mut d, single(rules, piece));
+    }
+    php_base(name, scratch);
+    consider(&mut d, single(rules, scratch));
+    let base = &name[..memchr::memchr(b'[', name).unwrap_or(name.len())];
+    consider(
+        &mut d,
+        walk(rules, std::iter::once(base).chain(bracket_segments(name))),
+    );
+    consider(
+        &mut d,
+        walk(
+            rules,
+            base.split(|&b| b == b'.').chain(bracket_segments(name)),
+        ),
+    );
+    consider(
+        &mut d,
+        walk(
+            rules,
+            std::iter::once(&scratch[..]).chain(bracket_segments(name)),
+        ),
+    );
+    d
+}
+
+/// `key` decided as one key at the root.
+fn single(rules: &FieldRules, key: &[u8]) -> Decision {
+    let s = rules.step(rules.root(), key);
+    rules.info(s).decision.map(|r| (r, s))
+}
+
+/// Whether rule `r` names a key (is not only `*` and `**`).
+fn is_named(rules: &FieldRules, r: u32) -> bool {
+    rules
+        .rule(r)
+        .selector
+        .segments()
+        .iter()
+        .any(|s| matches!(s, Segment::Key(_)))
+}
+
+/// The decision for a value at the nested path `keys`, as the JSON rewriter
+/// would make it for a scalar there: a container's `keep` or `drop` is
+/// inherited below it; another action on a container decides the value
+/// unless some rule reaches below (then it is dropped).
+fn walk<'a>(rules: &FieldRules, keys: impl Iterator<Item = &'a [u8]>) -> Decision {
+    let mut keys = keys
+        .filter(|k| !k.is_empty() && !k.iter().all(u8::is_ascii_digit))
+        .peekable();
+    let mut state = rules.root();
+    let mut inherited: Decision = None;
+    while let Some(k) = keys.next() {
+        state = rules.step(state, k);
+        let info = rules.info(state);
+        let last = keys.peek().is_none();
+        match info.decision {
+            Some(r) if last => return Some((r, state)),
+            Some(r) => match rules.rule(r).action {
+                Action::Keep | Action::Drop => inherited = Some((r, state)),
+                _ if info.descend_any => return None,
+                _ => return Some((r, state)),
+            },
+            None if last => return inherited,
+            None if state == DEAD => return inherited,
+            None => {}
+        }
+    }
+    inherited
+}
+
+/// The `[...]` groups of a name after its base, as `qs` finds them: each `[`
+/// followed by a run without `[` or `]` and a `]`.
+fn bracket_segments(name: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let start = memchr::memchr(b'[', name).unwrap_or(name.len());
+    let mut rest = &name[start..];
+    std::iter::from_fn(move || {
+        loop {
+            let open = memchr::memchr(b'[', rest)?;
+            let after = &rest[open + 1..];
+            match after.iter().position(|&b| b == b'[' || b == b']') {
+                Some(i) if after[i] == b']' => {
+                    rest = &after[i + 1..];
+                    return Some(&after[..i]);
+                }
+                Some(i) => rest = &after[i..],
+                None => return None,
+            }
+        }
+    })
+}
+
+/// The base name as PHP registers it, into `out`: leading spaces removed,
+/// then up to the first `[` that has a `]` after it, spaces and `.` become
+/// `_`; an unclosed `[` becomes `_` and the rest is taken as it is.
+fn php_base(name: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    let name = &name[name.iter().take_while(|&&b| b == b' ').count()..];
+    for (i, &b) in name.iter().enumerate() {
+        match b {
+            b'[' if memchr::memchr(b']', &name[i..]).is_some() => return,
+            b'[' => {
+                out.push(b'_');
+                out.extend_from_slice(&name[i + 1..]);
+                return;
+            }
+            b' ' | b'.' => out.push(b'_'),
+            _ => out.push(b),
+        }
+    }
+}
+
+/// Two decisions combined: the stricter one, or a drop when neither is.
+fn meet(rules: &FieldRules, a: Decision, b: Decision) -> Decision {
+    let ((ra, _), (rb, _)) = (a?, b?);
+    let (x, y) = (&rules.rule(ra).action, &rules.rule(rb).action);
+    if ra == rb || same_effect(x, y) {
+        return a;
+    }
+    match (x, y) {
+        (Action::Drop, _) | (_, Action::Keep) => a,
+        (_, Action::Drop) | (Action::Keep, _) => b,
+        _ => None,
+    }
+}
+
+/// Whether two actions give the same output for every value. Conservative:
+/// `scan` and `embedded_json` only as the same rule.
+fn same_effect(a: &Action, b: &Action) -> bool {
+    use Action as A;
+    match (a, b) {
+        (A::Keep, A::Keep) | (A::Drop, A::Drop) | (A::MaskEmail, A::MaskEmail) => true,
+        (
+            A::Pseudonymise {
+                normalise: n1,
+                scope: s1,
+                bits: b1,
+            },
+            A::Pseudonymise {
+                normalise: n2,
+                scope: s2,
+                bits: b2,
+            },
+        ) => n1 == n2 && s1 == s2 && b1 == b2,
+        (A::HashSha256 { normalise: n1 }, A::HashSha256 { normalise: n2 }) => n1 == n2,
+        (
+            A::TruncateIp {
+                v4_prefix: a4,
+                v6_prefix: a6,
+            },
+            A::TruncateIp {
+                v4_prefix: b4,
+                v6_prefix: b6,
+            },
+        ) => a4 == b4 && a6 == b6,
+        (A::CoarsenTime { unit: u1 }, A::CoarsenTime { unit: u2 }) => u1 == u2,
+        (A::Bucket { bounds: b1 }, A::Bucket { bounds: b2 }) => b1 == b2,
+        (A::StripQuery { keep_params: k1 }, A::StripQuery { keep_params: k2 }) => k1 == k2,
+        (A::Redact { with: w1, .. }, A::Redact { with: w2, .. }) => w1 == w2,
+        _ => false,
+    }
+}
+
 /// Percent-decodes a form component (`+` is a space). A `%` not followed by
 /// two hex digits is refused: parsers disagree on what it means.
 pub fn decode(raw: &[u8], offset: u64) -> Result<Vec<u8>, RewriteError> {
@@ -314,5 +526,120 @@ mod tests {
         encode_into("a b&c=d/é".as_bytes(), &mut out);
         assert_eq!(out, b"a+b%26c%3Dd%2F%C3%A9");
         assert_eq!(decode(&out, 0).unwrap(), "a b&c=d/é".as_bytes());
+    }
+
+    fn engine(rules: &str) -> Engine {
+        let text = format!("upstream = \"https://p.example\"\n{rules}");
+        let policy = crate::policy::compile_str(&text, "t.toml", "t").unwrap();
+        Engine::new(
+            std::sync::Arc::new(policy),
+            &crate::pseudonym::KeyRing::test_ring(),
+        )
+    }
+
+    fn form(e: &Engine, body: &str) -> String {
+        let out = e.rewrite(crate::policy::BodyFormat::Form, body.as_bytes());
+        String::from_utf8(out.unwrap().body).unwrap()
+    }
+
+    const STAR_KEEP: &str = r#"
+[fields]
+"*" = "keep"
+"email" = "pseudonymise"
+"user_email" = "pseudonymise"
+"password" = "drop"
+"user.phone" = "drop"
+"#;
+
+    #[test]
+    fn bracket_dot_and_php_names_meet_the_named_rule() {
+        let e = engine(STAR_KEEP);
+        for (name, kept) in [
+            ("email[]", false),
+            ("email%5B%5D", false),
+            ("email[0]", false),
+            ("user[email]", false),
+            ("user[email][]", false),
+            ("a[b][email]", false),
+            ("user.email", false),
+            ("user+email", false),
+            ("user%20email", false),
+            ("+user.email", false),
+            ("user.email[x]", false),
+            ("user[email", false),
+            ("user[phone]", false),
+            ("user.phone", false),
+            // Nothing named: `*` decides as before.
+            ("event[]", true),
+            ("a.b", true),
+            ("items[0][sku]", true),
+        ] {
+            let out = form(&e, &format!("{name}=alice%40example.com&x=1"));
+            assert_eq!(out.contains("alice"), kept, "{name}: {out}");
+            assert!(out.ends_with("x=1"), "{name}: {out}");
+        }
+        for name in ["password[]", "password[0]", "user[password]", "pass.word"] {
+            let out = form(&e, &format!("{name}=hunter2"));
+            if name == "pass.word" {
+                assert_eq!(out, "pass.word=hunter2");
+            } else {
+                assert_eq!(out, "", "{name}");
+            }
+        }
+        // One named rule: applied (the name stays as written).
+        let out = form(&e, "email[]=alice%40example.com");
+        assert!(
+            out.starts_with("email[]=") && !out.contains("alice"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn disagreeing_readings_drop() {
+        let e = engine(
+            r#"
+[fields]
+"*" = "keep"
+"email" = "pseudonymise"
+"user" = { action = "redact", with = "x" }
+"ip" = "truncate_ip"
+"note" = "pseudonymise"
+"#,
+        );
+        // email (pseudonymise) and user (redact) disagree: dropped.
+        assert_eq!(form(&e, "user[email]=a&k=1"), "k=1");
+        // Same action from two rules: applied.
+        let out = form(&e, "email[note]=a");
+        assert!(
+            out.starts_with("email[note]=") && !out.ends_with("=a"),
+            "{out}"
+        );
+        assert_eq!(form(&e, "ip[email]=1.2.3.4"), "");
+    }
+
+    #[test]
+    fn readings_never_loosen_the_name_as_written() {
+        // No `*`: a bracketed name is not allowed by a rule for its base.
+        let e = engine(
+            r#"
+[fields]
+"email" = "pseudonymise"
+"user" = "keep"
+'"a.b"' = "keep"
+"#,
+        );
+        assert_eq!(form(&e, "email[]=x&user[email]=y&x[user]=z"), "");
+        assert_eq!(form(&e, "a.b=1"), "a.b=1");
+    }
+
+    #[test]
+    fn php_base_and_brackets() {
+        let mut b = Vec::new();
+        php_base(b" user.e mail[x]", &mut b);
+        assert_eq!(b, b"user_e_mail");
+        php_base(b"a.b[c", &mut b);
+        assert_eq!(b, b"a_b_c");
+        let segs: Vec<&[u8]> = bracket_segments(b"a[b][][c[d]x[e]").collect();
+        assert_eq!(segs, [&b"b"[..], b"", b"d", b"e"]);
     }
 }

@@ -12,12 +12,21 @@ fn scheme_len(s: &str) -> Option<usize> {
     (first_ok && rest_ok).then_some(colon)
 }
 
+/// Whether a scheme is special for WHATWG and can hold userinfo (`file`
+/// cannot: a `file` URL with credentials does not parse).
+fn is_special(scheme: &str) -> bool {
+    ["http", "https", "ws", "wss", "ftp"]
+        .iter()
+        .any(|s| scheme.eq_ignore_ascii_case(s))
+}
+
 /// Removes the query string, the fragment and any userinfo from a URL.
 ///
 /// * The fragment (from the first `#`) is always removed.
 /// * The query (from the first `?` before the fragment) is removed, except for
 ///   the parameters whose name is listed in `keep_params`. The name is the raw
-///   text before the first `=` of each `&`-separated parameter and is compared
+///   text before the first `=` of each parameter (separated by `&` or `;`, as
+///   some servers split on either) and is compared
 ///   byte for byte, case-sensitively and without percent-decoding (so an
 ///   encoded name such as `ut%6D_source` does not match `utm_source`: fail
 ///   closed). Kept parameters are written verbatim, in their original order,
@@ -33,8 +42,14 @@ fn scheme_len(s: &str) -> Option<usize> {
 ///   `"/p?a=1#x"` gives `"/p"`, `"?a=1"` gives `""`.
 ///
 /// Returns `None` for strings containing whitespace, control characters or a
-/// backslash (URL parsers disagree on whether `\` ends the authority, so such
-/// a value could hide userinfo from one of them).
+/// backslash (URL parsers disagree on whether `\` ends the authority, and
+/// WHATWG parsers remove tabs and newlines anywhere, so such a value could
+/// hide userinfo from one of them). Also `None` for a special scheme (`http`,
+/// `https`, `ws`, `wss`, `ftp`, any case) not followed by exactly two
+/// slashes and a non-slash (`https:///user:pw@host`, `https:user@host`:
+/// WHATWG skips any number of slashes before the authority and reads a user
+/// and password there, RFC 3986 reads a path) and for a relative reference
+/// starting with three slashes (the same, against a special base).
 #[must_use]
 pub fn strip_query(value: &str, keep_params: &[String]) -> Option<String> {
     if value
@@ -49,16 +64,34 @@ pub fn strip_query(value: &str, keep_params: &[String]) -> Option<String> {
         None => (no_fragment, None),
     };
     let authority_start = match scheme_len(base) {
-        Some(n) if base[n + 1..].starts_with("//") => Some(n + 3),
+        Some(n) if is_special(&base[..n]) => {
+            // WHATWG skips any number of slashes (none included) before a
+            // special URL's authority: only the clean `scheme://host` shape
+            // is read the same way by every parser.
+            let rest = &base[n + 1..];
+            if !rest.starts_with("//") || rest[2..].starts_with('/') {
+                return None;
+            }
+            Some((n + 3, true))
+        }
+        Some(n) if base[n + 1..].starts_with("//") => Some((n + 3, false)),
         Some(_) => None,
-        None => base.starts_with("//").then_some(2),
+        // A relative `///user@host` against a special base has an authority
+        // for WHATWG and none for RFC 3986.
+        None if base.starts_with("///") => return None,
+        None => base.starts_with("//").then_some((2, false)),
     };
     let mut out = String::with_capacity(no_fragment.len());
     match authority_start {
-        Some(a) => {
+        Some((a, special)) => {
             let auth_end = base[a..].find('/').map_or(base.len(), |j| a + j);
             let authority = &base[a..auth_end];
             let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            // A special URL needs a host; `https://u@/h/p` would come out as
+            // `https:///h/p`, which WHATWG reads with host `h`.
+            if special && host.is_empty() {
+                return None;
+            }
             out.push_str(&base[..a]);
             out.push_str(host);
             out.push_str(&base[auth_end..]);
@@ -67,7 +100,7 @@ pub fn strip_query(value: &str, keep_params: &[String]) -> Option<String> {
     }
     if let Some(q) = query {
         let mut first = true;
-        for param in q.split('&').filter(|p| !p.is_empty()) {
+        for param in q.split(['&', ';']).filter(|p| !p.is_empty()) {
             let name = param.split_once('=').map_or(param, |(n, _)| n);
             if keep_params.iter().any(|k| k == name) {
                 out.push(if first { '?' } else { '&' });
@@ -188,6 +221,69 @@ mod tests {
             "https://host\\p",
         ] {
             assert_eq!(sq(bad), None, "{bad:?}");
+        }
+    }
+
+    /// WHATWG reads a user and password in all of these (any number of
+    /// slashes or backslashes after a special scheme, tabs and newlines
+    /// removed): refused rather than forwarded.
+    #[test]
+    fn whatwg_userinfo_shapes_are_refused() {
+        for bad in [
+            "https:///user:pw@host/p",
+            "https:user:pw@host/p",
+            "https:////alice:pw@host",
+            "http:alice@example.com@host/",
+            "HTTPS:///user:pw@host/p",
+            "wss:/user@host",
+            "ftp:///u:p@host/x",
+            "https:\\\\user@host",
+            "https:/\\user@host",
+            "ht\ttps://user@host",
+            "https://us\ner:pw@host/",
+            "https:///host/p",
+            "///user:pw@host/p",
+        ] {
+            assert_eq!(sq(bad), None, "{bad:?}");
+        }
+        // The clean shapes are unchanged, userinfo removed.
+        assert_eq!(
+            sq("https://user:pw@host/p").as_deref(),
+            Some("https://host/p")
+        );
+        assert_eq!(
+            sq("HTTP://a%40b:pw@c@host/p").as_deref(),
+            Some("HTTP://host/p")
+        );
+        assert_eq!(sq("https://"), None);
+        assert_eq!(sq("https://u@/host/p"), None);
+        assert_eq!(sq("https://@"), None);
+        assert_eq!(sq("file:///etc/x?q").as_deref(), Some("file:///etc/x"));
+        assert_eq!(sq("foo:///a@b?q").as_deref(), Some("foo:///a@b"));
+    }
+
+    #[test]
+    fn semicolons_separate_parameters_and_fragments_go() {
+        let k = keep(&["utm_source"]);
+        assert_eq!(
+            strip_query(
+                "https://shop.example/p?utm_source=news;email=alice@example.com",
+                &k
+            )
+            .as_deref(),
+            Some("https://shop.example/p?utm_source=news")
+        );
+        assert_eq!(
+            strip_query("/p?email=a;utm_source=x&utm_source=y;v=1", &k).as_deref(),
+            Some("/p?utm_source=x&utm_source=y")
+        );
+        for v in [
+            "https://e.com/p?utm_source=a#email=alice@example.com",
+            "https://e.com/p#?utm_source=a",
+            "https://e.com/p?utm_source=a#",
+        ] {
+            let out = strip_query(v, &k).unwrap();
+            assert!(!out.contains('#') && !out.contains("alice"), "{v:?}: {out}");
         }
     }
 }
