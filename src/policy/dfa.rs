@@ -151,8 +151,9 @@ impl Dfa {
     }
 
     /// The state after one more key, given in canonical form
-    /// ([`super::selector::canonical_key`]).
-    #[inline]
+    /// ([`super::selector::canonical_key`]). Always inlined: it runs once per
+    /// key on the hot path, and the JSON loop is where it must live.
+    #[inline(always)]
     pub fn step(&self, state: StateId, key: &[u8]) -> StateId {
         let t = &self.trans[state as usize];
         if t.small.len() <= 8 {

@@ -10,6 +10,7 @@ use std::fmt;
 /// `"em\u200bail"` all meet a rule for `email`: a case or invisible-character
 /// variant of a key cannot slip past a rule under a kept container. Keys
 /// are output as they were written.
+#[inline(always)]
 pub fn canonical_key<'a>(key: &'a [u8], buf: &'a mut Vec<u8>) -> &'a [u8] {
     let plain = key.iter().all(|&b| PLAIN_KEY_BYTE[b as usize]);
     if plain {
@@ -17,10 +18,17 @@ pub fn canonical_key<'a>(key: &'a [u8], buf: &'a mut Vec<u8>) -> &'a [u8] {
     }
     buf.clear();
     if key.iter().all(|&b| b > b' ' && b < 0x7f) {
-        // Visible ASCII: only case to fold.
+        // Visible ASCII (`userId`): only case to fold.
         buf.extend(key.iter().map(u8::to_ascii_lowercase));
         return buf;
     }
+    fold_unicode_key(key, buf)
+}
+
+/// [`canonical_key`] for a key with whitespace, control or non-ASCII bytes.
+#[cold]
+#[inline(never)]
+fn fold_unicode_key<'a>(key: &[u8], buf: &'a mut Vec<u8>) -> &'a [u8] {
     let text = String::from_utf8_lossy(key);
     for c in text.chars() {
         if c.is_whitespace() || c.is_control() || is_invisible(c) {
