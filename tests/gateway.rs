@@ -851,6 +851,70 @@ async fn upstream_port_closed_is_502() {
     assert_eq!(recipient, "down");
 }
 
+/// A partner whose TCP connect hangs (its accept queue is full, so the
+/// kernel drops our SYNs): the connect timeout (1 s in these tests) ends it
+/// with 502, counted as a `connect` upstream error, and nothing is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connect_that_hangs_is_cut_off_with_502() {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    let listener = socket.listen(1).unwrap(); // never accepts
+    // Fill the accept queue; later handshakes are not answered.
+    let mut fillers = Vec::new();
+    let mut hanging = false;
+    for _ in 0..16 {
+        match tokio::time::timeout(
+            Duration::from_millis(300),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(s)) => fillers.push(s),
+            _ => {
+                hanging = true;
+                break;
+            }
+        }
+    }
+    assert!(hanging, "the listener's accept queue never filled");
+    let gw = Gateway::start(
+        &[(
+            "stuck.toml",
+            &rule(
+                "stuck",
+                &format!("http://{addr}"),
+                "[fields]\n\"e\" = \"keep\"\n",
+            ),
+        )],
+        Opts::default(),
+    )
+    .await;
+    let started = Instant::now();
+    let resp = send(
+        &client(),
+        request("POST", &gw.url("/stuck/x"), &[JSON], "{\"e\":1}"),
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!(resp.status, 502, "{}", resp.text());
+    assert_eq!(resp.error().0, "upstream_unreachable");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "cut off by the 1 s connect timeout, took {took:?}"
+    );
+    let m = gw.admin_get("/metrics").await.text();
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("scrim_upstream_errors_total")
+                && l.contains("recipient=\"stuck\"")
+                && l.contains("kind=\"connect\"")
+                && !l.ends_with(" 0")),
+        "{m}"
+    );
+    drop(listener);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_reset_is_502() {
     let up = Upstream::start(Mode::Reset).await;
