@@ -42,8 +42,9 @@ const STRUCTURAL_HEADERS: &[&str] = &[
     "user-agent",
 ];
 
+/// An in-memory log writer for a tracing subscriber.
 #[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
+pub struct Capture(pub Arc<Mutex<Vec<u8>>>);
 
 impl Write for Capture {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
