@@ -111,7 +111,12 @@ pub fn spawn_watchers(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     while rx.try_recv().is_ok() {}
                     let st = state.clone();
-                    let _ = tokio::task::spawn_blocking(move || reload(&st)).await;
+                    if tokio::task::spawn_blocking(move || reload(&st)).await.is_err() {
+                        // A bug in rule loading (a panic) must not end the
+                        // watcher or pass unnoticed: the old rules stay.
+                        state.metrics.reload(false, 0);
+                        tracing::error!("rules reload failed internally; keeping the previous rules");
+                    }
                 }
                 _ = shutdown.changed() => break,
             }

@@ -550,7 +550,13 @@ fn parse_action(
                     ));
                 }
             },
-            None => unreachable!("tables without `action` are flattened"),
+            // Field tables without `action` were flattened into selectors;
+            // anywhere else (a query parameter) the table is a mistake.
+            None => {
+                return Err(src
+                    .err(diag::ACTION, value.span(), "this table has no `action`")
+                    .with_help("write `action = \"...\"` in it, or an action name (\"keep\")"));
+            }
         },
         other => {
             return Err(src
@@ -1058,6 +1064,18 @@ mod tests {
     }
 
     const HEAD: &str = "upstream = \"https://api.example\"\n";
+
+    #[test]
+    fn a_query_table_without_action_is_an_error_not_a_panic() {
+        // Field tables without `action` are nested selectors; a query
+        // parameter has no children, so the same table there is refused.
+        for value in ["{ email = \"keep\" }", "{ a.b = \"keep\" }", "{}"] {
+            let e = compile(&format!("{HEAD}[query]\nuid = {value}\n")).unwrap_err();
+            assert_eq!(e.code, diag::ACTION, "{value}: {e}");
+            assert_eq!(e.message, "this table has no `action`", "{value}");
+            assert_eq!((e.line, e.col), (3, 7), "{value}: {e}");
+        }
+    }
 
     #[test]
     fn unknown_action_suggests_the_nearest() {
