@@ -235,8 +235,10 @@ watch = false
 file = "$TMP/scrim/keys.toml"
 allow_ephemeral = false
 [limits]
-# The streaming check sends SIZE bytes in one request.
+# The streaming check sends SIZE bytes in one request; bodies above 1 MiB
+# stream (by default nothing streams: bodies are buffered up to body_bytes).
 body_bytes = $(( SIZE > 2147483648 ? SIZE * 2 : 2147483648 ))
+stream_threshold_bytes = 1048576
 [log]
 level = "$SCRIM_LOG_LEVEL"
 EOF

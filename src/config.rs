@@ -128,9 +128,17 @@ struct RawLimits {
     /// Body bytes after decoding (default 10485760, 10 MiB); 413 beyond.
     #[schemars(range(min = 1))]
     body_bytes: Option<u64>,
-    /// Bodies up to this size are rewritten completely before anything is
-    /// sent (default 1048576, 1 MiB); larger bodies stream.
+    /// Bodies up to this size (after decoding) are rewritten completely
+    /// before anything is sent; larger bodies stream, and an error found
+    /// later aborts the partly sent request. Default: `body_bytes`, so
+    /// nothing streams and every refusal forwards nothing.
     stream_threshold_bytes: Option<u64>,
+    /// Rewritten body bytes held, across all requests, while they wait to be
+    /// sent whole (default 268435456, 256 MiB, or one whole body if that is
+    /// more). A request that would go over is shed with 503; nothing of it
+    /// is forwarded. At least `min(body_bytes, stream_threshold_bytes)`.
+    #[schemars(range(min = 1))]
+    buffer_bytes: Option<u64>,
     /// Request header section bytes, at least 1024 (default 32768); 431
     /// beyond.
     #[schemars(range(min = 1024))]
@@ -277,8 +285,11 @@ pub struct Limits {
     /// Body bytes after decoding (default 10 MiB; 413 beyond).
     pub body_bytes: u64,
     /// Bodies up to this size are rewritten completely before anything is
-    /// sent (default 1 MiB); larger ones stream.
+    /// sent (default: `body_bytes`, so nothing streams); larger ones stream.
     pub stream_threshold_bytes: u64,
+    /// Rewritten bytes held across all requests before sending (default
+    /// 256 MiB); a request that would go over is shed with 503.
+    pub buffer_bytes: u64,
     /// Request header bytes in all (default 32 KiB; 431 beyond).
     pub header_bytes: usize,
     /// Request header count (default 100; 431 beyond).
@@ -403,9 +414,15 @@ impl Config {
         };
         let ms = Duration::from_millis;
         let l = raw.limits;
+        let body_bytes = l.body_bytes.unwrap_or(10 * 1024 * 1024);
+        let stream_threshold_bytes = l.stream_threshold_bytes.unwrap_or(body_bytes);
+        let one_body = body_bytes.min(stream_threshold_bytes);
         let limits = Limits {
-            body_bytes: l.body_bytes.unwrap_or(10 * 1024 * 1024),
-            stream_threshold_bytes: l.stream_threshold_bytes.unwrap_or(1024 * 1024),
+            body_bytes,
+            stream_threshold_bytes,
+            buffer_bytes: l
+                .buffer_bytes
+                .unwrap_or_else(|| one_body.max(256 * 1024 * 1024)),
             header_bytes: l.header_bytes.unwrap_or(32 * 1024),
             header_count: l.header_count.unwrap_or(100),
             header_read_timeout: ms(l.header_read_timeout_ms.unwrap_or(10_000)),
@@ -416,6 +433,13 @@ impl Config {
         };
         if limits.body_bytes == 0 || limits.concurrency == 0 || limits.header_count == 0 {
             return Err(invalid("limits must be greater than zero".into()));
+        }
+        if limits.buffer_bytes < one_body {
+            return Err(invalid(format!(
+                "limits.buffer_bytes ({}) must hold one whole buffered body: at least {one_body} \
+                 (the smaller of limits.body_bytes and limits.stream_threshold_bytes)",
+                limits.buffer_bytes
+            )));
         }
         if limits.header_bytes < 1024 {
             return Err(invalid("limits.header_bytes must be at least 1024".into()));
@@ -479,6 +503,23 @@ mod tests {
         assert_eq!(c.limits.body_bytes, 10 * 1024 * 1024);
         assert_eq!(c.limits.header_count, 100);
         assert_eq!(c.upstream.roots, Roots::Webpki);
+        // Nothing streams by default: a refusal forwards nothing.
+        assert_eq!(c.limits.stream_threshold_bytes, c.limits.body_bytes);
+        assert_eq!(c.limits.buffer_bytes, 256 * 1024 * 1024);
+    }
+
+    #[test]
+    fn the_buffer_budget_holds_at_least_one_body() {
+        let limits = |t: &str| Config::parse(&format!("[limits]\n{t}\n"), "s");
+        // A larger body limit raises the default budget with it.
+        let c = limits("body_bytes = 1073741824").unwrap();
+        assert_eq!(c.limits.buffer_bytes, 1 << 30);
+        // Streaming above 1 MiB: the budget only has to hold 1 MiB.
+        let c = limits("stream_threshold_bytes = 1048576\nbuffer_bytes = 1048576").unwrap();
+        assert_eq!(c.limits.stream_threshold_bytes, 1 << 20);
+        let e = limits("buffer_bytes = 1048576").unwrap_err().to_string();
+        assert!(e.contains("limits.buffer_bytes (1048576)"), "{e}");
+        assert!(e.contains("at least 10485760"), "{e}");
     }
 
     #[test]

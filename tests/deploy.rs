@@ -892,7 +892,7 @@ fn sidecar_matches_its_configuration_and_the_cli() {
     );
 
     // Resources from measurements: the request covers the measured peak, the
-    // limit adds one buffered body per request in flight.
+    // limit adds the budget of rewritten bodies waiting to be sent whole.
     let req = bytes(s(
         &scrim["resources"]["requests"]["memory"],
         "memory request",
@@ -902,10 +902,10 @@ fn sidecar_matches_its_configuration_and_the_cli() {
         req >= MEASURED_PEAK_RSS,
         "memory request {req} below the measured peak"
     );
-    let buffered = config.limits.concurrency as u64 * config.limits.stream_threshold_bytes;
+    let buffered = config.limits.buffer_bytes;
     assert!(
         lim >= MEASURED_PEAK_RSS + buffered,
-        "memory limit {lim} below peak + concurrency x stream threshold ({})",
+        "memory limit {lim} below peak + limits.buffer_bytes ({})",
         MEASURED_PEAK_RSS + buffered
     );
     assert!(scrim["resources"]["requests"]["cpu"].is_string());

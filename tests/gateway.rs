@@ -1265,6 +1265,130 @@ async fn streamed_body_with_a_late_syntax_error_is_400_and_never_completes_upstr
     assert!(!String::from_utf8_lossy(&got[0].body).contains("alice@example.com"));
 }
 
+/// With the default limits nothing streams: a syntax error 3 MiB into a
+/// body (well past where a streaming proxy would have begun sending) is a
+/// 400 and the partner sees no connection at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_late_in_a_large_body_forwards_nothing_by_default() {
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(
+        &[("s.toml", &rule("s", &up.url(), EVENTS_FIELDS))],
+        Opts::default(),
+    )
+    .await;
+    let (input, _) = events_input(60_000);
+    assert!(input.len() > 3 * 1024 * 1024, "{}", input.len());
+    let bad = format!(
+        "{},{{\"event\":\"bad\" \"userId\":\"alice@example.com\"}}]}}",
+        &input[..input.len() - 2]
+    );
+    let resp = send(&client(), bulk_request(&gw.url("/s/batch"), bad)).await;
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert_eq!(resp.error().0, "invalid_json");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    up.assert_untouched();
+    // The same body without the error goes through whole.
+    let resp = send(&client(), bulk_request(&gw.url("/s/batch"), input)).await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let got = up.only();
+    assert!(got.complete);
+    assert!(got.body_str().contains("\"e59999\""));
+    assert!(!got.body_str().contains("u-59999"));
+}
+
+/// A gzip bomb whose decoded text stays valid JSON (an endless array of
+/// small events, the shape a streaming rewriter would start forwarding) is
+/// refused with 413 at the decoded-size limit, and nothing reaches the
+/// partner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gzip_bomb_of_valid_json_forwards_nothing_by_default() {
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(
+        &[("s.toml", &rule("s", &up.url(), EVENTS_FIELDS))],
+        Opts::default(),
+    )
+    .await;
+    let event = b"{\"event\":\"page\",\"userId\":\"u-1\"},";
+    let mut bomb = Vec::with_capacity(64 * 1024 * 1024);
+    bomb.extend_from_slice(b"{\"events\":[");
+    while bomb.len() < 64 * 1024 * 1024 {
+        bomb.extend_from_slice(event);
+    }
+    bomb.extend_from_slice(b"{}]}");
+    let z = gzip(&bomb);
+    drop(bomb);
+    assert!(
+        z.len() < 1024 * 1024,
+        "bomb is {} bytes compressed",
+        z.len()
+    );
+    let resp = send(
+        &client(),
+        request(
+            "POST",
+            &gw.url("/s/batch"),
+            &[JSON, ("content-encoding", "gzip")],
+            z,
+        ),
+    )
+    .await;
+    assert_eq!(resp.status, 413, "{}", resp.text());
+    assert_eq!(resp.error().0, "too_large");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    up.assert_untouched();
+}
+
+/// Rewritten bodies wait whole, and the bytes they hold together are capped
+/// by `limits.buffer_bytes`: a request that would go over is shed with 503
+/// before anything of it is sent, and goes through once room is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_buffer_budget_sheds_with_503_and_forwards_nothing() {
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(
+        &[("s.toml", &rule("s", &up.url(), EVENTS_FIELDS))],
+        Opts {
+            limits: "body_bytes = 262144\nbuffer_bytes = 262144".into(),
+            ..Opts::default()
+        },
+    )
+    .await;
+    // About 150 KiB of rewritten output each: one fits, two do not.
+    let (input, _) = events_input(3000);
+    assert!(input.len() < 262_144);
+    let head = input[..input.len() - 2].to_string();
+    let (mut tx, body) = http_body_util::channel::Channel::<Bytes, BoxError>::new(4);
+    let req = Request::builder()
+        .method("POST")
+        .uri(gw.url("/s/batch"))
+        .header("content-type", "application/json")
+        .body(body.boxed())
+        .unwrap();
+    let c = client();
+    let first = tokio::spawn(async move { try_send(&c, req).await });
+    tx.send_data(Bytes::from(head)).await.unwrap();
+    // The first request now holds its rewritten part of the body.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let resp = send(&client(), bulk_request(&gw.url("/s/batch"), input.clone())).await;
+    assert_eq!(resp.status, 503, "{}", resp.text());
+    assert_eq!(resp.error().0, "overloaded");
+    up.assert_untouched();
+    let m = gw.admin_get("/metrics").await.text();
+    assert!(m.contains("scrim_shed_total 1"), "{m}");
+    // The first request completes and gives its share back.
+    tx.send_data(Bytes::from_static(b"]}")).await.unwrap();
+    drop(tx);
+    let first = first.await.unwrap().expect("response");
+    assert_eq!(first.status, 200, "{}", first.text());
+    let resp = send(&client(), bulk_request(&gw.url("/s/batch"), input)).await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let got = up.records();
+    assert_eq!(got.len(), 2);
+    assert!(
+        got.iter()
+            .all(|r| r.complete && r.body_str().contains("\"e2999\""))
+    );
+}
+
 // ---------------------------------------------------------------------------
 // TLS
 // ---------------------------------------------------------------------------

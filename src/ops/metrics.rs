@@ -135,7 +135,7 @@ impl Metrics {
         let shed = Counter::<u64, AtomicU64>::default();
         registry.register(
             "shed",
-            "Requests refused with 503 at the concurrency cap",
+            "Requests refused with 503 at the concurrency cap or the buffer budget",
             shed.clone(),
         );
         let captured = Counter::<u64, AtomicU64>::default();
@@ -273,7 +273,7 @@ impl Metrics {
         self.inflight.inc_by(delta);
     }
 
-    /// A request shed at the concurrency cap.
+    /// A request shed at the concurrency cap or the buffer budget.
     pub fn shed(&self) {
         self.shed.inc();
     }

@@ -57,6 +57,10 @@ pub enum ProxyError {
     /// The concurrency cap is reached.
     #[error("too many requests in flight")]
     Overloaded,
+    /// The bytes held for whole-body rewriting would go over
+    /// `limits.buffer_bytes`.
+    #[error("too many request bytes held for rewriting; retry later")]
+    BufferFull,
     /// The client stopped sending the body.
     #[error("timed out waiting for the request body")]
     BodyTimeout,
@@ -79,7 +83,9 @@ impl ProxyError {
     pub fn origin(&self) -> Origin {
         match self {
             ProxyError::Unreachable(_) | ProxyError::Timeout(_) => Origin::Partner,
-            ProxyError::Internal(_) | ProxyError::Overloaded => Origin::Internal,
+            ProxyError::Internal(_) | ProxyError::Overloaded | ProxyError::BufferFull => {
+                Origin::Internal
+            }
             _ => Origin::Caller,
         }
     }
@@ -95,7 +101,7 @@ impl ProxyError {
             }
             ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            ProxyError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Overloaded | ProxyError::BufferFull => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::BodyRead => StatusCode::BAD_REQUEST,
             ProxyError::Unreachable(_) => StatusCode::BAD_GATEWAY,
@@ -118,7 +124,7 @@ impl ProxyError {
             ProxyError::BadEncoding(_) => "invalid_encoding",
             ProxyError::RateLimited { .. } => "rate_limited",
             ProxyError::HeadersTooLarge(_) => "headers_too_large",
-            ProxyError::Overloaded => "overloaded",
+            ProxyError::Overloaded | ProxyError::BufferFull => "overloaded",
             ProxyError::BodyTimeout => "body_timeout",
             ProxyError::BodyRead => "body_read",
             ProxyError::Unreachable(_) => "upstream_unreachable",
@@ -187,6 +193,7 @@ mod tests {
             (ProxyError::Unreachable("connect"), 502),
             (ProxyError::Timeout(Duration::from_secs(15)), 504),
             (ProxyError::Overloaded, 503),
+            (ProxyError::BufferFull, 503),
         ];
         for (e, status) in cases {
             assert_eq!(e.status().as_u16(), status, "{e}");

@@ -17,6 +17,7 @@ use http::{Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use http_body_util::channel::{Channel, Sender};
 use hyper::body::{Body, Incoming};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::body::{self, BodyKind, Decoder};
@@ -82,6 +83,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Proxy
                 ProxyError::Timeout(_) => {
                     state.metrics.upstream_error(&audit.ev.recipient, "timeout")
                 }
+                ProxyError::BufferFull => state.metrics.shed(),
                 _ => {}
             }
             e.into_response(resolved.as_ref().map(|(r, _)| r.name.as_str()))
@@ -311,6 +313,7 @@ async fn forward(
                 bytes_in: 0,
                 sent: 0,
                 streaming: None,
+                held: None,
             };
             let threshold = limits.stream_threshold_bytes;
             let result = read_and_rewrite(
@@ -420,6 +423,33 @@ struct Pump {
     /// Bytes already handed to the streaming upstream request.
     sent: u64,
     streaming: Option<Streaming>,
+    /// The share of `limits.buffer_bytes` that `out` holds until the body
+    /// is sent whole (released when streaming begins, or with the pump).
+    held: Option<OwnedSemaphorePermit>,
+}
+
+impl Pump {
+    /// Takes budget for every byte `out` holds beyond what is held already;
+    /// 503 when the budget is spent (nothing has been sent).
+    fn hold(&mut self, budget: &Arc<Semaphore>) -> Result<(), ProxyError> {
+        let held = self
+            .held
+            .as_ref()
+            .map_or(0, OwnedSemaphorePermit::num_permits);
+        let need = self.out.len().saturating_sub(held);
+        if need == 0 {
+            return Ok(());
+        }
+        let more = u32::try_from(need)
+            .ok()
+            .and_then(|n| budget.clone().try_acquire_many_owned(n).ok())
+            .ok_or(ProxyError::BufferFull)?;
+        match self.held.as_mut() {
+            Some(p) => p.merge(more),
+            None => self.held = Some(more),
+        }
+        Ok(())
+    }
 }
 
 struct Streaming {
@@ -478,6 +508,10 @@ async fn read_and_rewrite(
                 send(&state2, &route2, &client2, req, None, &pq, Bytes::new()).await
             });
             pump.streaming = Some(Streaming { sender, task });
+            pump.held = None; // what is held now goes out below
+        }
+        if pump.streaming.is_none() {
+            pump.hold(&state.buffered)?;
         }
         if let Some(s) = pump.streaming.as_mut()
             && !pump.out.is_empty()
@@ -497,7 +531,11 @@ async fn read_and_rewrite(
             rw.feed(decoded, out).map_err(ProxyError::Invalid)
         })?;
     }
-    rw.finish(&mut pump.out).map_err(ProxyError::Invalid)
+    let stats = rw.finish(&mut pump.out).map_err(ProxyError::Invalid)?;
+    if pump.streaming.is_none() {
+        pump.hold(&state.buffered)?;
+    }
+    Ok(stats)
 }
 
 /// Sends a complete (buffered) body.

@@ -59,6 +59,9 @@ pub struct State {
     pub captured: CaptureLog,
     /// Concurrency cap.
     pub inflight: Arc<Semaphore>,
+    /// Budget of rewritten bytes held before sending (`limits.buffer_bytes`),
+    /// one permit a byte.
+    pub buffered: Arc<Semaphore>,
     /// Rules loaded and listeners up.
     pub ready: AtomicBool,
 }
@@ -180,6 +183,11 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         })?;
     let state = Arc::new(State {
         inflight: Arc::new(Semaphore::new(config.limits.concurrency)),
+        buffered: Arc::new(Semaphore::new(
+            usize::try_from(config.limits.buffer_bytes)
+                .unwrap_or(usize::MAX)
+                .min(Semaphore::MAX_PERMITS),
+        )),
         captured: CaptureLog::new(config.captured_max),
         config,
         keys,
