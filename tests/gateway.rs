@@ -854,6 +854,65 @@ async fn upstream_port_closed_is_502() {
 /// A partner whose TCP connect hangs (its accept queue is full, so the
 /// kernel drops our SYNs): the connect timeout (1 s in these tests) ends it
 /// with 502, counted as a `connect` upstream error, and nothing is sent.
+/// A partner that accepts TCP and never answers the TLS handshake is cut off
+/// by the connect timeout (502, `kind="connect"`), which covers the
+/// handshake, not left to the longer response timeout (504).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_handshake_that_hangs_is_cut_off_by_the_connect_timeout() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    let acceptor = tokio::spawn(async move {
+        // Accept and hold every connection, silent: no ServerHello, ever.
+        while let Ok((s, _)) = listener.accept().await {
+            keep.lock().unwrap().push(s);
+        }
+    });
+    let gw = Gateway::start(
+        &[(
+            "mute.toml",
+            &rule(
+                "mute",
+                &format!("https://{addr}"),
+                "[fields]\n\"e\" = \"keep\"\n",
+            ),
+        )],
+        Opts {
+            response_timeout_ms: 10_000,
+            ..Opts::default()
+        },
+    )
+    .await;
+    let started = Instant::now();
+    let resp = send(
+        &client(),
+        request("POST", &gw.url("/mute/x"), &[JSON], "{\"e\":1}"),
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!(resp.status, 502, "{}", resp.text());
+    assert_eq!(resp.error().0, "upstream_unreachable");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "cut off by the 1 s connect timeout, took {took:?}"
+    );
+    assert!(
+        !held.lock().unwrap().is_empty(),
+        "the TCP connect succeeded"
+    );
+    let m = gw.admin_get("/metrics").await.text();
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("scrim_upstream_errors_total")
+                && l.contains("recipient=\"mute\"")
+                && l.contains("kind=\"connect\"")
+                && !l.ends_with(" 0")),
+        "{m}"
+    );
+    acceptor.abort();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_connect_that_hangs_is_cut_off_with_502() {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();

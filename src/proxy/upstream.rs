@@ -4,9 +4,12 @@
 //! upstream.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
 
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
@@ -19,7 +22,50 @@ use super::ProxyBody;
 use crate::config::{Roots, UpstreamConfig};
 
 /// The pooled HTTPS (and loopback / in-cluster HTTP) client.
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
+pub type HttpClient = Client<Deadline<HttpsConnector<HttpConnector>>, ProxyBody>;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Bounds the whole connection set-up, TCP connect and TLS handshake, by
+/// `upstream.connect_timeout_ms`: a partner that accepts TCP and then
+/// stalls the handshake is cut off like one that never answers (502,
+/// `kind="connect"`), not left to the response timeout.
+#[derive(Clone, Debug)]
+pub struct Deadline<C> {
+    inner: C,
+    timeout: Duration,
+}
+
+impl<C> tower_service::Service<http::Uri> for Deadline<C>
+where
+    C: tower_service::Service<http::Uri>,
+    C::Response: Send + 'static,
+    C::Error: Into<BoxError>,
+    C::Future: Send + 'static,
+{
+    type Response = C::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<C::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let connecting = self.inner.call(uri);
+        let timeout = self.timeout;
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, connecting).await {
+                Ok(done) => done.map_err(Into::into),
+                Err(_) => Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connection set-up (TCP and TLS) timed out",
+                )
+                .into()),
+            }
+        })
+    }
+}
 
 /// Reads PEM certificates.
 pub fn read_pem_certs(
@@ -78,13 +124,17 @@ pub fn build_client(cfg: &UpstreamConfig, extra_ca: &[&Path]) -> Result<HttpClie
         .enable_http1()
         .enable_http2()
         .wrap_connector(http);
+    let connector = Deadline {
+        inner: https,
+        timeout: cfg.connect_timeout,
+    };
     Ok(Client::builder(TokioExecutor::new())
         // Without a pool timer the idle timeout is never enforced.
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
         .pool_idle_timeout(cfg.pool_idle_timeout)
         .pool_max_idle_per_host(cfg.pool_max_idle_per_host)
-        .build(https))
+        .build(connector))
 }
 
 /// What the capture upstream recorded: exactly what would have left.
