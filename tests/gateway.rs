@@ -2338,6 +2338,7 @@ async fn a_stalled_request_body_is_refused_and_nothing_forwarded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_upstream_errors_and_not_applicable_fields() {
     let up = Upstream::ok().await;
+    let up_q = Upstream::ok().await;
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -2352,11 +2353,31 @@ async fn metrics_count_upstream_errors_and_not_applicable_fields() {
                 "down.toml",
                 &rule("down", &format!("http://127.0.0.1:{port}"), ""),
             ),
+            (
+                "q.toml",
+                &rule(
+                    "q",
+                    &up_q.url(),
+                    "[query]\ncid = \"pseudonymise\"\nv = \"keep\"\n",
+                ),
+            ),
         ],
         Opts::default(),
     )
     .await;
     let c = client();
+    // A request with a query and no body: its fields count like a body's.
+    let resp = send(
+        &c,
+        request(
+            "GET",
+            &gw.url("/q/collect?cid=c-4711-abc&v=2&email=alice%40example.com"),
+            &[],
+            Bytes::new(),
+        ),
+    )
+    .await;
+    assert_eq!(resp.status, 200);
     // An object where truncate_ip expects an address: dropped, counted.
     let resp = send(
         &c,
@@ -2386,10 +2407,24 @@ async fn metrics_count_upstream_errors_and_not_applicable_fields() {
         m.contains("scrim_requests_total{recipient=\"down\",status=\"502\"} 1"),
         "{m}"
     );
+    // Fields by action: `event` kept; the address under `truncate_ip` that
+    // is an object is removed (counted under `drop`).
+    for line in [
+        "scrim_field_actions_total{recipient=\"analytics\",action=\"keep\"} 1",
+        "scrim_field_actions_total{recipient=\"analytics\",action=\"drop\"} 1",
+        "scrim_field_actions_total{recipient=\"analytics\",action=\"truncate_ip\"} 0",
+        "scrim_field_actions_total{recipient=\"q\",action=\"pseudonymise\"} 1",
+        "scrim_field_actions_total{recipient=\"q\",action=\"keep\"} 1",
+        "scrim_field_actions_total{recipient=\"q\",action=\"drop\"} 1",
+        "scrim_fields_total{recipient=\"q\",outcome=\"transformed\"} 1",
+        "scrim_fields_total{recipient=\"q\",outcome=\"dropped\"} 1",
+    ] {
+        assert!(m.lines().any(|l| l == line), "{line}\n{m}");
+    }
 }
 
 // ---------------------------------------------------------------------------
-// Suspected defects (kept as plain tests; see the report)
+// Regression tests for defects found in review
 // ---------------------------------------------------------------------------
 
 /// The response timeout is the partner's time to answer. A caller that

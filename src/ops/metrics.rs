@@ -12,6 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::policy::action::ACTION_NAMES;
 use crate::rewrite::Stats;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -24,6 +25,12 @@ struct RequestLabels {
 struct FieldLabels {
     recipient: String,
     outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    recipient: String,
+    action: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -51,6 +58,7 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     fields: Family<FieldLabels, Counter>,
+    actions: Family<ActionLabels, Counter>,
     bytes_in: Family<RecipientLabels, Counter>,
     bytes_out: Family<RecipientLabels, Counter>,
     duration: HistogramFamily,
@@ -89,6 +97,12 @@ impl Metrics {
             "fields",
             "Body, query and form fields by outcome (kept, dropped, transformed, not_applicable)",
             fields.clone(),
+        );
+        let actions = Family::<ActionLabels, Counter>::default();
+        registry.register(
+            "field_actions",
+            "Body, query and form fields by the action that decided them (drop: every field removed)",
+            actions.clone(),
         );
         let bytes_in = Family::<RecipientLabels, Counter>::default();
         registry.register(
@@ -154,6 +168,7 @@ impl Metrics {
             registry,
             requests,
             fields,
+            actions,
             bytes_in,
             bytes_out,
             duration,
@@ -190,6 +205,17 @@ impl Metrics {
             transformed: field("transformed"),
             dropped: field("dropped"),
             not_applicable: field("not_applicable"),
+            actions: ACTION_NAMES
+                .iter()
+                .map(|action| {
+                    self.actions
+                        .get_or_create(&ActionLabels {
+                            recipient: recipient.to_string(),
+                            action,
+                        })
+                        .clone()
+                })
+                .collect(),
             bytes_in: self.bytes_in.get_or_create(&r()).clone(),
             bytes_out: self.bytes_out.get_or_create(&r()).clone(),
         }
@@ -225,6 +251,16 @@ impl Metrics {
                     .get_or_create(&FieldLabels {
                         recipient: r(),
                         outcome,
+                    })
+                    .inc_by(n);
+            }
+        }
+        for (action, n) in stats.by_action.iter() {
+            if n > 0 {
+                self.actions
+                    .get_or_create(&ActionLabels {
+                        recipient: r(),
+                        action,
                     })
                     .inc_by(n);
             }
@@ -304,6 +340,8 @@ pub struct RecipientMetrics {
     transformed: Counter,
     dropped: Counter,
     not_applicable: Counter,
+    /// One counter per action, in the order of `ACTION_NAMES`.
+    actions: Vec<Counter>,
     bytes_in: Counter,
     bytes_out: Counter,
 }
@@ -345,6 +383,11 @@ impl RecipientMetrics {
                 c.inc_by(n);
             }
         }
+        for (c, (_, n)) in self.actions.iter().zip(stats.by_action.iter()) {
+            if n > 0 {
+                c.inc_by(n);
+            }
+        }
         self.bytes_in.inc_by(bytes_in);
         self.bytes_out.inc_by(bytes_out);
     }
@@ -353,18 +396,29 @@ impl RecipientMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rewrite::Outcome;
 
     #[test]
     fn exposition_has_the_families() {
         let m = Metrics::new();
         m.request("segment", 200, Duration::from_millis(3));
-        let stats = Stats {
+        let mut stats = Stats {
             kept: 3,
             dropped: 2,
             not_applicable: 1,
             transformed: 1,
             ..Default::default()
         };
+        for (action, outcome) in [
+            ("keep", Outcome::Kept),
+            ("keep", Outcome::Kept),
+            ("keep", Outcome::Kept),
+            ("pseudonymise", Outcome::Transformed),
+            ("drop", Outcome::Dropped),
+            ("truncate_ip", Outcome::NotApplicable),
+        ] {
+            stats.by_action.add(action, outcome);
+        }
         m.rewrite("segment", &stats, 100, 40);
         let r = m.recipient("ga4");
         r.request(204, Duration::from_millis(1));
@@ -385,6 +439,19 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("scrim_rules_loaded 4"), "{text}");
+        for (recipient, action, n) in [
+            ("segment", "keep", 3),
+            ("segment", "pseudonymise", 1),
+            ("segment", "drop", 2),
+            ("ga4", "keep", 3),
+            ("ga4", "drop", 2),
+            ("ga4", "scan", 0),
+        ] {
+            let line = format!(
+                "scrim_field_actions_total{{recipient=\"{recipient}\",action=\"{action}\"}} {n}\n"
+            );
+            assert!(text.contains(&line), "{line}{text}");
+        }
         assert!(
             text.contains("scrim_requests_total{recipient=\"ga4\",status=\"204\"} 2"),
             "{text}"

@@ -259,6 +259,8 @@ async fn forward(
 
     match kind {
         BodyKind::Empty => {
+            // The query's fields count like a body's.
+            route.metrics.rewrite(&stats, 0, 0);
             ev.stats = stats;
             send_full(
                 state,
@@ -283,6 +285,7 @@ async fn forward(
             let bytes = read_all(incoming, limits.body_bytes, limits.body_idle_timeout).await?;
             ev.bytes_in = bytes.len() as u64;
             ev.bytes_out = bytes.len() as u64;
+            route.metrics.rewrite(&stats, ev.bytes_in, ev.bytes_out);
             ev.stats = stats;
             send_full(
                 state,

@@ -446,6 +446,7 @@ impl<'e> JsonRewriter<'e> {
                         not_applicable: s.not_applicable,
                         documents: s.documents,
                         dropped_paths: Vec::new(),
+                        by_action: s.by_action.clone(),
                     };
                     match self.completed.as_deref_mut() {
                         Some(c) => {
@@ -548,6 +549,7 @@ impl<'e> JsonRewriter<'e> {
     }
 
     fn note(&mut self, rule: Option<u32>, inherited: bool, action: &'static str, outcome: Outcome) {
+        self.stats.by_action.add(action, outcome);
         match outcome {
             Outcome::Kept => self.stats.kept += 1,
             Outcome::Transformed => self.stats.transformed += 1,

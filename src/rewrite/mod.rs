@@ -189,6 +189,8 @@ pub struct Stats {
     pub documents: u64,
     /// The first [`MAX_DROPPED_PATHS`] dropped field paths.
     pub dropped_paths: Vec<String>,
+    /// The same decisions counted per action (see [`ActionCounts`]).
+    pub by_action: ActionCounts,
 }
 
 impl Stats {
@@ -198,7 +200,57 @@ impl Stats {
         self.dropped += other.dropped;
         self.transformed += other.transformed;
         self.not_applicable += other.not_applicable;
+        self.by_action.merge(&other.by_action);
     }
+}
+
+/// Decisions per action: fields that left kept or transformed are counted
+/// under their action's name, every field removed (default deny, `drop`, an
+/// action that could not apply) under `drop`. Containers entered are not
+/// counted; a kept container copied whole counts once. Never holds a value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActionCounts([u64; crate::policy::action::ACTION_NAMES.len()]);
+
+impl ActionCounts {
+    /// Counts one decision.
+    #[inline]
+    pub fn add(&mut self, action: &str, outcome: Outcome) {
+        let name = match outcome {
+            Outcome::Entered => return,
+            Outcome::Kept | Outcome::Transformed => action,
+            Outcome::Dropped | Outcome::NotApplicable => "drop",
+        };
+        if let Some(i) = action_index(name) {
+            self.0[i] += 1;
+        }
+    }
+
+    /// Adds other counts.
+    pub fn merge(&mut self, other: &ActionCounts) {
+        for (a, b) in self.0.iter_mut().zip(other.0.iter()) {
+            *a += b;
+        }
+    }
+
+    /// The count of one action (`drop`: every field removed).
+    pub fn get(&self, action: &str) -> u64 {
+        action_index(action).map_or(0, |i| self.0[i])
+    }
+
+    /// Every action with its count, in the order of
+    /// [`crate::policy::action::ACTION_NAMES`] (zeros included).
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        crate::policy::action::ACTION_NAMES
+            .iter()
+            .copied()
+            .zip(self.0.iter().copied())
+    }
+}
+
+fn action_index(name: &str) -> Option<usize> {
+    crate::policy::action::ACTION_NAMES
+        .iter()
+        .position(|n| *n == name)
 }
 
 /// What happened to a field.
@@ -298,50 +350,31 @@ impl Observer {
     }
 }
 
-/// Counts of decisions per action: fields that left kept or transformed are
-/// counted under their action's name, every field removed (default deny,
-/// `drop`, an action that could not apply) under `drop`. Containers entered
-/// are not counted; a kept container copied whole counts once. Never holds a
-/// value.
+/// Decisions per action over a whole run (see [`ActionCounts`]), with the
+/// removals whose action could not apply counted apart.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tally {
-    counts: [u64; crate::policy::action::ACTION_NAMES.len()],
+    counts: ActionCounts,
     not_applicable: u64,
 }
 
 impl Tally {
     fn add(&mut self, action: &'static str, outcome: Outcome) {
-        let name = match outcome {
-            Outcome::Entered => return,
-            Outcome::Kept | Outcome::Transformed => action,
-            Outcome::Dropped => "drop",
-            Outcome::NotApplicable => {
-                self.not_applicable += 1;
-                "drop"
-            }
-        };
-        if let Some(i) = crate::policy::action::ACTION_NAMES
-            .iter()
-            .position(|n| *n == name)
-        {
-            self.counts[i] += 1;
+        if outcome == Outcome::NotApplicable {
+            self.not_applicable += 1;
         }
+        self.counts.add(action, outcome);
     }
 
     /// Adds another tally's counts.
     pub fn merge(&mut self, other: &Tally) {
-        for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
-            *a += b;
-        }
+        self.counts.merge(&other.counts);
         self.not_applicable += other.not_applicable;
     }
 
     /// The count of one action (`drop`: every field removed).
     pub fn get(&self, action: &str) -> u64 {
-        crate::policy::action::ACTION_NAMES
-            .iter()
-            .position(|n| *n == action)
-            .map_or(0, |i| self.counts[i])
+        self.counts.get(action)
     }
 
     /// Of the `drop` count: fields whose action could not apply.
@@ -351,12 +384,7 @@ impl Tally {
 
     /// Non-zero counts, in the order of [`crate::policy::action::ACTION_NAMES`].
     pub fn nonzero(&self) -> Vec<(&'static str, u64)> {
-        crate::policy::action::ACTION_NAMES
-            .iter()
-            .zip(self.counts.iter())
-            .filter(|(_, c)| **c > 0)
-            .map(|(n, c)| (*n, *c))
-            .collect()
+        self.counts.iter().filter(|(_, c)| *c > 0).collect()
     }
 }
 
