@@ -1884,6 +1884,18 @@ async fn graceful_shutdown_drains_in_flight_requests() {
         "requests must still be in flight when shutdown starts"
     );
     running.shutdown();
+    // Not ready while draining: load balancers stop sending.
+    let readyz = send(
+        &client(),
+        request(
+            "GET",
+            &format!("http://{}/readyz", running.admin_addr),
+            &[],
+            Bytes::new(),
+        ),
+    )
+    .await;
+    assert_eq!(readyz.status, 503, "{}", readyz.text());
     // The listener closes promptly (well before the in-flight answers).
     let deadline = Instant::now() + Duration::from_millis(300);
     let mut refused = false;

@@ -103,7 +103,9 @@ pub struct Running {
 
 impl Running {
     /// Stops accepting, drains in-flight requests (up to the grace period).
+    /// `/readyz` answers 503 from now on, so load balancers stop sending.
     pub fn shutdown(&self) {
+        self.state.ready.store(false, Ordering::SeqCst);
         let _ = self.shutdown.send(true);
     }
 
