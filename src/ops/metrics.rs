@@ -396,6 +396,7 @@ impl RecipientMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::action::Action;
     use crate::rewrite::Outcome;
 
     #[test]
@@ -410,14 +411,14 @@ mod tests {
             ..Default::default()
         };
         for (action, outcome) in [
-            ("keep", Outcome::Kept),
-            ("keep", Outcome::Kept),
-            ("keep", Outcome::Kept),
-            ("pseudonymise", Outcome::Transformed),
-            ("drop", Outcome::Dropped),
-            ("truncate_ip", Outcome::NotApplicable),
+            (Action::Keep, Outcome::Kept),
+            (Action::Keep, Outcome::Kept),
+            (Action::Keep, Outcome::Kept),
+            (Action::MaskEmail, Outcome::Transformed),
+            (Action::Drop, Outcome::Dropped),
+            (Action::MaskEmail, Outcome::NotApplicable),
         ] {
-            stats.by_action.add(action, outcome);
+            stats.by_action.add(&action, outcome);
         }
         m.rewrite("segment", &stats, 100, 40);
         let r = m.recipient("ga4");
@@ -441,7 +442,7 @@ mod tests {
         assert!(text.contains("scrim_rules_loaded 4"), "{text}");
         for (recipient, action, n) in [
             ("segment", "keep", 3),
-            ("segment", "pseudonymise", 1),
+            ("segment", "mask_email", 1),
             ("segment", "drop", 2),
             ("ga4", "keep", 3),
             ("ga4", "drop", 2),

@@ -106,6 +106,26 @@ impl Action {
         }
     }
 
+    /// The action's place in [`ACTION_NAMES`] (counting per action on the
+    /// rewrite path without comparing names).
+    #[inline]
+    pub const fn index(&self) -> usize {
+        match self {
+            Action::Keep => 0,
+            Action::Drop => DROP_INDEX,
+            Action::Pseudonymise { .. } => 2,
+            Action::HashSha256 { .. } => 3,
+            Action::TruncateIp { .. } => 4,
+            Action::CoarsenTime { .. } => 5,
+            Action::Bucket { .. } => 6,
+            Action::MaskEmail => 7,
+            Action::StripQuery { .. } => 8,
+            Action::Redact { .. } => 9,
+            Action::Scan { .. } => 10,
+            Action::EmbeddedJson { .. } => 11,
+        }
+    }
+
     /// Whether this action can let something leave (everything but `drop`).
     pub fn allows(&self) -> bool {
         !matches!(self, Action::Drop)
@@ -129,6 +149,9 @@ pub const ACTION_NAMES: &[&str] = &[
     "scan",
     "embedded_json",
 ];
+
+/// `drop` in [`ACTION_NAMES`]: where every removed field is counted.
+pub const DROP_INDEX: usize = 1;
 
 /// The options each action accepts (besides `action`).
 pub fn options_of(action: &str) -> &'static [&'static str] {

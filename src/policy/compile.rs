@@ -1066,6 +1066,37 @@ mod tests {
     const HEAD: &str = "upstream = \"https://api.example\"\n";
 
     #[test]
+    fn action_index_is_the_place_of_its_name() {
+        let mut text = format!("{HEAD}[fields]\n");
+        for (i, a) in crate::policy::action::ACTION_NAMES.iter().enumerate() {
+            let options = match *a {
+                "bucket" => ", bounds = [1, 2]",
+                "coarsen_time" => ", unit = \"hour\"",
+                _ => "",
+            };
+            text.push_str(&format!("f{i} = {{ action = \"{a}\"{options} }}\n"));
+        }
+        let p = compile(&text).unwrap();
+        assert_eq!(
+            p.fields.rules().len(),
+            crate::policy::action::ACTION_NAMES.len()
+        );
+        for r in p.fields.rules() {
+            let a = &r.action;
+            assert_eq!(
+                crate::policy::action::ACTION_NAMES[a.index()],
+                a.name(),
+                "{}",
+                r.text
+            );
+        }
+        assert_eq!(
+            crate::policy::action::ACTION_NAMES[crate::policy::action::DROP_INDEX],
+            "drop"
+        );
+    }
+
+    #[test]
     fn a_query_table_without_action_is_an_error_not_a_panic() {
         // Field tables without `action` are nested selectors; a query
         // parameter has no children, so the same table there is refused.

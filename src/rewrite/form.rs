@@ -199,7 +199,7 @@ impl<'e> FormRewriter<'e> {
                 }
             }
         };
-        self.stats.by_action.add(action.name(), outcome);
+        self.stats.by_action.add(action, outcome);
         match outcome {
             Outcome::Kept => self.stats.kept += 1,
             Outcome::Transformed => self.stats.transformed += 1,

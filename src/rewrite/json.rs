@@ -548,7 +548,7 @@ impl<'e> JsonRewriter<'e> {
         }
     }
 
-    fn note(&mut self, rule: Option<u32>, inherited: bool, action: &'static str, outcome: Outcome) {
+    fn note(&mut self, rule: Option<u32>, inherited: bool, action: &Action, outcome: Outcome) {
         self.stats.by_action.add(action, outcome);
         match outcome {
             Outcome::Kept => self.stats.kept += 1,
@@ -566,7 +566,7 @@ impl<'e> JsonRewriter<'e> {
             Outcome::Entered => {}
         }
         if self.observe.is_some() {
-            self.observe_note(rule, inherited, action, outcome);
+            self.observe_note(rule, inherited, action.name(), outcome);
         }
     }
 
@@ -618,7 +618,6 @@ impl<'e> JsonRewriter<'e> {
             _ => (&Action::Drop, None),
         };
         let inherited = rule.is_none() && ctx.keep;
-        let name = action.name();
         let at_root = self.stack.is_empty();
 
         if b == b'{' || b == b'[' {
@@ -628,15 +627,15 @@ impl<'e> JsonRewriter<'e> {
                 // A kept container is entered, not copied, when any deeper
                 // selector (a `drop` included) may say otherwise.
                 Action::Keep if !info.descend_any => {
-                    self.note(rule, inherited, name, Outcome::Kept);
+                    self.note(rule, inherited, action, Outcome::Kept);
                     Mode::Copy
                 }
                 Action::Drop if !info.descend => {
-                    self.note(rule, inherited, name, Outcome::Dropped);
+                    self.note(rule, inherited, action, Outcome::Dropped);
                     Mode::Skip
                 }
                 Action::Keep | Action::Drop if obj => {
-                    self.note(rule, inherited, name, Outcome::Entered);
+                    self.note(rule, inherited, action, Outcome::Entered);
                     Mode::Rewrite(Ctx {
                         state: ctx.state,
                         keep: matches!(action, Action::Keep),
@@ -644,18 +643,18 @@ impl<'e> JsonRewriter<'e> {
                     })
                 }
                 Action::Redact { with_json, .. } if obj => {
-                    self.note(rule, inherited, name, Outcome::Transformed);
+                    self.note(rule, inherited, action, Outcome::Transformed);
                     self.emit_prefix(out);
                     out.extend_from_slice(with_json);
                     Mode::Skip
                 }
                 _ if obj => {
-                    self.note(rule, inherited, name, Outcome::NotApplicable);
+                    self.note(rule, inherited, action, Outcome::NotApplicable);
                     Mode::Skip
                 }
                 // Arrays are transparent: each element gets the array's context.
                 _ => {
-                    self.note(rule, inherited, name, Outcome::Entered);
+                    self.note(rule, inherited, action, Outcome::Entered);
                     Mode::Rewrite(Ctx {
                         fresh: child_fresh,
                         ..ctx
@@ -791,7 +790,7 @@ impl<'e> JsonRewriter<'e> {
                 outcome
             }
         };
-        self.note(rule, inherited, name, outcome);
+        self.note(rule, inherited, action, outcome);
         if let Some(seen) = embedded_seen {
             let path = self.path();
             if let Some(o) = self.observe.as_mut() {

@@ -17,6 +17,7 @@ pub mod transform;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::policy::action::{Action, DROP_INDEX};
 use crate::policy::{BodyFormat, CompiledPolicy, FieldRules};
 use crate::pseudonym::{KeyRing, ScopedKey};
 
@@ -212,17 +213,15 @@ impl Stats {
 pub struct ActionCounts([u64; crate::policy::action::ACTION_NAMES.len()]);
 
 impl ActionCounts {
-    /// Counts one decision.
+    /// Counts one decision by `action` (see [`Action::index`]).
     #[inline]
-    pub fn add(&mut self, action: &str, outcome: Outcome) {
-        let name = match outcome {
+    pub fn add(&mut self, action: &Action, outcome: Outcome) {
+        let i = match outcome {
             Outcome::Entered => return,
-            Outcome::Kept | Outcome::Transformed => action,
-            Outcome::Dropped | Outcome::NotApplicable => "drop",
+            Outcome::Kept | Outcome::Transformed => action.index(),
+            Outcome::Dropped | Outcome::NotApplicable => DROP_INDEX,
         };
-        if let Some(i) = action_index(name) {
-            self.0[i] += 1;
-        }
+        self.0[i] += 1;
     }
 
     /// Adds other counts.
@@ -363,7 +362,14 @@ impl Tally {
         if outcome == Outcome::NotApplicable {
             self.not_applicable += 1;
         }
-        self.counts.add(action, outcome);
+        let i = match outcome {
+            Outcome::Entered => return,
+            Outcome::Kept | Outcome::Transformed => action_index(action),
+            Outcome::Dropped | Outcome::NotApplicable => Some(DROP_INDEX),
+        };
+        if let Some(i) = i {
+            self.counts.0[i] += 1;
+        }
     }
 
     /// Adds another tally's counts.
