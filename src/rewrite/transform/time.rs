@@ -215,17 +215,22 @@ fn coarsen_rfc3339(b: &[u8], unit: TimeUnit) -> Option<String> {
 
 /// Rounds an epoch timestamp given as a JSON number down to `unit`.
 ///
-/// The number must be an integer written without fraction or exponent
-/// (`1700000000`, `-86401`; not `1.7e9` nor `1700000000.0`) that fits an `i64`.
-/// A magnitude of at least [`MS_THRESHOLD`] (`1e11`) means milliseconds,
+/// Any JSON number whose floor fits an `i64` is an epoch: `1700000000`,
+/// `-86401`, and also the fractional seconds many clients send
+/// (`1700000000.123`, or `1.7e9`), whose fraction is below every unit. A
+/// magnitude of at least [`MS_THRESHOLD`] (`1e11`) means milliseconds,
 /// anything smaller means seconds; the output is in the same unit. Rounding is
 /// a floor towards negative infinity, also for epochs before 1970
 /// (`-1` second gives `-60` for `minute`), in UTC (epoch days start at
-/// 00:00Z). The output is plain integer text (`-0` gives `0`). Results that
-/// would leave the `i64` range are `None`.
+/// 00:00Z). The output is plain integer text (`-0` gives `0`). Values and
+/// results outside the `i64` range are `None`.
 #[must_use]
 pub fn coarsen_time_number(num_text: &str, unit: TimeUnit) -> Option<String> {
-    let v = parse_json_number(num_text)?.as_plain_i64()?;
+    let n = parse_json_number(num_text)?;
+    let v = match n.as_plain_i64() {
+        Some(v) => v,
+        None => i64::try_from(n.floor()).ok()?,
+    };
     Some(floor_epoch(v, unit)?.to_string())
 }
 
@@ -392,14 +397,32 @@ mod tests {
     }
 
     #[test]
+    fn fractional_and_exponent_epochs_are_floored() {
+        let n = coarsen_time_number;
+        assert_eq!(n("1700000000.0", Hour).as_deref(), Some("1699999200"));
+        assert_eq!(n("1700003599.999999", Hour).as_deref(), Some("1700002800"));
+        assert_eq!(n("1.7e9", Day).as_deref(), Some("1699920000"));
+        assert_eq!(n("17E8", Minute).as_deref(), Some("1699999980"));
+        // Milliseconds with a fraction stay milliseconds.
+        assert_eq!(
+            n("1700000000123.5", Minute).as_deref(),
+            Some("1699999980000")
+        );
+        // Before 1970 the floor goes down: -0.5 s is in the minute before.
+        assert_eq!(n("-0.5", Minute).as_deref(), Some("-60"));
+        assert_eq!(n("0.5", Minute).as_deref(), Some("0"));
+        assert_eq!(n("1e-7", Day).as_deref(), Some("0"));
+    }
+
+    #[test]
     fn epoch_number_rejects() {
         let n = coarsen_time_number;
         for bad in [
-            "1.5",
-            "1700000000.0",
-            "1.7e9",
-            "17e8",
+            "1e19",
+            "1e300",
+            "-1e300",
             "9223372036854775808",
+            "9223372036854775808.5",
             "-9223372036854775809",
             "",
             "01",
