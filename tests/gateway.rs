@@ -854,6 +854,39 @@ async fn upstream_port_closed_is_502() {
 /// A partner whose TCP connect hangs (its accept queue is full, so the
 /// kernel drops our SYNs): the connect timeout (1 s in these tests) ends it
 /// with 502, counted as a `connect` upstream error, and nothing is sent.
+/// A request to `recipient` is a 502 after the 1 s connect timeout of the
+/// test gateway, counted as `kind="connect"`.
+async fn assert_cut_off_by_the_connect_timeout(gw: &Gateway, recipient: &str) {
+    let started = Instant::now();
+    let resp = send(
+        &client(),
+        request(
+            "POST",
+            &gw.url(&format!("/{recipient}/x")),
+            &[JSON],
+            "{\"e\":1}",
+        ),
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!(resp.status, 502, "{}", resp.text());
+    assert_eq!(resp.error().0, "upstream_unreachable");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "cut off by the 1 s connect timeout, took {took:?}"
+    );
+    let m = gw.admin_get("/metrics").await.text();
+    let series = format!("recipient=\"{recipient}\"");
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("scrim_upstream_errors_total")
+                && l.contains(&series)
+                && l.contains("kind=\"connect\"")
+                && !l.ends_with(" 0")),
+        "{m}"
+    );
+}
+
 /// A partner that accepts TCP and never answers the TLS handshake is cut off
 /// by the connect timeout (502, `kind="connect"`), which covers the
 /// handshake, not left to the longer response timeout (504).
@@ -884,31 +917,10 @@ async fn a_tls_handshake_that_hangs_is_cut_off_by_the_connect_timeout() {
         },
     )
     .await;
-    let started = Instant::now();
-    let resp = send(
-        &client(),
-        request("POST", &gw.url("/mute/x"), &[JSON], "{\"e\":1}"),
-    )
-    .await;
-    let took = started.elapsed();
-    assert_eq!(resp.status, 502, "{}", resp.text());
-    assert_eq!(resp.error().0, "upstream_unreachable");
-    assert!(
-        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
-        "cut off by the 1 s connect timeout, took {took:?}"
-    );
+    assert_cut_off_by_the_connect_timeout(&gw, "mute").await;
     assert!(
         !held.lock().unwrap().is_empty(),
         "the TCP connect succeeded"
-    );
-    let m = gw.admin_get("/metrics").await.text();
-    assert!(
-        m.lines()
-            .any(|l| l.starts_with("scrim_upstream_errors_total")
-                && l.contains("recipient=\"mute\"")
-                && l.contains("kind=\"connect\"")
-                && !l.ends_with(" 0")),
-        "{m}"
     );
     acceptor.abort();
 }
@@ -949,28 +961,7 @@ async fn upstream_connect_that_hangs_is_cut_off_with_502() {
         Opts::default(),
     )
     .await;
-    let started = Instant::now();
-    let resp = send(
-        &client(),
-        request("POST", &gw.url("/stuck/x"), &[JSON], "{\"e\":1}"),
-    )
-    .await;
-    let took = started.elapsed();
-    assert_eq!(resp.status, 502, "{}", resp.text());
-    assert_eq!(resp.error().0, "upstream_unreachable");
-    assert!(
-        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
-        "cut off by the 1 s connect timeout, took {took:?}"
-    );
-    let m = gw.admin_get("/metrics").await.text();
-    assert!(
-        m.lines()
-            .any(|l| l.starts_with("scrim_upstream_errors_total")
-                && l.contains("recipient=\"stuck\"")
-                && l.contains("kind=\"connect\"")
-                && !l.ends_with(" 0")),
-        "{m}"
-    );
+    assert_cut_off_by_the_connect_timeout(&gw, "stuck").await;
     drop(listener);
 }
 
