@@ -1125,6 +1125,21 @@ fn events_input(n: usize) -> (String, Vec<String>) {
 const EVENTS_FIELDS: &str =
     "[fields]\n\"events.event\" = \"keep\"\n\"events.userId\" = \"pseudonymise\"\n";
 
+/// A recording upstream and a gateway with recipient `s` (`EVENTS_FIELDS`)
+/// and the given `[limits]` lines.
+async fn events_gateway(limits: &str) -> (Upstream, Gateway) {
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(
+        &[("s.toml", &rule("s", &up.url(), EVENTS_FIELDS))],
+        Opts {
+            limits: limits.into(),
+            ..Opts::default()
+        },
+    )
+    .await;
+    (up, gw)
+}
+
 /// A caller that goes away in the middle of its body: a buffered body is
 /// never forwarded; a streamed one (above the threshold) may have started
 /// upstream, but that request is aborted, never ended cleanly, so the partner
@@ -1132,15 +1147,7 @@ const EVENTS_FIELDS: &str =
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_disconnect_mid_body_never_completes_upstream() {
     use tokio::io::AsyncWriteExt;
-    let up = Upstream::ok().await;
-    let gw = Gateway::start(
-        &[("s.toml", &rule("s", &up.url(), EVENTS_FIELDS))],
-        Opts {
-            limits: "stream_threshold_bytes = 4096".into(),
-            ..Opts::default()
-        },
-    )
-    .await;
+    let (up, gw) = events_gateway("stream_threshold_bytes = 4096").await;
     for (events, sent_fraction) in [(20, 2), (2000, 2)] {
         let (input, _) = events_input(events);
         let sent = input.len() / sent_fraction;
@@ -1197,15 +1204,7 @@ async fn a_caller_disconnect_mid_body_never_completes_upstream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn body_above_the_stream_threshold_streams_through_exactly() {
-    let up = Upstream::ok().await;
-    let gw = Gateway::start(
-        &[("s.toml", &rule("s", &up.url(), EVENTS_FIELDS))],
-        Opts {
-            limits: "stream_threshold_bytes = 1024".into(),
-            ..Opts::default()
-        },
-    )
-    .await;
+    let (up, gw) = events_gateway("stream_threshold_bytes = 1024").await;
     let (input, _) = events_input(600);
     assert!(input.len() > 20 * 1024);
     let expected = format!(
@@ -1256,15 +1255,7 @@ async fn body_above_the_stream_threshold_streams_through_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streamed_body_with_a_late_syntax_error_is_400_and_never_completes_upstream() {
-    let up = Upstream::ok().await;
-    let gw = Gateway::start(
-        &[("s.toml", &rule("s", &up.url(), EVENTS_FIELDS))],
-        Opts {
-            limits: "stream_threshold_bytes = 1024".into(),
-            ..Opts::default()
-        },
-    )
-    .await;
+    let (up, gw) = events_gateway("stream_threshold_bytes = 1024").await;
     let (input, _) = events_input(200);
     // Everything but the closing `]}` is valid; then a syntax error.
     let head = &input[..input.len() - 2];
@@ -1320,12 +1311,7 @@ async fn streamed_body_with_a_late_syntax_error_is_400_and_never_completes_upstr
 /// 400 and the partner sees no connection at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusal_late_in_a_large_body_forwards_nothing_by_default() {
-    let up = Upstream::ok().await;
-    let gw = Gateway::start(
-        &[("s.toml", &rule("s", &up.url(), EVENTS_FIELDS))],
-        Opts::default(),
-    )
-    .await;
+    let (up, gw) = events_gateway("").await;
     let (input, _) = events_input(60_000);
     assert!(input.len() > 3 * 1024 * 1024, "{}", input.len());
     let bad = format!(
@@ -1352,12 +1338,7 @@ async fn a_refusal_late_in_a_large_body_forwards_nothing_by_default() {
 /// partner.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gzip_bomb_of_valid_json_forwards_nothing_by_default() {
-    let up = Upstream::ok().await;
-    let gw = Gateway::start(
-        &[("s.toml", &rule("s", &up.url(), EVENTS_FIELDS))],
-        Opts::default(),
-    )
-    .await;
+    let (up, gw) = events_gateway("").await;
     let event = b"{\"event\":\"page\",\"userId\":\"u-1\"},";
     let mut bomb = Vec::with_capacity(64 * 1024 * 1024);
     bomb.extend_from_slice(b"{\"events\":[");
@@ -1393,15 +1374,7 @@ async fn a_gzip_bomb_of_valid_json_forwards_nothing_by_default() {
 /// before anything of it is sent, and goes through once room is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_buffer_budget_sheds_with_503_and_forwards_nothing() {
-    let up = Upstream::ok().await;
-    let gw = Gateway::start(
-        &[("s.toml", &rule("s", &up.url(), EVENTS_FIELDS))],
-        Opts {
-            limits: "body_bytes = 262144\nbuffer_bytes = 262144".into(),
-            ..Opts::default()
-        },
-    )
-    .await;
+    let (up, gw) = events_gateway("body_bytes = 262144\nbuffer_bytes = 262144").await;
     // About 150 KiB of rewritten output each: one fits, two do not.
     let (input, _) = events_input(3000);
     assert!(input.len() < 262_144);
