@@ -17,7 +17,7 @@
 use super::apply::{self, Out, Scalar};
 use super::json::rewrite_embedded;
 use super::{
-    Engine, ErrorKind, Explained, MAX_DROPPED_PATHS, Observer, Outcome, RewriteError, Stats, Tally,
+    Engine, ErrorKind, Explained, MAX_DROPPED_PATHS, Observer, Outcome, RewriteError, Stats,
 };
 use crate::policy::dfa::{DEAD, StateId};
 use crate::policy::{Action, FieldRules, Segment};
@@ -33,7 +33,7 @@ pub struct FormRewriter<'e> {
     emitted: bool,
     stats: Stats,
     /// `--explain` and per-action counts (command line only).
-    observe: Option<Box<Observer>>,
+    pub(super) observe: Option<Box<Observer>>,
     error: Option<RewriteError>,
     /// Reused for the PHP reading of a name (see [`decide`]).
     scratch: Vec<u8>,
@@ -53,29 +53,6 @@ impl<'e> FormRewriter<'e> {
             error: None,
             scratch: Vec::new(),
         }
-    }
-
-    /// Records a decision per parameter.
-    pub fn explain(&mut self) {
-        self.observe.get_or_insert_default().entries = Some(Vec::new());
-    }
-
-    /// The recorded decisions.
-    pub fn explained(&self) -> &[Explained] {
-        self.observe
-            .as_ref()
-            .and_then(|o| o.entries.as_deref())
-            .unwrap_or(&[])
-    }
-
-    /// Counts decisions per action (see [`Tally`]).
-    pub fn count(&mut self) {
-        self.observe.get_or_insert_default().tally = Some(Tally::default());
-    }
-
-    /// The per-action counts so far.
-    pub fn tally(&self) -> Option<&Tally> {
-        self.observe.as_ref().and_then(|o| o.tally.as_ref())
     }
 
     /// Parameters completed so far.

@@ -126,7 +126,7 @@ pub struct JsonRewriter<'e> {
     hint_high: bool,
     stats: Stats,
     /// `--explain` and per-action counts (command line only).
-    observe: Option<Box<Observer>>,
+    pub(super) observe: Option<Box<Observer>>,
     /// 1-based line being read (NDJSON).
     line: u64,
     error: Option<RewriteError>,
@@ -185,29 +185,6 @@ impl<'e> JsonRewriter<'e> {
         }
     }
 
-    /// Records a decision per field for `--explain`.
-    pub fn explain(&mut self) {
-        self.observe.get_or_insert_default().entries = Some(Vec::new());
-    }
-
-    /// The recorded decisions.
-    pub fn explained(&self) -> &[Explained] {
-        self.observe
-            .as_ref()
-            .and_then(|o| o.entries.as_deref())
-            .unwrap_or(&[])
-    }
-
-    /// Counts decisions per action (see [`Tally`]).
-    pub fn count(&mut self) {
-        self.observe.get_or_insert_default().tally = Some(Tally::default());
-    }
-
-    /// The per-action counts so far.
-    pub fn tally(&self) -> Option<&Tally> {
-        self.observe.as_ref().and_then(|o| o.tally.as_ref())
-    }
-
     /// Documents completed so far.
     pub fn documents(&self) -> u64 {
         self.stats.documents
@@ -217,7 +194,7 @@ impl<'e> JsonRewriter<'e> {
     /// per-action counts of the documents completed so far, leaving out a
     /// document in progress or refused.
     pub fn completed(&self) -> Option<(Stats, Tally)> {
-        self.tally()?;
+        self.observe.as_ref()?.tally.as_ref()?;
         Some(self.completed.as_deref().cloned().unwrap_or_default())
     }
 

@@ -123,28 +123,34 @@ impl BodyRewriter<'_> {
         }
     }
 
+    /// The observer slot of either rewriter (`None`: nothing observed).
+    fn observer(&self) -> Option<&Observer> {
+        match self {
+            BodyRewriter::Json(r) => r.observe.as_deref(),
+            BodyRewriter::Form(r) => r.observe.as_deref(),
+        }
+    }
+
+    fn observer_mut(&mut self) -> &mut Observer {
+        match self {
+            BodyRewriter::Json(r) => r.observe.get_or_insert_default(),
+            BodyRewriter::Form(r) => r.observe.get_or_insert_default(),
+        }
+    }
+
     /// Turns on `--explain` recording.
     pub fn explain(&mut self) {
-        match self {
-            BodyRewriter::Json(r) => r.explain(),
-            BodyRewriter::Form(r) => r.explain(),
-        }
+        self.observer_mut().entries = Some(Vec::new());
     }
 
     /// Turns on per-action counting (see [`Tally`]).
     pub fn count(&mut self) {
-        match self {
-            BodyRewriter::Json(r) => r.count(),
-            BodyRewriter::Form(r) => r.count(),
-        }
+        self.observer_mut().tally = Some(Tally::default());
     }
 
     /// The per-action counts so far (`None` unless [`Self::count`] was called).
     pub fn tally(&self) -> Option<&Tally> {
-        match self {
-            BodyRewriter::Json(r) => r.tally(),
-            BodyRewriter::Form(r) => r.tally(),
-        }
+        self.observer()?.tally.as_ref()
     }
 
     /// With [`Self::count`] on: the field counts and per-action counts of
@@ -168,10 +174,9 @@ impl BodyRewriter<'_> {
 
     /// The recorded decisions (empty unless [`Self::explain`] was called).
     pub fn explained(&self) -> &[Explained] {
-        match self {
-            BodyRewriter::Json(r) => r.explained(),
-            BodyRewriter::Form(r) => r.explained(),
-        }
+        self.observer()
+            .and_then(|o| o.entries.as_deref())
+            .unwrap_or(&[])
     }
 }
 
