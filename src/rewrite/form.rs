@@ -10,6 +10,12 @@
 //! kept `v` and reach a partner that splits on `;` as `email=x`. The output
 //! always joins with `&`.
 //!
+//! The raw bytes must be UTF-8, not only the decoded ones: `%C6` followed by
+//! a raw 0x96 byte decodes to `Ɩ` for a parser that percent-decodes bytes
+//! first, but to `%C6` and U+FFFD for one that reads the text first. What
+//! parsers read differently is refused, and a kept parameter (which passes
+//! byte for byte) can never put a non-UTF-8 byte into a URI.
+//!
 //! A name with `[`, `.` or a space is read the ways a partner's parser may
 //! read it (see `decide`): `email[]`, `user[email]` or `user.email` cannot
 //! pass under a `*` keep when a rule names `email` or `user_email`.
@@ -102,6 +108,14 @@ impl<'e> FormRewriter<'e> {
             return Ok(());
         }
         let offset = self.base + at as u64;
+        if let Err(e) = std::str::from_utf8(raw) {
+            return Err(RewriteError {
+                kind: ErrorKind::InvalidUtf8,
+                offset: offset + e.valid_up_to() as u64,
+                line: None,
+                path: String::new(),
+            });
+        }
         let eq = memchr::memchr(b'=', raw);
         let (name_raw, value_raw) = match eq {
             Some(p) => (&raw[..p], &raw[p + 1..]),
@@ -518,6 +532,25 @@ mod tests {
     fn form(e: &Engine, body: &str) -> String {
         let out = e.rewrite(crate::policy::BodyFormat::Form, body.as_bytes());
         String::from_utf8(out.unwrap().body).unwrap()
+    }
+
+    #[test]
+    fn raw_bytes_that_are_not_utf8_are_refused_even_when_they_decode_to_utf8() {
+        // `%C6` + raw 0x96 decodes to "Ɩ" but is not UTF-8 as written: a
+        // kept parameter passes byte for byte, so it must be refused.
+        let e = engine("[query]\nv = \"keep\"\n[fields]\nv = \"keep\"\n");
+        for (input, at) in [(&b"a=1&V=%c6\x96&d=x"[..], 9), (&b"v\xff=1"[..], 1)] {
+            let err = e.rewrite_query(input).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::InvalidUtf8, "{input:?}");
+            assert_eq!(err.offset, at, "{input:?}");
+            let err = e
+                .rewrite(crate::policy::BodyFormat::Form, input)
+                .unwrap_err();
+            assert_eq!(err.kind, ErrorKind::InvalidUtf8, "{input:?}");
+        }
+        // Raw UTF-8 (as some clients send it) still passes as written.
+        let out = e.rewrite_query("v=é%C3%A9".as_bytes()).unwrap();
+        assert_eq!(out.body, "v=é%C3%A9".as_bytes());
     }
 
     const STAR_KEEP: &str = r#"
