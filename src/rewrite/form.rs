@@ -13,8 +13,8 @@
 //! The raw bytes must be UTF-8, not only the decoded ones: `%C6` followed by
 //! a raw 0x96 byte decodes to `Ɩ` for a parser that percent-decodes bytes
 //! first, but to `%C6` and U+FFFD for one that reads the text first. What
-//! parsers read differently is refused, and a kept parameter (which passes
-//! byte for byte) can never put a non-UTF-8 byte into a URI.
+//! parsers read differently is refused, so a kept parameter (which passes
+//! byte for byte) means the same to every parser.
 //!
 //! A name with `[`, `.` or a space is read the ways a partner's parser may
 //! read it (see `decide`): `email[]`, `user[email]` or `user.email` cannot
