@@ -108,7 +108,7 @@ fn redact_replaces_any_value() {
 fn case_and_invisible_variants_of_a_key_meet_its_rule() {
     // Under a kept container, a variant spelling must not slip past `**.email`.
     let out = ok(
-        r#"{"properties":{"Email":"a@b.c","EMAIL":"d@e.f","em\u200bail":"g@h.i","e\u0000mail":"j@k.l"}}"#,
+        r#"{"properties":{"Email":"a@b.c","EMAIL":"d@e.f","em\u200bail":"g@h.i","e\u0001mail":"j@k.l"}}"#,
     );
     for raw in ["a@b.c", "d@e.f", "g@h.i", "j@k.l"] {
         assert!(!out.contains(raw), "{raw} leaked: {out}");
@@ -312,6 +312,73 @@ fn ndjson_lines() {
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::TrailingData);
     assert!(e.rewrite(BodyFormat::Ndjson, b"").unwrap().body.is_empty());
+}
+
+/// A lone CR in NDJSON is refused wherever it stands, in any chunking:
+/// line readers that split on CR would see a second document after it (here
+/// a root `userId` hidden inside a kept container). CR LF still ends a line,
+/// also when a chunk ends between the two.
+#[test]
+fn ndjson_refuses_a_carriage_return_without_a_line_feed() {
+    let e = engine(RULES);
+    for input in [
+        &b"{\"event\":\"b\",\"properties\":{\"x\":\r{\"userId\":\"alice@example.com\"}\r}}\n"[..],
+        b"{\"type\":1}\r{\"type\":2}\n",
+        b"{\"type\":1}\n\r{\"type\":2}\n",
+    ] {
+        for size in 1..=input.len() {
+            let mut out = Vec::new();
+            let mut rw = e.body_rewriter(BodyFormat::Ndjson);
+            let r = input
+                .chunks(size)
+                .try_for_each(|c| rw.feed(c, &mut out))
+                .and_then(|()| rw.finish(&mut out).map(|_| ()));
+            let kind = r.expect_err("a lone CR must be refused").kind;
+            assert_eq!(
+                kind,
+                ErrorKind::BareCarriageReturn,
+                "{input:?} in chunks of {size}"
+            );
+        }
+    }
+    let err = e
+        .rewrite(BodyFormat::Ndjson, b"{\"type\":\r1}\n")
+        .unwrap_err();
+    assert_eq!((err.kind, err.offset), (ErrorKind::BareCarriageReturn, 8));
+    // CR LF, a blank CR LF line and a CR at the very end are line ends.
+    let crlf = b"{\"type\":1}\r\n\r\n{\"type\":2}\r\n\r";
+    for size in 1..=crlf.len() {
+        let mut out = Vec::new();
+        let mut rw = e.body_rewriter(BodyFormat::Ndjson);
+        for c in crlf.chunks(size) {
+            rw.feed(c, &mut out).unwrap();
+        }
+        rw.finish(&mut out).unwrap();
+        assert_eq!(out, b"{\"type\":1}\n{\"type\":2}\n", "chunks of {size}");
+    }
+    // In a single JSON document a CR is ordinary whitespace.
+    assert_eq!(ok("{\"type\":\r1}"), "{\"type\":1}");
+}
+
+/// `\u0000` in a key: canonicalisation would ignore it, C-string parsers
+/// (json-c, for one) stop the key there and read `email`. Refused.
+#[test]
+fn a_key_with_an_escaped_nul_is_refused() {
+    for input in [
+        &br#"{"properties":{"email":"a@b.c","email\u0000x":"alice@example.com"}}"#[..],
+        br#"{"\u0000":1}"#,
+        br#"{"blob":"{\"a\\u0000\":1}"}"#,
+    ] {
+        let r = engine(RULES).rewrite(BodyFormat::Json, input);
+        match r {
+            Err(e) => assert_eq!(e.kind, ErrorKind::NulInKey, "{input:?}"),
+            // Inside embedded_json the document is not applicable: dropped.
+            Ok(out) => assert_eq!(out.body, b"{}", "{input:?}"),
+        }
+    }
+    assert_eq!(refused(br#"{"properties":{"email\u0000x":1}}"#).offset, 15);
+    // A NUL in a value is data.
+    assert_eq!(ok(r#"{"event":"a\u0000b"}"#), r#"{"event":"a\u0000b"}"#);
 }
 
 #[test]

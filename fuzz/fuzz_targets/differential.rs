@@ -111,7 +111,12 @@ fn document(u: &mut Unstructured, depth: u32, embed: bool) -> Result<Value> {
     } else {
         let mut m = serde_json::Map::new();
         for _ in 0..u.int_in_range(0..=4)? {
-            let k = if u.ratio(1, 8)? { u.arbitrary::<String>()? } else { u.choose(KEYS)?.to_string() };
+            // A key holding U+0000 is refused (`NulInKey`), never rewritten.
+            let k = if u.ratio(1, 8)? {
+                u.arbitrary::<String>()?.replace('\0', "")
+            } else {
+                u.choose(KEYS)?.to_string()
+            };
             let v = document(u, depth - 1, embed)?;
             m.insert(k, v);
         }

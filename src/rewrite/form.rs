@@ -123,6 +123,15 @@ impl<'e> FormRewriter<'e> {
         };
         let value_at = offset + eq.map_or(raw.len(), |p| p + 1) as u64;
         let name = decode(name_raw, offset)?;
+        if name.contains(&0) {
+            // Key canonicalisation ignores U+0000; PHP stops the name there.
+            return Err(RewriteError {
+                kind: ErrorKind::NulInKey,
+                offset,
+                line: None,
+                path: String::new(),
+            });
+        }
         if std::str::from_utf8(&name).is_err() {
             return Err(RewriteError {
                 kind: ErrorKind::InvalidUtf8,
@@ -260,7 +269,8 @@ pub(crate) type Decision = Option<(u32, StateId)>;
 ///
 /// * every piece of the name between `[`, `]` and `.`, as a single key;
 /// * the PHP base name (before the first `[`, leading spaces removed, spaces
-///   and `.` turned into `_`; an unclosed `[` becomes `_` too);
+///   and `.` turned into `_`; an unclosed `[` becomes `_` too, and after it
+///   PHP 8 also turns spaces, `.` and `[` into `_`, PHP 7 does not);
 /// * the paths `base[a][b]`, `a.b[c]` and `php_base[a][b]` as nested keys
 ///   (empty and all-digit segments are array positions and skipped), with
 ///   `keep` and `drop` on a container inherited below it as in JSON.
@@ -287,7 +297,7 @@ pub(crate) fn decide(rules: &FieldRules, name: &[u8], scratch: &mut Vec<u8>) -> 
     for piece in name.split(|&b| matches!(b, b'[' | b']' | b'.')) {
         consider(&mut d, single(rules, piece));
     }
-    php_base(name, scratch);
+    php_base(name, scratch, true);
     consider(&mut d, single(rules, scratch));
     let base = &name[..memchr::memchr(b'[', name).unwrap_or(name.len())];
     consider(
@@ -308,6 +318,10 @@ pub(crate) fn decide(rules: &FieldRules, name: &[u8], scratch: &mut Vec<u8>) -> 
             std::iter::once(&scratch[..]).chain(bracket_segments(name)),
         ),
     );
+    // PHP 7 reads the rest after an unclosed `[` differently (it has no
+    // bracket segments, so its single name is the whole reading).
+    php_base(name, scratch, false);
+    consider(&mut d, single(rules, scratch));
     d
 }
 
@@ -379,8 +393,10 @@ fn bracket_segments(name: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// The base name as PHP registers it, into `out`: leading spaces removed,
 /// then up to the first `[` that has a `]` after it, spaces and `.` become
-/// `_`; an unclosed `[` becomes `_` and the rest is taken as it is.
-fn php_base(name: &[u8], out: &mut Vec<u8>) {
+/// `_`; an unclosed `[` becomes `_`, and the rest is taken as it is by PHP 7
+/// while PHP 8 also turns its spaces, `.` and `[` into `_`
+/// (`php_register_variable_ex`).
+fn php_base(name: &[u8], out: &mut Vec<u8>, php8: bool) {
     out.clear();
     let name = &name[name.iter().take_while(|&&b| b == b' ').count()..];
     for (i, &b) in name.iter().enumerate() {
@@ -388,7 +404,10 @@ fn php_base(name: &[u8], out: &mut Vec<u8>) {
             b'[' if memchr::memchr(b']', &name[i..]).is_some() => return,
             b'[' => {
                 out.push(b'_');
-                out.extend_from_slice(&name[i + 1..]);
+                out.extend(name[i + 1..].iter().map(|&b| match b {
+                    b' ' | b'.' | b'[' if php8 => b'_',
+                    _ => b,
+                }));
                 return;
             }
             b' ' | b'.' => out.push(b'_'),
@@ -644,12 +663,57 @@ mod tests {
     }
 
     #[test]
+    fn php_8_and_php_7_readings_after_an_unclosed_bracket_both_count() {
+        let e = engine(
+            "[fields]\n\"*\" = \"keep\"\n\"billing_address_line\" = \"drop\"\n'\"a_b.c\"' = \"drop\"\n",
+        );
+        // PHP 8: billing_address_line; PHP 7: billing_address.line etc.
+        for name in [
+            "billing[address.line",
+            "billing[address+line",
+            "billing[address[line",
+        ] {
+            assert_eq!(form(&e, &format!("{name}=1+Main+St&k=1")), "k=1", "{name}");
+        }
+        // PHP 7 reading only: `a[b.c` is `a_b.c` there (`a_b_c` in PHP 8).
+        assert_eq!(form(&e, "a[b.c=1&k=1"), "k=1");
+        assert_eq!(form(&e, "billing[other=1"), "billing[other=1");
+    }
+
+    #[test]
+    fn a_nul_in_a_name_is_refused() {
+        // Canonicalisation would read `email%00x` as `emailx` (kept by `*`);
+        // PHP stops the name at the NUL and reads `email`.
+        let e = engine(
+            "[fields]\n\"*\" = \"keep\"\n\"email\" = \"pseudonymise\"\n[query]\n\"*\" = \"keep\"\n",
+        );
+        for input in [
+            "a=1&email%00x=alice@example.com",
+            "user[email%00x]=a",
+            "%00=1",
+        ] {
+            let err = e
+                .rewrite(crate::policy::BodyFormat::Form, input.as_bytes())
+                .unwrap_err();
+            assert_eq!(err.kind, ErrorKind::NulInKey, "{input}");
+            let err = e.rewrite_query(input.as_bytes()).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::NulInKey, "{input}");
+        }
+        // A NUL in a value is data, not a name.
+        assert_eq!(form(&e, "note=a%00b"), "note=a%00b");
+    }
+
+    #[test]
     fn php_base_and_brackets() {
         let mut b = Vec::new();
-        php_base(b" user.e mail[x]", &mut b);
+        php_base(b" user.e mail[x]", &mut b, true);
         assert_eq!(b, b"user_e_mail");
-        php_base(b"a.b[c", &mut b);
+        php_base(b"a.b[c", &mut b, true);
         assert_eq!(b, b"a_b_c");
+        php_base(b"billing[address.li ne[x", &mut b, true);
+        assert_eq!(b, b"billing_address_li_ne_x");
+        php_base(b"billing[address.li ne[x", &mut b, false);
+        assert_eq!(b, b"billing_address.li ne[x");
         let segs: Vec<&[u8]> = bracket_segments(b"a[b][][c[d]x[e]").collect();
         assert_eq!(segs, [&b"b"[..], b"", b"d", b"e"]);
     }

@@ -320,7 +320,21 @@ impl<'e> JsonRewriter<'e> {
             // break ends a document and may not occur inside one.
             while i < n {
                 match buf[i] {
-                    b' ' | b'\t' | b'\r' => i += 1,
+                    b' ' | b'\t' => i += 1,
+                    b'\r' => {
+                        // In NDJSON a CR only ever precedes the LF that ends
+                        // a line: readers that split on a lone CR would see
+                        // the bytes after it as another document.
+                        if self.lines {
+                            match buf.get(i + 1) {
+                                Some(b'\n') => {}
+                                Some(_) => return Err((ErrorKind::BareCarriageReturn, i)),
+                                None if !last => return Ok(i),
+                                None => {}
+                            }
+                        }
+                        i += 1;
+                    }
                     b'\n' => {
                         if self.lines {
                             if self.expect == Expect::End {
@@ -860,8 +874,14 @@ impl<'e> JsonRewriter<'e> {
         if escaped {
             let mut scratch = std::mem::take(&mut self.scratch);
             let k = unescape(raw, true, &mut scratch);
+            // Only an escape can put U+0000 in a key; key canonicalisation
+            // would ignore it, a C-string parser stops at it.
+            let nul = k.as_bytes().contains(&0);
             self.keys.extend_from_slice(k.as_bytes());
             self.scratch = scratch;
+            if nul {
+                return Err((ErrorKind::NulInKey, i));
+            }
         } else {
             self.keys.extend_from_slice(raw);
         }

@@ -461,6 +461,14 @@ pub enum ErrorKind {
     /// A malformed `%XX` in a form body or query.
     #[error("invalid percent-encoding")]
     InvalidPercentEncoding,
+    /// A key or parameter name holding U+0000: parsers that stop at NUL (C
+    /// strings, PHP's variable registration) read another name than scrim.
+    #[error("a key holds a NUL character (some parsers read only what comes before it)")]
+    NulInKey,
+    /// In NDJSON, a carriage return not followed by a line feed: line
+    /// readers that split on a lone CR would see another document.
+    #[error("NDJSON: a carriage return not followed by a line feed")]
+    BareCarriageReturn,
 }
 
 impl ErrorKind {
@@ -469,7 +477,7 @@ impl ErrorKind {
         match self {
             ErrorKind::TooDeep(_) => "too_deep",
             ErrorKind::InvalidPercentEncoding => "invalid_form",
-            ErrorKind::LineBreakInDocument => "invalid_ndjson",
+            ErrorKind::LineBreakInDocument | ErrorKind::BareCarriageReturn => "invalid_ndjson",
             _ => "invalid_json",
         }
     }

@@ -1,5 +1,7 @@
 //! `strip_query`: a URL without query, fragment and userinfo.
 
+use crate::policy::selector::is_invisible;
+
 /// Length of a valid scheme (`ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )`)
 /// followed by `:` at the start of `s`, or `None`.
 fn scheme_len(s: &str) -> Option<usize> {
@@ -37,11 +39,14 @@ fn is_special(scheme: &str) -> bool {
 ///   authority is what follows `scheme://` (or a leading `//` in a
 ///   network-path reference) up to the next `/`; its userinfo ends at the last
 ///   `@` in it.
+/// * A `blob:` URL is stripped as the URL it wraps.
 /// * Everything else (scheme, host, port, path) is kept byte for byte; no
 ///   normalisation or decoding is done. Relative references work the same way:
 ///   `"/p?a=1#x"` gives `"/p"`, `"?a=1"` gives `""`.
 ///
-/// Returns `None` for strings containing whitespace, control characters or a
+/// Returns `None` for strings containing whitespace, control characters,
+/// invisible format characters (U+FEFF, U+200B...: JavaScript's `trim()`
+/// removes some of them, turning a relative path into a URL with userinfo) or a
 /// backslash (URL parsers disagree on whether `\` ends the authority, and
 /// WHATWG parsers remove tabs and newlines anywhere, so such a value could
 /// hide userinfo from one of them). Also `None` for a special scheme (`http`,
@@ -54,9 +59,21 @@ fn is_special(scheme: &str) -> bool {
 pub fn strip_query(value: &str, keep_params: &[String]) -> Option<String> {
     if value
         .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || c == '\\')
+        .any(|c| c.is_whitespace() || c.is_control() || c == '\\' || is_invisible(c))
     {
         return None;
+    }
+    // `blob:` wraps a whole URL (`blob:https://u:p@host/id`): strip that
+    // one. A blob of a blob is no URL anyone serves: refused (and never
+    // recursed into).
+    if let Some(n) = scheme_len(value)
+        && value[..n].eq_ignore_ascii_case("blob")
+    {
+        let inner = &value[n + 1..];
+        if scheme_len(inner).is_some_and(|m| inner[..m].eq_ignore_ascii_case("blob")) {
+            return None;
+        }
+        return strip_query(inner, keep_params).map(|inner| format!("{}:{inner}", &value[..n]));
     }
     let no_fragment = value.split_once('#').map_or(value, |(head, _)| head);
     let (base, query) = match no_fragment.split_once('?') {
@@ -222,6 +239,33 @@ mod tests {
         ] {
             assert_eq!(sq(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn invisible_characters_and_blob_urls_cannot_hide_userinfo() {
+        // JavaScript's trim() removes U+FEFF: `new URL(v.trim())` would read
+        // user `alice` and password `secret`.
+        for bad in [
+            "\u{feff}https://alice:secret@host/p?email=a",
+            "\u{200b}https://alice:secret@host/p",
+            "https://alice\u{2060}:secret@host/p",
+            "blob:blob:https://alice:secret@host/p",
+        ] {
+            assert_eq!(sq(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            sq("blob:https://alice:secret@host/id?x=1#f").as_deref(),
+            Some("blob:https://host/id")
+        );
+        assert_eq!(
+            strip_query(
+                "BLOB:https://u@host/id?utm_source=a&e=b",
+                &keep(&["utm_source"])
+            )
+            .as_deref(),
+            Some("BLOB:https://host/id?utm_source=a")
+        );
+        assert_eq!(sq("blob:https:///u@host"), None);
     }
 
     /// WHATWG reads a user and password in all of these (any number of
