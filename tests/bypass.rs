@@ -117,14 +117,36 @@ async fn smuggling_bodies_are_refused_and_never_forwarded() {
             format!("{{\"event\":\"a\"}}\n{{\"event\":\"{RAW}\"}}\n").into_bytes(),
         ),
         ("10,000-deep nesting", deep.into_bytes()),
+        (
+            "NUL in a key (C-string parsers read `email`)",
+            format!(r#"{{"props":{{"email\u0000x":"{RAW}"}}}}"#).into_bytes(),
+        ),
     ];
-    for (what, body) in cases {
+    let ndjson = "application/x-ndjson";
+    let form = "application/x-www-form-urlencoded";
+    let cases = cases
+        .into_iter()
+        .map(|(what, body)| (what, "application/json", body))
+        .chain([
+            (
+                "NDJSON line with a lone CR before a hidden document",
+                ndjson,
+                format!("{{\"event\":\"a\",\"props\":{{\"x\":\r{{\"userId\":\"{RAW}\"}}\r}}}}\n")
+                    .into_bytes(),
+            ),
+            (
+                "NUL in a form name (PHP reads `email`)",
+                form,
+                format!("event=a&email%00x={RAW}").into_bytes(),
+            ),
+        ]);
+    for (what, content_type, body) in cases {
         let r = send(
             &c,
             request(
                 "POST",
                 &gw.url("/p/x"),
-                &[("content-type", "application/json")],
+                &[("content-type", content_type)],
                 Bytes::from(body),
             ),
         )
