@@ -607,7 +607,7 @@ impl Scanner {
                     cards_in_run(b, &run, cands);
                 }
                 if want_phone {
-                    phones_in_run(b, &run, cands);
+                    phones_in_run(b, &run.without_fragment(), cands);
                 }
             }
             if want_iban
@@ -641,12 +641,43 @@ fn digit(c: u8) -> bool {
 
 // ---------------------------------------------------------------- email
 
+/// A character of an address's local part: letters, digits and the RFC 5322
+/// `atext` punctuation that occurs in real addresses (`mary.o'neil`,
+/// `alice!bob`, `a#b`). `=`, `?`, `/` and `&` are left out: in running text
+/// and URLs (`?email=alice@...`) they end a parameter, not begin an address.
 fn is_local_char(c: char) -> bool {
     if c.is_ascii() {
-        c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '%' | '+' | '-')
+        c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                '.' | '_'
+                    | '%'
+                    | '+'
+                    | '-'
+                    | '\''
+                    | '!'
+                    | '#'
+                    | '$'
+                    | '*'
+                    | '^'
+                    | '`'
+                    | '{'
+                    | '|'
+                    | '}'
+                    | '~'
+            )
     } else {
         c.is_alphanumeric()
     }
+}
+
+/// Punctuation that starts no address: quotes and brackets around one in
+/// text (`'alice@...'`, `{alice@...}`) are not part of it.
+fn is_local_lead_trim(c: u8) -> bool {
+    matches!(
+        c,
+        b'.' | b'\'' | b'!' | b'#' | b'$' | b'*' | b'^' | b'`' | b'{' | b'|' | b'}' | b'~'
+    )
 }
 
 fn is_domain_char(c: char) -> bool {
@@ -667,7 +698,7 @@ fn email_at(text: &str, at_s: usize, at_e: usize) -> Option<(usize, usize)> {
         }
         ls = idx;
     }
-    while ls < at_s && b[ls] == b'.' {
+    while ls < at_s && is_local_lead_trim(b[ls]) {
         ls += 1;
     }
     if ls == at_s {
@@ -787,7 +818,18 @@ fn ipv6_start_ok(b: &[u8], i: usize) -> bool {
         return true;
     }
     let p = b[i - 1];
-    !(is_word(p) || p == b':' || (p == b'.' && i >= 2 && is_word(b[i - 2])))
+    if p == b':' {
+        // `ip:2001:db8::1`, `src:fe80::1`: a colon after a word that is not
+        // all hex digits labels the address. After hex digits (`12:34`,
+        // `2001:db8`) or another colon it is part of one, which a start
+        // further left finds.
+        let mut j = i - 1;
+        while j > 0 && b[j - 1].is_ascii_hexdigit() {
+            j -= 1;
+        }
+        return j > 0 && is_word(b[j - 1]);
+    }
+    !(is_word(p) || (p == b'.' && i >= 2 && is_word(b[i - 2])))
 }
 
 fn ipv6_at(text: &str, i: usize) -> Option<usize> {
@@ -825,7 +867,7 @@ fn ipv6_at(text: &str, i: usize) -> Option<usize> {
 /// Separator in front of a digit group of a numeric run.
 #[derive(Clone, Copy, Debug, Default)]
 struct Sep {
-    /// `b' '`, `b'-'`, `b'.'`, or 0 for none.
+    /// `b' '`, `b'-'`, `b'.'`, `b'/'` (after a trunk prefix), or 0 for none.
     plain: u8,
     /// The group is opened by `(` (closed right after it).
     open: bool,
@@ -851,9 +893,24 @@ struct Run {
     truncated: bool,
     /// The last group was opened by `(` but not closed.
     bad_paren: bool,
+    /// The last group is followed by `:` or `/` and a digit (`12:30`): a
+    /// card may end with it (`4111 1111 1111 1111:123`), a phone may not.
+    fragment: bool,
 }
 
 impl Run {
+    /// The run without a last group that begins a time or date fragment.
+    fn without_fragment(&self) -> Run {
+        let mut r = *self;
+        if r.fragment && r.n > 1 {
+            r.n -= 1;
+            r.fragment = false;
+            r.truncated = false;
+            r.end = r.groups[r.n - 1].1 + usize::from(r.seps[r.n].close);
+        }
+        r
+    }
+
     fn len(&self, k: usize) -> usize {
         self.groups[k].1 - self.groups[k].0
     }
@@ -921,6 +978,7 @@ fn scan_run(b: &[u8], s: usize) -> Option<Run> {
         n: 0,
         truncated: false,
         bad_paren: false,
+        fragment: false,
     };
     let mut sep = Sep {
         plain: 0,
@@ -938,12 +996,23 @@ fn scan_run(b: &[u8], s: usize) -> Option<Run> {
             p += 1;
         }
         let ge = p;
-        if matches!(at(b, ge), b':' | b'/') && digit(at(b, ge + 1)) {
-            // A time or date fragment: not part of a number.
-            if k == 0 {
-                return None;
-            }
-            break;
+        // A short group before `:` or `/` and a digit is a time or date
+        // fragment (`12:30`, `12/26`): it cannot start a run, and it ends
+        // one (kept as its last group, so `4111 1111 1111 1111:123` is still
+        // a whole card). A longer group (`4111111111111111:123`) is a number
+        // that ends there.
+        // `0171/1234567`, `030/12345678`: a trunk prefix and a slash, as
+        // German-speaking countries write phone numbers. No date has a
+        // leading-zero group of 3 to 5 digits and then 5 or more digits.
+        let trunk_slash = k == 0
+            && at(b, ge) == b'/'
+            && b[gs] == b'0'
+            && (3..=5).contains(&(ge - gs))
+            && b.get(ge + 1..)
+                .is_some_and(|r| r.iter().take_while(|c| c.is_ascii_digit()).count() >= 5);
+        let fragment = !trunk_slash && matches!(at(b, ge), b':' | b'/') && digit(at(b, ge + 1));
+        if fragment && k == 0 && ge - gs <= 4 {
+            return None;
         }
         let mut closed = false;
         if sep.open {
@@ -964,6 +1033,10 @@ fn scan_run(b: &[u8], s: usize) -> Option<Run> {
         if run.bad_paren {
             break;
         }
+        if fragment {
+            run.fragment = true;
+            break;
+        }
         let q0 = p;
         let mut q = p;
         sep = Sep {
@@ -971,7 +1044,7 @@ fn scan_run(b: &[u8], s: usize) -> Option<Run> {
             open: false,
             close: closed,
         };
-        if matches!(at(b, q), b' ' | b'-' | b'.') {
+        if matches!(at(b, q), b' ' | b'-' | b'.') || (trunk_slash && at(b, q) == b'/') {
             sep.plain = b[q];
             q += 1;
         }
@@ -1156,10 +1229,14 @@ fn cards_in_run(b: &[u8], run: &Run, out: &mut Vec<Cand>) {
             if j > i && !(2..=6).contains(&run.len(j)) {
                 continue;
             }
+            // A comma after a card number starts the next field
+            // (`4111111111111111,12/25,123`), not a decimal part: no amount
+            // has 13 or more integer digits.
+            let end = run.groups[j].1;
             let end_ok = if j + 1 < run.n {
                 joins(j + 1)
             } else {
-                run.truncated || after_ok(b, run.groups[j].1)
+                run.truncated || after_ok(b, end) || (at(b, end) == b',' && digit(at(b, end + 1)))
             };
             if digits >= MIN_CARD_DIGITS && end_ok && luhn(b, &run.groups[i..=j]) {
                 best = Some(j);

@@ -97,6 +97,14 @@ fn emails() {
     check("mailto:jörg@bücher.de", "mailto:[email]");
     check(".alice@example.com", ".[email]");
     check("a@b@example.com", "a@[email]");
+    // RFC 5322 punctuation inside the local part is part of the address;
+    // quotes and braces around it are not.
+    check("mary.o'neil@example.com", "[email]");
+    check("alice!bob@example.com and a#b@x.io", "[email] and [email]");
+    check("'alice@example.com'", "'[email]'");
+    check("{alice@example.com}", "{[email]}");
+    check("x=alice@example.com&y", "x=[email]&y");
+    check("?email=alice@example.com", "?email=[email]");
     none("alice@example");
     none("alice@example.c");
     none("alice@192.168.1.1x");
@@ -134,7 +142,12 @@ fn ipv6() {
     );
     check("addr 2001:DB8::A:", "addr [ipv6]:");
     check("lo ::1", "lo [ipv6]");
+    // A label and a colon in front: `ip:` is not part of the address.
+    check("ip:2001:db8:1234:5678::abcd", "ip:[ipv6]");
+    check("host:fe80::1%eth0", "host:[ipv6]%eth0");
+    check("src:2001:db8::2 dst:2001:db8::3", "src:[ipv6] dst:[ipv6]");
     none("12:34:56 and 00:1a:2b:3c:4d:5e and a::: and ::");
+    none("at 12:30:45:99");
     none("gfe80::1");
 }
 
@@ -145,6 +158,12 @@ fn cards() {
     check("4111111111111111", "[card]");
     check("amex 3782 822463 10005.", "amex [card].");
     check("4111111111111111 12/26", "[card] 12/26");
+    // Card, expiry and code written together.
+    check("4111111111111111:123", "[card]:123");
+    check("4111111111111111/12", "[card]/12");
+    check("4111111111111111,12/25,123", "[card],12/25,123");
+    check("4111 1111 1111 1111:123", "[card]:123");
+    check("4111-1111-1111-1111/0925", "[card]/0925");
     assert_eq!(kinds("pay 5555 5555 5555 4444 now"), vec![Detector::Card]);
     // Luhn-invalid 16 digits: neither a card nor (too long) a phone.
     none("4111 1111 1111 1112");
@@ -220,6 +239,11 @@ fn phones() {
     check("(555-1234", "([phone]");
     check("1-800-555-0199", "[phone]");
     check("555-123-4567-ext", "[phone]-ext");
+    check(
+        "Tel. 0171/1234567 oder 030/12345678",
+        "Tel. [phone] oder [phone]",
+    );
+    none("on 01/02/2024 and 2024/01/02 and 12/26");
     none("2024-05-01");
     none("01.05.2024");
     none("2024-05-01 13:45");
