@@ -874,14 +874,8 @@ impl<'e> JsonRewriter<'e> {
         if escaped {
             let mut scratch = std::mem::take(&mut self.scratch);
             let k = unescape(raw, true, &mut scratch);
-            // Only an escape can put U+0000 in a key; key canonicalisation
-            // would ignore it, a C-string parser stops at it.
-            let nul = k.as_bytes().contains(&0);
             self.keys.extend_from_slice(k.as_bytes());
             self.scratch = scratch;
-            if nul {
-                return Err((ErrorKind::NulInKey, i));
-            }
         } else {
             self.keys.extend_from_slice(raw);
         }
@@ -923,10 +917,21 @@ impl<'e> JsonRewriter<'e> {
             return Err((ErrorKind::DuplicateKey, i));
         }
         if let Mode::Rewrite(ctx) = frame.mode {
+            let state = self
+                .rules
+                .step_with(ctx.state, &self.keys[start..], &mut self.scratch);
+            // Only an escape puts U+0000 in a key. Canonicalisation ignores
+            // it (`email\u0000x` is `emailx`), a C-string parser stops at it
+            // (`email`): when the two readings are not decided alike, the
+            // rewrite cannot be certain.
+            if escaped && let Some(nul) = memchr::memchr(0, &self.keys[start..]) {
+                let prefix = &self.keys[start..start + nul];
+                if self.rules.step_with(ctx.state, prefix, &mut self.scratch) != state {
+                    return Err((ErrorKind::NulInKey, i));
+                }
+            }
             self.member = Ctx {
-                state: self
-                    .rules
-                    .step_with(ctx.state, &self.keys[start..], &mut self.scratch),
+                state,
                 keep: ctx.keep,
                 fresh: false,
             };

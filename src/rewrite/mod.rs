@@ -461,9 +461,13 @@ pub enum ErrorKind {
     /// A malformed `%XX` in a form body or query.
     #[error("invalid percent-encoding")]
     InvalidPercentEncoding,
-    /// A key or parameter name holding U+0000: parsers that stop at NUL (C
-    /// strings, PHP's variable registration) read another name than scrim.
-    #[error("a key holds a NUL character (some parsers read only what comes before it)")]
+    /// A key or parameter name holding U+0000 where the rules decide the
+    /// name before the NUL differently: parsers that stop at NUL (C
+    /// strings, PHP's variable registration) read that name. Form and query
+    /// names with `%00` are always refused.
+    #[error(
+        "a key holds a NUL character, and the rules decide the part before it differently (some parsers read only that part)"
+    )]
     NulInKey,
     /// In NDJSON, a carriage return not followed by a line feed: line
     /// readers that split on a lone CR would see another document.
