@@ -139,6 +139,11 @@ async fn smuggling_bodies_are_refused_and_never_forwarded() {
                 form,
                 format!("event=a&email%00x={RAW}").into_bytes(),
             ),
+            (
+                "JSON sent as a form (one parameter name under a `*` keep)",
+                form,
+                format!(r#"{{"event":"a","email":"{RAW}"}}"#).into_bytes(),
+            ),
         ]);
     for (what, content_type, body) in cases {
         let r = send(

@@ -43,6 +43,8 @@ pub struct FormRewriter<'e> {
     error: Option<RewriteError>,
     /// Reused for the PHP reading of a name (see [`decide`]).
     scratch: Vec<u8>,
+    /// A request body (not a query string): refused when it starts like JSON.
+    body: bool,
 }
 
 impl<'e> FormRewriter<'e> {
@@ -58,7 +60,18 @@ impl<'e> FormRewriter<'e> {
             observe: None,
             error: None,
             scratch: Vec::new(),
+            body: false,
         }
+    }
+
+    /// For a request body: one that starts like a JSON document (`{`, `[`,
+    /// after blanks) is refused. Under `"*" = "keep"` it would pass whole as
+    /// one parameter name, and a partner that parses JSON whatever the
+    /// Content-Type would read every field in it.
+    #[must_use]
+    pub fn body(mut self) -> FormRewriter<'e> {
+        self.body = true;
+        self
     }
 
     /// Parameters completed so far.
@@ -108,6 +121,21 @@ impl<'e> FormRewriter<'e> {
             return Ok(());
         }
         let offset = self.base + at as u64;
+        if self.body
+            && offset == 0
+            && matches!(
+                raw.iter()
+                    .find(|&&b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'+')),
+                Some(b'{' | b'[')
+            )
+        {
+            return Err(RewriteError {
+                kind: ErrorKind::JsonAsForm,
+                offset,
+                line: None,
+                path: String::new(),
+            });
+        }
         if let Err(e) = std::str::from_utf8(raw) {
             return Err(RewriteError {
                 kind: ErrorKind::InvalidUtf8,
@@ -282,6 +310,23 @@ pub(crate) type Decision = Option<(u32, StateId)>;
 /// reading can therefore only make the outcome stricter than the name as
 /// written.
 pub(crate) fn decide(rules: &FieldRules, name: &[u8], scratch: &mut Vec<u8>) -> Decision {
+    let d = readings(rules, name, scratch);
+    // Spring binds `!email` to `email` when no `email` is sent (a default
+    // value): that name is one more reading.
+    match name.strip_prefix(b"!") {
+        Some(rest) if !rest.is_empty() => {
+            let other = readings(rules, rest, scratch);
+            match other {
+                Some((r, _)) if is_named(rules, r) => meet(rules, d, other),
+                _ => d,
+            }
+        }
+        _ => d,
+    }
+}
+
+/// [`decide`] without Spring's `!` prefix.
+fn readings(rules: &FieldRules, name: &[u8], scratch: &mut Vec<u8>) -> Decision {
     let full = single(rules, name);
     if !name.iter().any(|&b| matches!(b, b'[' | b'.' | b' ')) {
         return full;
@@ -322,7 +367,28 @@ pub(crate) fn decide(rules: &FieldRules, name: &[u8], scratch: &mut Vec<u8>) -> 
     // bracket segments, so its single name is the whole reading).
     php_base(name, scratch, false);
     consider(&mut d, single(rules, scratch));
+    // Spring reads quoted map keys: `user['email']` is `email` in `user`.
+    if name.iter().any(|&b| matches!(b, b'\'' | b'"')) {
+        for piece in bracket_segments(name).map(unquote) {
+            consider(&mut d, single(rules, piece));
+        }
+        consider(
+            &mut d,
+            walk(
+                rules,
+                std::iter::once(base).chain(bracket_segments(name).map(unquote)),
+            ),
+        );
+    }
     d
+}
+
+/// A bracket segment without one pair of enclosing quotes (`'a'`, `"a"`).
+fn unquote(seg: &[u8]) -> &[u8] {
+    match seg {
+        [q @ (b'\'' | b'"'), inner @ .., e] if e == q => inner,
+        _ => seg,
+    }
 }
 
 /// `key` decided as one key at the root.
@@ -678,6 +744,45 @@ mod tests {
         // PHP 7 reading only: `a[b.c` is `a_b.c` there (`a_b_c` in PHP 8).
         assert_eq!(form(&e, "a[b.c=1&k=1"), "k=1");
         assert_eq!(form(&e, "billing[other=1"), "billing[other=1");
+    }
+
+    #[test]
+    fn spring_default_prefix_and_quoted_map_keys_meet_the_named_rule() {
+        let e = engine(STAR_KEEP);
+        let out = form(
+            &e,
+            "!email=a%40b.c&user['email']=x&user[\"email\"]=y&!password=p&!x=1&!=2",
+        );
+        assert!(
+            !out.contains("a%40b.c") && !out.contains("=x&") && !out.contains("=y"),
+            "{out}"
+        );
+        assert!(out.contains("!email=test."), "{out}");
+        assert!(out.contains("user['email']=test."), "{out}");
+        assert!(!out.contains("password"), "{out}");
+        assert!(out.contains("!x=1") && out.contains("!=2"), "{out}");
+        // Readings never loosen: without `*`, `!email` is dropped.
+        let strict = engine("[fields]\n\"email\" = \"pseudonymise\"\n");
+        assert_eq!(form(&strict, "!email=a&user['email']=b"), "");
+    }
+
+    #[test]
+    fn a_form_body_that_starts_like_json_is_refused() {
+        let e = engine(STAR_KEEP);
+        for body in [
+            r#"{"email":"a@b.c","password":"p"}"#,
+            " [1,2]",
+            "+{\"a\":1}&b=2",
+        ] {
+            let err = e
+                .rewrite(crate::policy::BodyFormat::Form, body.as_bytes())
+                .unwrap_err();
+            assert_eq!(err.kind, ErrorKind::JsonAsForm, "{body}");
+            assert_eq!(err.kind.code(), "invalid_form");
+        }
+        // Only at the start of a body; a query string is read as written.
+        assert_eq!(form(&e, "a=1&{b}=2"), "a=1&{b}=2");
+        assert!(e.rewrite_query(b"{\"a\":1}").is_ok());
     }
 
     #[test]

@@ -57,7 +57,9 @@ impl Engine {
         match format {
             BodyFormat::Json => BodyRewriter::Json(JsonRewriter::new(self, false)),
             BodyFormat::Ndjson => BodyRewriter::Json(JsonRewriter::new(self, true)),
-            BodyFormat::Form => BodyRewriter::Form(FormRewriter::new(self, &self.policy.fields)),
+            BodyFormat::Form => {
+                BodyRewriter::Form(FormRewriter::new(self, &self.policy.fields).body())
+            }
         }
     }
 
@@ -473,6 +475,11 @@ pub enum ErrorKind {
     /// readers that split on a lone CR would see another document.
     #[error("NDJSON: a carriage return not followed by a line feed")]
     BareCarriageReturn,
+    /// A form body that starts like a JSON document: a partner that reads
+    /// JSON whatever the Content-Type would see its fields, which the form
+    /// rules read as one parameter name.
+    #[error("a form body that starts like JSON (`{{` or `[`): sent with the wrong Content-Type?")]
+    JsonAsForm,
 }
 
 impl ErrorKind {
@@ -480,7 +487,7 @@ impl ErrorKind {
     pub fn code(&self) -> &'static str {
         match self {
             ErrorKind::TooDeep(_) => "too_deep",
-            ErrorKind::InvalidPercentEncoding => "invalid_form",
+            ErrorKind::InvalidPercentEncoding | ErrorKind::JsonAsForm => "invalid_form",
             ErrorKind::LineBreakInDocument | ErrorKind::BareCarriageReturn => "invalid_ndjson",
             _ => "invalid_json",
         }
