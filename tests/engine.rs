@@ -485,7 +485,8 @@ fn forms_are_fields() {
         (ErrorKind::InvalidPercentEncoding, 5)
     );
     let err = e.rewrite(BodyFormat::Form, b"userId=%ff").unwrap_err();
-    assert_eq!(err.kind, ErrorKind::InvalidUtf8);
+    assert_eq!(err.kind, ErrorKind::FormUtf8);
+    assert_eq!(err.kind.code(), "invalid_form");
     // Chunked the same.
     let mut out = Vec::new();
     let mut rw = e.body_rewriter(BodyFormat::Form);

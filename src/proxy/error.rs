@@ -200,6 +200,100 @@ mod tests {
         }
     }
 
+    /// Every error code, with its status, is in the operators' table in
+    /// docs/operations.md. The matches are exhaustive, so a new variant
+    /// does not compile until it is listed here.
+    #[test]
+    fn every_code_is_documented_with_its_status() {
+        let doc = include_str!("../../docs/operations.md");
+        let kinds = [
+            ErrorKind::Syntax("x"),
+            ErrorKind::DuplicateKey,
+            ErrorKind::LoneSurrogate,
+            ErrorKind::InvalidUtf8,
+            ErrorKind::TooDeep(1),
+            ErrorKind::TrailingData,
+            ErrorKind::UnexpectedEnd,
+            ErrorKind::NumberTooLong,
+            ErrorKind::LineBreakInDocument,
+            ErrorKind::InvalidPercentEncoding,
+            ErrorKind::NulInKey,
+            ErrorKind::NulInName,
+            ErrorKind::FormUtf8,
+            ErrorKind::BareCarriageReturn,
+            ErrorKind::JsonAsForm,
+        ];
+        for k in &kinds {
+            match k {
+                ErrorKind::Syntax(_)
+                | ErrorKind::DuplicateKey
+                | ErrorKind::LoneSurrogate
+                | ErrorKind::InvalidUtf8
+                | ErrorKind::TooDeep(_)
+                | ErrorKind::TrailingData
+                | ErrorKind::UnexpectedEnd
+                | ErrorKind::NumberTooLong
+                | ErrorKind::LineBreakInDocument
+                | ErrorKind::InvalidPercentEncoding
+                | ErrorKind::NulInKey
+                | ErrorKind::NulInName
+                | ErrorKind::FormUtf8
+                | ErrorKind::BareCarriageReturn
+                | ErrorKind::JsonAsForm => {}
+            }
+        }
+        let mut errors: Vec<ProxyError> = kinds
+            .into_iter()
+            .map(|kind| {
+                ProxyError::Invalid(RewriteError {
+                    kind,
+                    offset: 0,
+                    line: None,
+                    path: String::new(),
+                })
+            })
+            .collect();
+        errors.extend([
+            ProxyError::UnknownRecipient,
+            ProxyError::TooLarge { limit: 1 },
+            ProxyError::UnsupportedType("text/plain".into()),
+            ProxyError::UnsupportedEncoding("br".into()),
+            ProxyError::BadEncoding("gzip"),
+            ProxyError::RateLimited {
+                retry_after: Duration::from_secs(1),
+            },
+            ProxyError::HeadersTooLarge("count"),
+            ProxyError::Overloaded,
+            ProxyError::BufferFull,
+            ProxyError::BodyTimeout,
+            ProxyError::BodyRead,
+            ProxyError::Unreachable("connect"),
+            ProxyError::Timeout(Duration::from_secs(1)),
+            ProxyError::Internal("x"),
+        ]);
+        for e in &errors {
+            match e {
+                ProxyError::UnknownRecipient
+                | ProxyError::Invalid(_)
+                | ProxyError::TooLarge { .. }
+                | ProxyError::UnsupportedType(_)
+                | ProxyError::UnsupportedEncoding(_)
+                | ProxyError::BadEncoding(_)
+                | ProxyError::RateLimited { .. }
+                | ProxyError::HeadersTooLarge(_)
+                | ProxyError::Overloaded
+                | ProxyError::BufferFull
+                | ProxyError::BodyTimeout
+                | ProxyError::BodyRead
+                | ProxyError::Unreachable(_)
+                | ProxyError::Timeout(_)
+                | ProxyError::Internal(_) => {}
+            }
+            let row = format!("| `{}` | {} |", e.code(), e.status().as_u16());
+            assert!(doc.contains(&row), "docs/operations.md lacks the row {row}");
+        }
+    }
+
     #[test]
     fn retry_after_is_whole_seconds() {
         let r = ProxyError::RateLimited {

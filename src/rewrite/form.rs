@@ -138,7 +138,7 @@ impl<'e> FormRewriter<'e> {
         }
         if let Err(e) = std::str::from_utf8(raw) {
             return Err(RewriteError {
-                kind: ErrorKind::InvalidUtf8,
+                kind: ErrorKind::FormUtf8,
                 offset: offset + e.valid_up_to() as u64,
                 line: None,
                 path: String::new(),
@@ -154,7 +154,7 @@ impl<'e> FormRewriter<'e> {
         if name.contains(&0) {
             // Key canonicalisation ignores U+0000; PHP stops the name there.
             return Err(RewriteError {
-                kind: ErrorKind::NulInKey,
+                kind: ErrorKind::NulInName,
                 offset,
                 line: None,
                 path: String::new(),
@@ -162,7 +162,7 @@ impl<'e> FormRewriter<'e> {
         }
         if std::str::from_utf8(&name).is_err() {
             return Err(RewriteError {
-                kind: ErrorKind::InvalidUtf8,
+                kind: ErrorKind::FormUtf8,
                 offset,
                 line: None,
                 path: String::new(),
@@ -177,7 +177,7 @@ impl<'e> FormRewriter<'e> {
         // whole, never partly forwarded.
         let value = decode(value_raw, value_at)?;
         let value = std::str::from_utf8(&value).map_err(|e| RewriteError {
-            kind: ErrorKind::InvalidUtf8,
+            kind: ErrorKind::FormUtf8,
             offset: value_at + e.valid_up_to() as u64,
             line: None,
             path: self.path_of(&name),
@@ -626,12 +626,12 @@ mod tests {
         let e = engine("[query]\nv = \"keep\"\n[fields]\nv = \"keep\"\n");
         for (input, at) in [(&b"a=1&V=%c6\x96&d=x"[..], 9), (&b"v\xff=1"[..], 1)] {
             let err = e.rewrite_query(input).unwrap_err();
-            assert_eq!(err.kind, ErrorKind::InvalidUtf8, "{input:?}");
+            assert_eq!(err.kind, ErrorKind::FormUtf8, "{input:?}");
             assert_eq!(err.offset, at, "{input:?}");
             let err = e
                 .rewrite(crate::policy::BodyFormat::Form, input)
                 .unwrap_err();
-            assert_eq!(err.kind, ErrorKind::InvalidUtf8, "{input:?}");
+            assert_eq!(err.kind, ErrorKind::FormUtf8, "{input:?}");
         }
         // Raw UTF-8 (as some clients send it) still passes as written.
         let out = e.rewrite_query("v=é%C3%A9".as_bytes()).unwrap();
@@ -800,9 +800,9 @@ mod tests {
             let err = e
                 .rewrite(crate::policy::BodyFormat::Form, input.as_bytes())
                 .unwrap_err();
-            assert_eq!(err.kind, ErrorKind::NulInKey, "{input}");
+            assert_eq!(err.kind, ErrorKind::NulInName, "{input}");
             let err = e.rewrite_query(input.as_bytes()).unwrap_err();
-            assert_eq!(err.kind, ErrorKind::NulInKey, "{input}");
+            assert_eq!(err.kind, ErrorKind::NulInName, "{input}");
         }
         // A NUL in a value is data, not a name.
         assert_eq!(form(&e, "note=a%00b"), "note=a%00b");

@@ -463,14 +463,20 @@ pub enum ErrorKind {
     /// A malformed `%XX` in a form body or query.
     #[error("invalid percent-encoding")]
     InvalidPercentEncoding,
-    /// A key or parameter name holding U+0000 where the rules decide the
-    /// name before the NUL differently: parsers that stop at NUL (C
-    /// strings, PHP's variable registration) read that name. Form and query
-    /// names with `%00` are always refused.
+    /// A JSON key holding U+0000 where the rules decide the part before the
+    /// NUL differently: parsers that stop at NUL (C strings) read that part.
     #[error(
         "a key holds a NUL character, and the rules decide the part before it differently (some parsers read only that part)"
     )]
     NulInKey,
+    /// A form or query parameter name holding `%00`: PHP and C-string
+    /// parsers stop the name there.
+    #[error("a parameter name holds a NUL character (some parsers read only what comes before it)")]
+    NulInName,
+    /// A form or query parameter that is not UTF-8, as written or once
+    /// percent-decoded.
+    #[error("invalid UTF-8 in a form parameter")]
+    FormUtf8,
     /// In NDJSON, a carriage return not followed by a line feed: line
     /// readers that split on a lone CR would see another document.
     #[error("NDJSON: a carriage return not followed by a line feed")]
@@ -487,7 +493,10 @@ impl ErrorKind {
     pub fn code(&self) -> &'static str {
         match self {
             ErrorKind::TooDeep(_) => "too_deep",
-            ErrorKind::InvalidPercentEncoding | ErrorKind::JsonAsForm => "invalid_form",
+            ErrorKind::InvalidPercentEncoding
+            | ErrorKind::JsonAsForm
+            | ErrorKind::NulInName
+            | ErrorKind::FormUtf8 => "invalid_form",
             ErrorKind::LineBreakInDocument | ErrorKind::BareCarriageReturn => "invalid_ndjson",
             _ => "invalid_json",
         }
