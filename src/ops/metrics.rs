@@ -236,41 +236,10 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// Records field outcomes and byte counts of a rewrite.
+    /// Records field outcomes and byte counts of a rewrite (through the
+    /// recipient's handles: one path for both).
     pub fn rewrite(&self, recipient: &str, stats: &Stats, bytes_in: u64, bytes_out: u64) {
-        let r = || recipient.to_string();
-        let not_applicable = stats.not_applicable;
-        for (outcome, n) in [
-            ("kept", stats.kept),
-            ("transformed", stats.transformed),
-            ("dropped", stats.dropped - not_applicable),
-            ("not_applicable", not_applicable),
-        ] {
-            if n > 0 {
-                self.fields
-                    .get_or_create(&FieldLabels {
-                        recipient: r(),
-                        outcome,
-                    })
-                    .inc_by(n);
-            }
-        }
-        for (action, n) in stats.by_action.iter() {
-            if n > 0 {
-                self.actions
-                    .get_or_create(&ActionLabels {
-                        recipient: r(),
-                        action,
-                    })
-                    .inc_by(n);
-            }
-        }
-        self.bytes_in
-            .get_or_create(&RecipientLabels { recipient: r() })
-            .inc_by(bytes_in);
-        self.bytes_out
-            .get_or_create(&RecipientLabels { recipient: r() })
-            .inc_by(bytes_out);
+        self.recipient(recipient).rewrite(stats, bytes_in, bytes_out);
     }
 
     /// Records an upstream failure (`connect`, `timeout`, `reset`, `aborted`).

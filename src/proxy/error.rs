@@ -172,12 +172,7 @@ mod tests {
         let cases: Vec<(ProxyError, u16)> = vec![
             (ProxyError::UnknownRecipient, 404),
             (
-                ProxyError::Invalid(RewriteError {
-                    kind: ErrorKind::TooDeep(64),
-                    offset: 64,
-                    line: None,
-                    path: String::new(),
-                }),
+                ProxyError::Invalid(RewriteError::at(ErrorKind::TooDeep(64), 64)),
                 400,
             ),
             (ProxyError::TooLarge { limit: 1 }, 413),
@@ -244,14 +239,7 @@ mod tests {
         }
         let mut errors: Vec<ProxyError> = kinds
             .into_iter()
-            .map(|kind| {
-                ProxyError::Invalid(RewriteError {
-                    kind,
-                    offset: 0,
-                    line: None,
-                    path: String::new(),
-                })
-            })
+            .map(|kind| ProxyError::Invalid(RewriteError::at(kind, 0)))
             .collect();
         errors.extend([
             ProxyError::UnknownRecipient,

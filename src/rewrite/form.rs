@@ -129,20 +129,13 @@ impl<'e> FormRewriter<'e> {
                 Some(b'{' | b'[')
             )
         {
-            return Err(RewriteError {
-                kind: ErrorKind::JsonAsForm,
-                offset,
-                line: None,
-                path: String::new(),
-            });
+            return Err(RewriteError::at(ErrorKind::JsonAsForm, offset));
         }
         if let Err(e) = std::str::from_utf8(raw) {
-            return Err(RewriteError {
-                kind: ErrorKind::FormUtf8,
-                offset: offset + e.valid_up_to() as u64,
-                line: None,
-                path: String::new(),
-            });
+            return Err(RewriteError::at(
+                ErrorKind::FormUtf8,
+                offset + e.valid_up_to() as u64,
+            ));
         }
         let eq = memchr::memchr(b'=', raw);
         let (name_raw, value_raw) = match eq {
@@ -153,20 +146,10 @@ impl<'e> FormRewriter<'e> {
         let name = decode(name_raw, offset)?;
         if name.contains(&0) {
             // Key canonicalisation ignores U+0000; PHP stops the name there.
-            return Err(RewriteError {
-                kind: ErrorKind::NulInName,
-                offset,
-                line: None,
-                path: String::new(),
-            });
+            return Err(RewriteError::at(ErrorKind::NulInName, offset));
         }
         if std::str::from_utf8(&name).is_err() {
-            return Err(RewriteError {
-                kind: ErrorKind::FormUtf8,
-                offset,
-                line: None,
-                path: String::new(),
-            });
+            return Err(RewriteError::at(ErrorKind::FormUtf8, offset));
         }
         self.stats.documents += 1;
         let decided = decide(self.rules, &name, &mut self.scratch);
@@ -177,10 +160,8 @@ impl<'e> FormRewriter<'e> {
         // whole, never partly forwarded.
         let value = decode(value_raw, value_at)?;
         let value = std::str::from_utf8(&value).map_err(|e| RewriteError {
-            kind: ErrorKind::FormUtf8,
-            offset: value_at + e.valid_up_to() as u64,
-            line: None,
             path: self.path_of(&name),
+            ..RewriteError::at(ErrorKind::FormUtf8, value_at + e.valid_up_to() as u64)
         })?;
         let mut embedded_seen = None;
         let outcome = match action {
@@ -314,13 +295,16 @@ pub(crate) fn decide(rules: &FieldRules, name: &[u8], scratch: &mut Vec<u8>) -> 
     // Spring binds `!email` to `email` when no `email` is sent (a default
     // value): that name is one more reading.
     match name.strip_prefix(b"!") {
-        Some(rest) if !rest.is_empty() => {
-            let other = readings(rules, rest, scratch);
-            match other {
-                Some((r, _)) if is_named(rules, r) => meet(rules, d, other),
-                _ => d,
-            }
-        }
+        Some(rest) if !rest.is_empty() => restrict(rules, d, readings(rules, rest, scratch)),
+        _ => d,
+    }
+}
+
+/// `d` met with another reading, when a rule naming a key decides that one
+/// (`*`, `**` and the default deny already decided the name as written).
+fn restrict(rules: &FieldRules, d: Decision, other: Decision) -> Decision {
+    match other {
+        Some((r, _)) if is_named(rules, r) => meet(rules, d, other),
         _ => d,
     }
 }
@@ -332,17 +316,16 @@ fn readings(rules: &FieldRules, name: &[u8], scratch: &mut Vec<u8>) -> Decision 
         return full;
     }
     let mut d = full;
-    let consider = |d: &mut Decision, other: Decision| {
-        if let Some((r, _)) = other
-            && is_named(rules, r)
-        {
-            *d = meet(rules, *d, other);
-        }
-    };
+    let consider = |d: &mut Decision, other: Decision| *d = restrict(rules, *d, other);
+    // Spring reads quoted map keys: `user['email']` is `email` in `user`.
+    let quoted = name.iter().any(|&b| matches!(b, b'\'' | b'"'));
     for piece in name.split(|&b| matches!(b, b'[' | b']' | b'.')) {
         consider(&mut d, single(rules, piece));
+        if quoted && unquote(piece) != piece {
+            consider(&mut d, single(rules, unquote(piece)));
+        }
     }
-    php_base(name, scratch, true);
+    let unclosed = php_base(name, scratch, true);
     consider(&mut d, single(rules, scratch));
     let base = &name[..memchr::memchr(b'[', name).unwrap_or(name.len())];
     consider(
@@ -365,13 +348,11 @@ fn readings(rules: &FieldRules, name: &[u8], scratch: &mut Vec<u8>) -> Decision 
     );
     // PHP 7 reads the rest after an unclosed `[` differently (it has no
     // bracket segments, so its single name is the whole reading).
-    php_base(name, scratch, false);
-    consider(&mut d, single(rules, scratch));
-    // Spring reads quoted map keys: `user['email']` is `email` in `user`.
-    if name.iter().any(|&b| matches!(b, b'\'' | b'"')) {
-        for piece in bracket_segments(name).map(unquote) {
-            consider(&mut d, single(rules, piece));
-        }
+    if unclosed {
+        php_base(name, scratch, false);
+        consider(&mut d, single(rules, scratch));
+    }
+    if quoted {
         consider(
             &mut d,
             walk(
@@ -461,25 +442,27 @@ fn bracket_segments(name: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// then up to the first `[` that has a `]` after it, spaces and `.` become
 /// `_`; an unclosed `[` becomes `_`, and the rest is taken as it is by PHP 7
 /// while PHP 8 also turns its spaces, `.` and `[` into `_`
-/// (`php_register_variable_ex`).
-fn php_base(name: &[u8], out: &mut Vec<u8>, php8: bool) {
+/// (`php_register_variable_ex`). Returns whether there was an unclosed `[`
+/// (the only case where the two versions differ).
+fn php_base(name: &[u8], out: &mut Vec<u8>, php8: bool) -> bool {
     out.clear();
     let name = &name[name.iter().take_while(|&&b| b == b' ').count()..];
     for (i, &b) in name.iter().enumerate() {
         match b {
-            b'[' if memchr::memchr(b']', &name[i..]).is_some() => return,
+            b'[' if memchr::memchr(b']', &name[i..]).is_some() => return false,
             b'[' => {
                 out.push(b'_');
                 out.extend(name[i + 1..].iter().map(|&b| match b {
                     b' ' | b'.' | b'[' if php8 => b'_',
                     _ => b,
                 }));
-                return;
+                return true;
             }
             b' ' | b'.' => out.push(b'_'),
             _ => out.push(b),
         }
     }
+    false
 }
 
 /// Two decisions combined: the stricter one, or a drop when neither is.
@@ -550,12 +533,10 @@ pub fn decode(raw: &[u8], offset: u64) -> Result<Vec<u8>, RewriteError> {
                 match hex {
                     Some(b) => out.push(b),
                     None => {
-                        return Err(RewriteError {
-                            kind: ErrorKind::InvalidPercentEncoding,
-                            offset: offset + i as u64,
-                            line: None,
-                            path: String::new(),
-                        });
+                        return Err(RewriteError::at(
+                            ErrorKind::InvalidPercentEncoding,
+                            offset + i as u64,
+                        ));
                     }
                 }
                 i += 2;
@@ -811,9 +792,9 @@ mod tests {
     #[test]
     fn php_base_and_brackets() {
         let mut b = Vec::new();
-        php_base(b" user.e mail[x]", &mut b, true);
+        assert!(!php_base(b" user.e mail[x]", &mut b, true));
         assert_eq!(b, b"user_e_mail");
-        php_base(b"a.b[c", &mut b, true);
+        assert!(php_base(b"a.b[c", &mut b, true));
         assert_eq!(b, b"a_b_c");
         php_base(b"billing[address.li ne[x", &mut b, true);
         assert_eq!(b, b"billing_address_li_ne_x");

@@ -415,6 +415,18 @@ pub struct RewriteError {
     pub path: String,
 }
 
+impl RewriteError {
+    /// An error of `kind` at byte `offset`, outside NDJSON and any field.
+    pub(crate) fn at(kind: ErrorKind, offset: u64) -> RewriteError {
+        RewriteError {
+            kind,
+            offset,
+            line: None,
+            path: String::new(),
+        }
+    }
+}
+
 impl fmt::Display for RewriteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} at byte {}", self.kind, self.offset)?;

@@ -641,43 +641,21 @@ fn digit(c: u8) -> bool {
 
 // ---------------------------------------------------------------- email
 
-/// A character of an address's local part: letters, digits and the RFC 5322
-/// `atext` punctuation that occurs in real addresses (`mary.o'neil`,
-/// `alice!bob`, `a#b`). `=`, `?`, `/` and `&` are left out: in running text
-/// and URLs (`?email=alice@...`) they end a parameter, not begin an address.
+/// RFC 5322 `atext` punctuation found inside real local parts
+/// (`mary.o'neil`, `alice!bob`, `a#b`), but never as their first character:
+/// quotes and braces around an address in text are not part of it. `=`,
+/// `?`, `/` and `&` are left out: in running text and URLs
+/// (`?email=alice@...`) they end a parameter, not begin an address.
+const INNER_LOCAL_PUNCT: &[u8] = b"'!#$*^`{|}~";
+
 fn is_local_char(c: char) -> bool {
     if c.is_ascii() {
         c.is_ascii_alphanumeric()
-            || matches!(
-                c,
-                '.' | '_'
-                    | '%'
-                    | '+'
-                    | '-'
-                    | '\''
-                    | '!'
-                    | '#'
-                    | '$'
-                    | '*'
-                    | '^'
-                    | '`'
-                    | '{'
-                    | '|'
-                    | '}'
-                    | '~'
-            )
+            || matches!(c, '.' | '_' | '%' | '+' | '-')
+            || INNER_LOCAL_PUNCT.contains(&(c as u8))
     } else {
         c.is_alphanumeric()
     }
-}
-
-/// Punctuation that starts no address: quotes and brackets around one in
-/// text (`'alice@...'`, `{alice@...}`) are not part of it.
-fn is_local_lead_trim(c: u8) -> bool {
-    matches!(
-        c,
-        b'.' | b'\'' | b'!' | b'#' | b'$' | b'*' | b'^' | b'`' | b'{' | b'|' | b'}' | b'~'
-    )
 }
 
 fn is_domain_char(c: char) -> bool {
@@ -698,7 +676,7 @@ fn email_at(text: &str, at_s: usize, at_e: usize) -> Option<(usize, usize)> {
         }
         ls = idx;
     }
-    while ls < at_s && is_local_lead_trim(b[ls]) {
+    while ls < at_s && (b[ls] == b'.' || INNER_LOCAL_PUNCT.contains(&b[ls])) {
         ls += 1;
     }
     if ls == at_s {
@@ -996,20 +974,20 @@ fn scan_run(b: &[u8], s: usize) -> Option<Run> {
             p += 1;
         }
         let ge = p;
-        // A short group before `:` or `/` and a digit is a time or date
-        // fragment (`12:30`, `12/26`): it cannot start a run, and it ends
-        // one (kept as its last group, so `4111 1111 1111 1111:123` is still
-        // a whole card). A longer group (`4111111111111111:123`) is a number
-        // that ends there.
         // `0171/1234567`, `030/12345678`: a trunk prefix and a slash, as
         // German-speaking countries write phone numbers. No date has a
         // leading-zero group of 3 to 5 digits and then 5 or more digits.
         let trunk_slash = k == 0
             && at(b, ge) == b'/'
-            && b[gs] == b'0'
+            && at(b, gs) == b'0'
             && (3..=5).contains(&(ge - gs))
             && b.get(ge + 1..)
                 .is_some_and(|r| r.iter().take_while(|c| c.is_ascii_digit()).count() >= 5);
+        // A short group before `:` or `/` and a digit is a time or date
+        // fragment (`12:30`, `12/26`): it cannot start a run, and it ends
+        // one (kept as its last group, so `4111 1111 1111 1111:123` is still
+        // a whole card). A longer group (`4111111111111111:123`) is a number
+        // that ends there.
         let fragment = !trunk_slash && matches!(at(b, ge), b':' | b'/') && digit(at(b, ge + 1));
         if fragment && k == 0 && ge - gs <= 4 {
             return None;

@@ -14,6 +14,12 @@ fn scheme_len(s: &str) -> Option<usize> {
     (first_ok && rest_ok).then_some(colon)
 }
 
+/// The URL a `blob:` URL wraps (the scheme in any case).
+fn blob_inner(s: &str) -> Option<&str> {
+    let n = scheme_len(s)?;
+    s[..n].eq_ignore_ascii_case("blob").then(|| &s[n + 1..])
+}
+
 /// Whether a scheme is special for WHATWG and can hold userinfo (`file`
 /// cannot: a `file` URL with credentials does not parse).
 fn is_special(scheme: &str) -> bool {
@@ -66,14 +72,12 @@ pub fn strip_query(value: &str, keep_params: &[String]) -> Option<String> {
     // `blob:` wraps a whole URL (`blob:https://u:p@host/id`): strip that
     // one. A blob of a blob is no URL anyone serves: refused (and never
     // recursed into).
-    if let Some(n) = scheme_len(value)
-        && value[..n].eq_ignore_ascii_case("blob")
-    {
-        let inner = &value[n + 1..];
-        if scheme_len(inner).is_some_and(|m| inner[..m].eq_ignore_ascii_case("blob")) {
+    if let Some(inner) = blob_inner(value) {
+        if blob_inner(inner).is_some() {
             return None;
         }
-        return strip_query(inner, keep_params).map(|inner| format!("{}:{inner}", &value[..n]));
+        let scheme = &value[..value.len() - inner.len()];
+        return strip_query(inner, keep_params).map(|inner| format!("{scheme}{inner}"));
     }
     let no_fragment = value.split_once('#').map_or(value, |(head, _)| head);
     let (base, query) = match no_fragment.split_once('?') {
