@@ -29,6 +29,15 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
+/// POSTs gzip-compressed JSON (already compressed) to `url`.
+async fn post_gzipped_json(url: &str, gzipped: Vec<u8>) -> Resp {
+    send(
+        &client(),
+        request("POST", url, &[JSON, ("content-encoding", "gzip")], gzipped),
+    )
+    .await
+}
+
 /// Fields used by several tests.
 const ANALYTICS_FIELDS: &str = r#"
 [headers]
@@ -176,14 +185,9 @@ async fn gzip_body_is_decoded_rewritten_and_forwarded_plain() {
         Opts::default(),
     )
     .await;
-    let resp = send(
-        &client(),
-        request(
-            "POST",
-            &gw.url("/analytics/v1/track"),
-            &[JSON, ("content-encoding", "gzip")],
-            gzip(ANALYTICS_INPUT.as_bytes()),
-        ),
+    let resp = post_gzipped_json(
+        &gw.url("/analytics/v1/track"),
+        gzip(ANALYTICS_INPUT.as_bytes()),
     )
     .await;
     assert_eq!(resp.status, 200, "{}", resp.text());
@@ -221,16 +225,7 @@ async fn gzip_bomb_is_refused_with_413_and_nothing_forwarded() {
     drop(bomb);
     assert!(z.len() < 200 * 1024, "bomb is {} bytes compressed", z.len());
     let started = Instant::now();
-    let resp = send(
-        &client(),
-        request(
-            "POST",
-            &gw.url("/analytics/v1/track"),
-            &[JSON, ("content-encoding", "gzip")],
-            z,
-        ),
-    )
-    .await;
+    let resp = post_gzipped_json(&gw.url("/analytics/v1/track"), z).await;
     assert_eq!(resp.status, 413, "{}", resp.text());
     let (code, _, recipient) = resp.error();
     assert_eq!(code, "too_large");
@@ -1353,16 +1348,7 @@ async fn a_gzip_bomb_of_valid_json_forwards_nothing_by_default() {
         "bomb is {} bytes compressed",
         z.len()
     );
-    let resp = send(
-        &client(),
-        request(
-            "POST",
-            &gw.url("/s/batch"),
-            &[JSON, ("content-encoding", "gzip")],
-            z,
-        ),
-    )
-    .await;
+    let resp = post_gzipped_json(&gw.url("/s/batch"), z).await;
     assert_eq!(resp.status, 413, "{}", resp.text());
     assert_eq!(resp.error().0, "too_large");
     tokio::time::sleep(Duration::from_millis(100)).await;

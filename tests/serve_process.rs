@@ -139,6 +139,21 @@ impl Serve {
             .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
     }
 
+    /// `scrim_rule_reloads_total{result}` now (0 before the first).
+    fn reloads(&self, result: &str) -> u64 {
+        self.metric(&format!("scrim_rule_reloads_total{{result=\"{result}\"}}"))
+            .unwrap_or(0)
+    }
+
+    /// Waits until `scrim_rule_reloads_total{result}` passes `before`.
+    fn assert_reloads_pass(&self, result: &str, before: u64, what: &str) {
+        assert!(
+            eventually(Duration::from_secs(10), || self.reloads(result) > before),
+            "{what}:\n{}",
+            self.log()
+        );
+    }
+
     fn signal(&self, signal: libc::c_int) {
         let pid = libc::pid_t::try_from(self.child.id()).unwrap();
         // SAFETY: kill(2) with the pid of a child this test spawned and has
@@ -214,19 +229,9 @@ fn serve_warns_audits_reloads_and_stops_on_signals() {
     assert_eq!(http(s.listen, "POST", "/second/e", "{}").0, 202);
 
     // A broken file is refused and counted; the rules in force stay.
-    let errors = s
-        .metric("scrim_rule_reloads_total{result=\"error\"}")
-        .unwrap_or(0);
+    let errors = s.reloads("error");
     std::fs::write(s.dir.join("rules/broken.toml"), "upstream = \n").unwrap();
-    assert!(
-        eventually(Duration::from_secs(10), || {
-            s.metric("scrim_rule_reloads_total{result=\"error\"}")
-                .unwrap_or(0)
-                > errors
-        }),
-        "the broken file was not refused:\n{}",
-        s.log()
-    );
+    s.assert_reloads_pass("error", errors, "the broken file was not refused");
     assert_eq!(http(s.listen, "POST", "/second/e", "{}").0, 202);
     std::fs::remove_file(s.dir.join("rules/broken.toml")).unwrap();
     assert!(eventually(Duration::from_secs(10), || {
@@ -241,19 +246,9 @@ fn serve_warns_audits_reloads_and_stops_on_signals() {
 
     // SIGHUP reloads without any change on disk.
     std::thread::sleep(Duration::from_millis(500)); // let the watcher settle
-    let ok = s
-        .metric("scrim_rule_reloads_total{result=\"ok\"}")
-        .unwrap_or(0);
+    let ok = s.reloads("ok");
     s.signal(libc::SIGHUP);
-    assert!(
-        eventually(Duration::from_secs(10), || {
-            s.metric("scrim_rule_reloads_total{result=\"ok\"}")
-                .unwrap_or(0)
-                > ok
-        }),
-        "SIGHUP did not reload:\n{}",
-        s.log()
-    );
+    s.assert_reloads_pass("ok", ok, "SIGHUP did not reload");
     assert!(s.log().contains("SIGHUP: reloading rules"), "{}", s.log());
 
     // SIGTERM: stop accepting, drain, exit 0.

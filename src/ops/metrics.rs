@@ -239,7 +239,8 @@ impl Metrics {
     /// Records field outcomes and byte counts of a rewrite (through the
     /// recipient's handles: one path for both).
     pub fn rewrite(&self, recipient: &str, stats: &Stats, bytes_in: u64, bytes_out: u64) {
-        self.recipient(recipient).rewrite(stats, bytes_in, bytes_out);
+        self.recipient(recipient)
+            .rewrite(stats, bytes_in, bytes_out);
     }
 
     /// Records an upstream failure (`connect`, `timeout`, `reset`, `aborted`).
