@@ -118,6 +118,18 @@ async fn smuggling_bodies_are_refused_and_never_forwarded() {
         ),
         ("10,000-deep nesting", deep.into_bytes()),
         (
+            "duplicate keys that fold alike (case)",
+            format!(r#"{{"event":"a","EVENT":"{RAW}"}}"#).into_bytes(),
+        ),
+        (
+            "duplicate keys that fold alike (dotted capital I, escaped)",
+            format!(r#"{{"props":{{"email":"x","EMA\u0130L":"{RAW}"}}}}"#).into_bytes(),
+        ),
+        (
+            "duplicate keys that fold alike (invisible character)",
+            format!(r#"{{"userId":"u","user\u200bId":"{RAW}"}}"#).into_bytes(),
+        ),
+        (
             "NUL in a key (C-string parsers read `email`)",
             format!(r#"{{"props":{{"email\u0000x":"{RAW}"}}}}"#).into_bytes(),
         ),
@@ -143,6 +155,26 @@ async fn smuggling_bodies_are_refused_and_never_forwarded() {
                 "JSON sent as a form (one parameter name under a `*` keep)",
                 form,
                 format!(r#"{{"event":"a","email":"{RAW}"}}"#).into_bytes(),
+            ),
+            (
+                "JSON sent as a form behind a BOM",
+                form,
+                format!("\u{feff}{{\"email\":\"{RAW}\"}}").into_bytes(),
+            ),
+            (
+                "JSON sent as a form behind a percent-encoded BOM",
+                form,
+                format!("%EF%BB%BF{{\"email\":\"{RAW}\"}}").into_bytes(),
+            ),
+            (
+                "JSON sent as a form behind a form feed",
+                form,
+                format!("\x0c[{{\"email\":\"{RAW}\"}}]").into_bytes(),
+            ),
+            (
+                "JSON sent as a form behind a zero-width space and a comment",
+                form,
+                format!("\u{200b}/**/{{\"email\":\"{RAW}\"}}").into_bytes(),
             ),
         ]);
     for (what, content_type, body) in cases {
@@ -195,13 +227,24 @@ async fn disguised_personal_values_never_reach_the_upstream() {
         (
             "case variant",
             "application/json",
-            format!(r#"{{"props":{{"EMAIL":"{RAW}","Email":"{RAW}"}}}}"#),
+            format!(r#"{{"props":{{"EMAIL":"{RAW}","x":{{"Email":"{RAW}"}}}}}}"#),
+        ),
+        (
+            // Java's equalsIgnoreCase and Turkic case folding read `İ` as `i`.
+            "dotted capital I",
+            "application/json",
+            format!(r#"{{"props":{{"EMAİL":"{RAW}","x":{{"EMA\u0130L":"{RAW}"}}}}}}"#),
+        ),
+        (
+            "dotted capital I in a form name",
+            "application/x-www-form-urlencoded",
+            "EMA%C4%B0L=bypass.alice%40example.com&event=e".to_string(),
         ),
         (
             // (A NUL in a key is refused whole: see the smuggling cases.)
             "control-character key",
             "application/json",
-            format!(r#"{{"props":{{"email\u0001":"{RAW}","e\u200bmail":"{RAW}"}}}}"#),
+            format!(r#"{{"props":{{"email\u0001":"{RAW}","x":{{"e\u200bmail":"{RAW}"}}}}}}"#),
         ),
         (
             "nested arrays of objects",
@@ -551,6 +594,13 @@ upstream = "UPSTREAM"
         "user.email",
         "user+email",
         "password[]",
+        // Rack reads runs of `[` and `]` as separators, paired or not.
+        "]email",
+        "]]email",
+        "]]password",
+        "user]email",
+        "user]]email",
+        "a[b]user_email",
     ];
     let mut sent = 0;
     for name in names {
@@ -579,6 +629,20 @@ upstream = "UPSTREAM"
         .await;
         assert!(r.status < 300, "{name} (query): {} {}", r.status, r.text());
         sent += 2;
+    }
+    // JSON behind an invisible prefix, in a query string.
+    for q in [
+        "%EF%BB%BF%7B%22email%22:%22bypass.alice%40example.com%22%7D",
+        "%0C%5B%7B%22email%22:%22bypass.alice%40example.com%22%7D%5D",
+        "%E2%80%8B%7B%22email%22:1,%22x%22:%22bypass.alice%22%7D",
+    ] {
+        let r = send(
+            &c,
+            request("GET", &gw.url(&format!("/p/x?{q}")), &[], Bytes::new()),
+        )
+        .await;
+        assert_eq!(r.status, 400, "{q}: {}", r.text());
+        assert!(r.text().contains("invalid_form"), "{q}: {}", r.text());
     }
     for url in [
         "https:///bypass.alice:pw@host/p",

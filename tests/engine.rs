@@ -108,7 +108,7 @@ fn redact_replaces_any_value() {
 fn case_and_invisible_variants_of_a_key_meet_its_rule() {
     // Under a kept container, a variant spelling must not slip past `**.email`.
     let out = ok(
-        r#"{"properties":{"Email":"a@b.c","EMAIL":"d@e.f","em\u200bail":"g@h.i","e\u0001mail":"j@k.l"}}"#,
+        r#"{"properties":{"Email":"a@b.c","a":{"EMAIL":"d@e.f"},"b":{"em\u200bail":"g@h.i"},"c":{"e\u0001mail":"j@k.l"}}}"#,
     );
     for raw in ["a@b.c", "d@e.f", "g@h.i", "j@k.l"] {
         assert!(!out.contains(raw), "{raw} leaked: {out}");
@@ -208,6 +208,30 @@ fn refusals_say_what_and_where_never_the_value() {
     let e = refused(br#"{"properties":{"k":1,"\u006b":2}}"#);
     assert_eq!(e.kind, ErrorKind::DuplicateKey);
     assert_eq!(e.path, "properties.k");
+    // Keys that fold to the same key are duplicates too, whatever the rules
+    // decide for them: a partner reading keys case-insensitively picks one
+    // by its own rule.
+    for doc in [
+        r#"{"event":"a","EVENT":"b"}"#,
+        r#"{"properties":{"Email":1,"x":2,"EMAIL":3}}"#,
+        r#"{"properties":{"email":1,"EMA\u0130L":2}}"#,
+        r#"{"properties":{"strasse":1,"STRA\u1e9eE":2}}"#,
+        r#"{"properties":{"userid":1,"user\u200bId":2}}"#,
+        r#"{"properties":{"k":1,"\u212a":2}}"#,
+    ] {
+        let e = refused(doc.as_bytes());
+        assert_eq!(e.kind, ErrorKind::DuplicateKey, "{doc}");
+    }
+    // Also past the point where large objects switch to a hash set.
+    let mut big: String = (0..40).map(|i| format!(r#""k{i}":{i},"#)).collect();
+    big = format!("{{{big}\"K39\":0}}");
+    assert_eq!(refused(big.as_bytes()).kind, ErrorKind::DuplicateKey);
+    big = big.replace("K39", "K40");
+    assert!(
+        engine(RULES)
+            .rewrite(BodyFormat::Json, big.as_bytes())
+            .is_ok()
+    );
     let e = refused(br#"{"email":"\ud800x"}"#);
     assert_eq!((e.kind, e.offset), (ErrorKind::LoneSurrogate, 10));
     let e = refused(b"{\"type\":\"\xff\"}");

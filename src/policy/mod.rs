@@ -235,6 +235,13 @@ impl FieldRules {
         self.dfa.step(state, selector::canonical_key(key, buf))
     }
 
+    /// Like [`Self::step`] for a key already in canonical form
+    /// ([`selector::canonical_key`]).
+    #[inline]
+    pub fn step_canonical(&self, state: StateId, canonical: &[u8]) -> StateId {
+        self.dfa.step(state, canonical)
+    }
+
     /// What is known at a state.
     #[inline]
     pub fn info(&self, state: StateId) -> StateInfo {

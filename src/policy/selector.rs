@@ -34,22 +34,51 @@ fn fold_unicode_key<'a>(key: &[u8], buf: &'a mut Vec<u8>) -> &'a [u8] {
         if c.is_whitespace() || c.is_control() || is_invisible(c) {
             continue;
         }
-        let mut tmp = [0u8; 4];
         // Fullwidth ASCII (`ｅｍａｉｌ`) reads as ASCII.
         let c = match c {
             '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
             _ => c,
         };
-        // Upper then lower case: folds what lower case alone leaves apart
-        // (`ſ` and `s`, `ﬁ` and `fi`, `ß` and `ss`), as case-insensitive
-        // decoders (Go's encoding/json, .NET, Java) match them.
-        for u in c.to_uppercase() {
-            for l in u.to_lowercase() {
-                buf.extend_from_slice(l.encode_utf8(&mut tmp).as_bytes());
-            }
-        }
+        fold_char(c, buf);
     }
     buf
+}
+
+/// The case fold of one character, appended to `buf`: upper then lower
+/// case, repeated until it no longer changes. That folds what lower case
+/// alone leaves apart (`ſ` and `s`, `ﬁ` and `fi`, `ß` and `ss`, and `ẞ`,
+/// whose lower case is `ß`), as case-insensitive decoders (Go's
+/// encoding/json, .NET, Java) and full Unicode case folding match them.
+/// `İ` (U+0130) is `i`: Java's `equalsIgnoreCase` (simple lower case) and
+/// Turkic case folding read it so, where full lower case gives `i` and a
+/// combining dot.
+fn fold_char(c: char, buf: &mut Vec<u8>) {
+    if c.is_ascii() {
+        buf.push(c.to_ascii_lowercase() as u8);
+        return;
+    }
+    if c == '\u{130}' {
+        buf.push(b'i');
+        return;
+    }
+    let mut tmp = [0u8; 4];
+    let mut cur: Vec<char> = vec![c];
+    // Three rounds reach the fixed point for every code point (checked
+    // over all of them by `fold_reaches_a_fixed_point`).
+    for _ in 0..3 {
+        let next: Vec<char> = cur
+            .iter()
+            .flat_map(|c| c.to_uppercase())
+            .flat_map(char::to_lowercase)
+            .collect();
+        if next == cur {
+            break;
+        }
+        cur = next;
+    }
+    for l in cur {
+        buf.extend_from_slice(l.encode_utf8(&mut tmp).as_bytes());
+    }
 }
 
 /// Bytes that never change under [`canonical_key`]: visible ASCII that is
@@ -64,12 +93,25 @@ static PLAIN_KEY_BYTE: [bool; 256] = {
     t
 };
 
-/// Characters that render as nothing (Unicode format characters commonly
-/// used to disguise text).
+/// Characters that render as nothing: every format character (Unicode
+/// category Cf: zero-width space and joiners, bidi controls, the BOM, tag
+/// characters...), the Hangul fillers, the combining grapheme joiner and
+/// variation selectors. All are commonly used to disguise text.
 pub(crate) fn is_invisible(c: char) -> bool {
     matches!(
         c,
-        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{0600}'..='\u{0605}'
+            | '\u{061C}'
+            | '\u{06DD}'
+            | '\u{070F}'
+            | '\u{0890}'..='\u{0891}'
+            | '\u{08E2}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{17B4}'
+            | '\u{17B5}'
             | '\u{180B}'..='\u{180F}'
             | '\u{200B}'..='\u{200F}'
             | '\u{202A}'..='\u{202E}'
@@ -79,6 +121,9 @@ pub(crate) fn is_invisible(c: char) -> bool {
             | '\u{FEFF}'
             | '\u{FFA0}'
             | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
             | '\u{1BCA0}'..='\u{1BCA3}'
             | '\u{1D173}'..='\u{1D17A}'
             | '\u{E0000}'..='\u{E007F}'

@@ -43,8 +43,9 @@ pub struct FormRewriter<'e> {
     error: Option<RewriteError>,
     /// Reused for the PHP reading of a name (see [`decide`]).
     scratch: Vec<u8>,
-    /// A request body (not a query string): refused when it starts like JSON.
-    body: bool,
+    /// Whether the start of the input was screened for a JSON document
+    /// (see [`json_prefix`]).
+    screened: bool,
 }
 
 impl<'e> FormRewriter<'e> {
@@ -60,18 +61,8 @@ impl<'e> FormRewriter<'e> {
             observe: None,
             error: None,
             scratch: Vec::new(),
-            body: false,
+            screened: false,
         }
-    }
-
-    /// For a request body: one that starts like a JSON document (`{`, `[`,
-    /// after blanks) is refused. Under `"*" = "keep"` it would pass whole as
-    /// one parameter name, and a partner that parses JSON whatever the
-    /// Content-Type would read every field in it.
-    #[must_use]
-    pub fn body(mut self) -> FormRewriter<'e> {
-        self.body = true;
-        self
     }
 
     /// Parameters completed so far.
@@ -85,6 +76,13 @@ impl<'e> FormRewriter<'e> {
             return Err(e.clone());
         }
         self.pending.extend_from_slice(chunk);
+        if !self.screened {
+            match json_prefix(&self.pending, false) {
+                Prefix::NeedMore if self.pending.len() <= MAX_BLANK_PREFIX => return Ok(()),
+                Prefix::NotJson => self.screened = true,
+                _ => return Err(self.refuse_json()),
+            }
+        }
         let Some(last_amp) = memchr::memrchr2(b'&', b';', &self.pending) else {
             return Ok(());
         };
@@ -101,10 +99,20 @@ impl<'e> FormRewriter<'e> {
         if let Some(e) = &self.error {
             return Err(e.clone());
         }
+        if !self.screened && json_prefix(&self.pending, true) != Prefix::NotJson {
+            return Err(self.refuse_json());
+        }
+        self.screened = true;
         let buf = std::mem::take(&mut self.pending);
         self.pairs(&buf, out)
             .inspect_err(|e| self.error = Some(e.clone()))?;
         Ok(std::mem::take(&mut self.stats))
+    }
+
+    fn refuse_json(&mut self) -> RewriteError {
+        let e = RewriteError::at(ErrorKind::JsonAsForm, 0);
+        self.error = Some(e.clone());
+        e
     }
 
     fn pairs(&mut self, buf: &[u8], out: &mut Vec<u8>) -> Result<(), RewriteError> {
@@ -121,16 +129,6 @@ impl<'e> FormRewriter<'e> {
             return Ok(());
         }
         let offset = self.base + at as u64;
-        if self.body
-            && offset == 0
-            && matches!(
-                raw.iter()
-                    .find(|&&b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'+')),
-                Some(b'{' | b'[')
-            )
-        {
-            return Err(RewriteError::at(ErrorKind::JsonAsForm, offset));
-        }
         if let Err(e) = std::str::from_utf8(raw) {
             return Err(RewriteError::at(
                 ErrorKind::FormUtf8,
@@ -262,6 +260,125 @@ impl<'e> FormRewriter<'e> {
     }
 }
 
+/// Longest run of blanks, invisible characters and comments accepted
+/// before the first parameter (more is refused: a JSON reader might still
+/// find a document after it).
+const MAX_BLANK_PREFIX: usize = 64 * 1024;
+
+/// What the start of a form body or query is to a JSON reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Prefix {
+    /// A JSON reader could read a document here.
+    Json,
+    /// No JSON reader reads this as a document.
+    NotJson,
+    /// Only blanks so far: the next bytes decide.
+    NeedMore,
+}
+
+/// Whether a JSON reader could read `raw` (the start of a form body or a
+/// query) as a JSON document. Such input is refused: under `"*" = "keep"`
+/// the whole document would pass as one parameter name, and a partner that
+/// parses JSON whatever the Content-Type says (or that percent-decodes the
+/// body first) would read every field in it.
+///
+/// Readers skip more than JSON's four blanks before a document: a BOM,
+/// form feeds and other Unicode white space, format characters (zero-width
+/// space, bidi marks), control characters, comments (JSON5, lenient Gson,
+/// Jackson's `ALLOW_COMMENTS`) and the `)]}'` anti-hijacking prefix (Gson,
+/// Angular). All of them are skipped, as written and percent-decoded
+/// (`+` is a space), before looking for `{` or `[`.
+fn json_prefix(raw: &[u8], complete: bool) -> Prefix {
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        Blank,
+        /// After a `/`: a comment may start.
+        Slash,
+        Line,
+        Block,
+        /// In a block comment, after a `*`.
+        BlockStar,
+        /// This many characters of `)]}'` seen.
+        Xssi(usize),
+    }
+    const XSSI: [char; 4] = [')', ']', '}', '\''];
+    let mut state = State::Blank;
+    let mut unit = [0u8; 4];
+    let mut len = 0;
+    let mut i = 0;
+    while i < raw.len() {
+        let b = match raw[i] {
+            b'%' => match raw.get(i + 1..i + 3) {
+                Some(&[h, l]) => match (hex(h), hex(l)) {
+                    (Some(h), Some(l)) => {
+                        i += 2;
+                        h << 4 | l
+                    }
+                    // A malformed escape is refused by `decode` anyway.
+                    _ => return Prefix::NotJson,
+                },
+                _ if complete => return Prefix::NotJson,
+                _ => return Prefix::NeedMore,
+            },
+            b'+' => b' ',
+            b => b,
+        };
+        i += 1;
+        if len == unit.len() {
+            return Prefix::NotJson;
+        }
+        unit[len] = b;
+        len += 1;
+        let c = match std::str::from_utf8(&unit[..len]) {
+            Ok(s) => s.chars().next().unwrap_or(' '),
+            Err(e) if e.error_len().is_none() => continue,
+            Err(_) => return Prefix::NotJson,
+        };
+        len = 0;
+        state = match (state, c) {
+            (State::Line, '\n' | '\r') => State::Blank,
+            (State::Line, _) => State::Line,
+            (State::Block | State::BlockStar, '*') => State::BlockStar,
+            (State::BlockStar, '/') => State::Blank,
+            (State::Block | State::BlockStar, _) => State::Block,
+            (State::Slash, '/') => State::Line,
+            (State::Slash, '*') => State::Block,
+            (State::Slash, _) => return Prefix::NotJson,
+            (State::Xssi(n), c) if c == XSSI[n] => {
+                if n + 1 == XSSI.len() {
+                    State::Blank
+                } else {
+                    State::Xssi(n + 1)
+                }
+            }
+            (State::Xssi(_), _) => return Prefix::NotJson,
+            (State::Blank, '{' | '[') => return Prefix::Json,
+            (State::Blank, '/') => State::Slash,
+            (State::Blank, ')') => State::Xssi(1),
+            // Gson and Angular strip `)]}',` and a line break.
+            (State::Blank, ',') => State::Blank,
+            (State::Blank, c) if skipped_before_json(c) => State::Blank,
+            (State::Blank, _) => return Prefix::NotJson,
+        };
+    }
+    if complete {
+        Prefix::NotJson
+    } else {
+        Prefix::NeedMore
+    }
+}
+
+/// Characters a JSON reader may skip before a document: Unicode white
+/// space, control and format characters (the BOM among them), and the
+/// other characters that render as nothing.
+fn skipped_before_json(c: char) -> bool {
+    c.is_whitespace() || c.is_control() || crate::policy::selector::is_invisible(c)
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
 /// A decision for one parameter: the deciding rule and the state it was
 /// decided in (for `embedded_json`), or `None` to drop.
 pub(crate) type Decision = Option<(u32, StateId)>;
@@ -312,7 +429,7 @@ fn restrict(rules: &FieldRules, d: Decision, other: Decision) -> Decision {
 /// [`decide`] without Spring's `!` prefix.
 fn readings(rules: &FieldRules, name: &[u8], scratch: &mut Vec<u8>) -> Decision {
     let full = single(rules, name);
-    if !name.iter().any(|&b| matches!(b, b'[' | b'.' | b' ')) {
+    if !name.iter().any(|&b| matches!(b, b'[' | b']' | b'.' | b' ')) {
         return full;
     }
     let mut d = full;
@@ -328,24 +445,38 @@ fn readings(rules: &FieldRules, name: &[u8], scratch: &mut Vec<u8>) -> Decision 
     let unclosed = php_base(name, scratch, true);
     consider(&mut d, single(rules, scratch));
     let base = &name[..memchr::memchr(b'[', name).unwrap_or(name.len())];
-    consider(
-        &mut d,
-        walk(rules, std::iter::once(base).chain(bracket_segments(name))),
-    );
-    consider(
-        &mut d,
-        walk(
-            rules,
-            base.split(|&b| b == b'.').chain(bracket_segments(name)),
-        ),
-    );
-    consider(
-        &mut d,
-        walk(
-            rules,
-            std::iter::once(&scratch[..]).chain(bracket_segments(name)),
-        ),
-    );
+    let brackets = |b: u8| matches!(b, b'[' | b']');
+    let brackets_and_dots = |b: u8| matches!(b, b'[' | b']' | b'.');
+    // Digits are array positions to PHP, qs and Spring, but hash keys to
+    // Rack (`user[0]` is `{"user":{"0":..}}`): both readings count.
+    for digits_are_keys in [false, true] {
+        let nested = |keys: &mut dyn Iterator<Item = &[u8]>| walk(rules, keys, digits_are_keys);
+        // qs and Spring: the base, then every `[...]` group.
+        consider(
+            &mut d,
+            nested(&mut std::iter::once(base).chain(bracket_segments(name))),
+        );
+        // PHP: the base, then `[...]` groups up to the first `]` that is not
+        // followed by `[` (PHP ignores the rest: `a[b]c[d]` is `a.b`).
+        consider(
+            &mut d,
+            nested(&mut std::iter::once(base).chain(php_segments(name))),
+        );
+        // qs with `allowDots`, .NET and Spring: dots in the base nest too.
+        consider(
+            &mut d,
+            nested(&mut base.split(|&b| b == b'.').chain(bracket_segments(name))),
+        );
+        consider(
+            &mut d,
+            nested(&mut std::iter::once(&scratch[..]).chain(bracket_segments(name))),
+        );
+        // Rack 2 reads every run of `[` and `]` as a separator, whether or
+        // not it pairs up: `user]email` is `user.email`, `]]password` is
+        // `password`, `a[b]c` is `a.b.c`.
+        consider(&mut d, nested(&mut name.split(|&b| brackets(b))));
+        consider(&mut d, nested(&mut name.split(|&b| brackets_and_dots(b))));
+    }
     // PHP 7 reads the rest after an unclosed `[` differently (it has no
     // bracket segments, so its single name is the whole reading).
     if unclosed {
@@ -357,7 +488,8 @@ fn readings(rules: &FieldRules, name: &[u8], scratch: &mut Vec<u8>) -> Decision 
             &mut d,
             walk(
                 rules,
-                std::iter::once(base).chain(bracket_segments(name).map(unquote)),
+                &mut std::iter::once(base).chain(bracket_segments(name).map(unquote)),
+                false,
             ),
         );
     }
@@ -392,9 +524,13 @@ fn is_named(rules: &FieldRules, r: u32) -> bool {
 /// would make it for a scalar there: a container's `keep` or `drop` is
 /// inherited below it; another action on a container decides the value
 /// unless some rule reaches below (then it is dropped).
-fn walk<'a>(rules: &FieldRules, keys: impl Iterator<Item = &'a [u8]>) -> Decision {
+fn walk(
+    rules: &FieldRules,
+    keys: &mut dyn Iterator<Item = &[u8]>,
+    digits_are_keys: bool,
+) -> Decision {
     let mut keys = keys
-        .filter(|k| !k.is_empty() && !k.iter().all(u8::is_ascii_digit))
+        .filter(|k| !k.is_empty() && (digits_are_keys || !k.iter().all(u8::is_ascii_digit)))
         .peekable();
     let mut state = rules.root();
     let mut inherited: Decision = None;
@@ -435,6 +571,20 @@ fn bracket_segments(name: &[u8]) -> impl Iterator<Item = &[u8]> {
                 None => return None,
             }
         }
+    })
+}
+
+/// The `[...]` groups of a name after its base, as PHP reads them: they
+/// must follow one another; after a `]` that is not followed by `[`, PHP
+/// ignores the rest of the name.
+fn php_segments(name: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let start = memchr::memchr(b'[', name).unwrap_or(name.len());
+    let mut rest = &name[start..];
+    std::iter::from_fn(move || {
+        let after = rest.strip_prefix(b"[")?;
+        let close = memchr::memchr(b']', after)?;
+        rest = &after[close + 1..];
+        Some(&after[..close])
     })
 }
 
@@ -646,6 +796,21 @@ mod tests {
             ("user[email", false),
             ("user[phone]", false),
             ("user.phone", false),
+            // Rack 2 reads runs of `[` and `]` as separators, paired or not.
+            ("user]phone", false),
+            ("user]]phone", false),
+            ("]email", false),
+            ("]]email", false),
+            ("user[]phone", false),
+            ("x[user]phone", true),
+            ("user[x]phone", true),
+            ("user]x[phone", true),
+            // PHP stops after a `]` not followed by `[`: `user[phone]x`.
+            ("user[phone]x", false),
+            ("user[phone]x[y]", false),
+            // Rack: digits are hash keys, qs and PHP: positions.
+            ("user[0]", true),
+            ("user[phone][0]", false),
             // Nothing named: `*` decides as before.
             ("event[]", true),
             ("a.b", true),
@@ -655,7 +820,16 @@ mod tests {
             assert_eq!(out.contains("alice"), kept, "{name}: {out}");
             assert!(out.ends_with("x=1"), "{name}: {out}");
         }
-        for name in ["password[]", "password[0]", "user[password]", "pass.word"] {
+        for name in [
+            "password[]",
+            "password[0]",
+            "user[password]",
+            "pass.word",
+            "]password",
+            "]]password",
+            "user]password",
+            "a]b[password",
+        ] {
             let out = form(&e, &format!("{name}=hunter2"));
             if name == "pass.word" {
                 assert_eq!(out, "pass.word=hunter2");
@@ -663,6 +837,10 @@ mod tests {
                 assert_eq!(out, "", "{name}");
             }
         }
+        // `[email]` first in a body starts like JSON; later it reads as `email`.
+        let out = form(&e, "x=1&[email]=alice%40example.com&%5Bpassword%5D=p");
+        assert!(out.starts_with("x=1&[email]=test."), "{out}");
+        assert!(!out.contains("alice") && !out.contains("password"), "{out}");
         // One named rule: applied (the name stays as written).
         let out = form(&e, "email[]=alice%40example.com");
         assert!(
@@ -748,22 +926,62 @@ mod tests {
     }
 
     #[test]
-    fn a_form_body_that_starts_like_json_is_refused() {
+    fn a_form_body_or_query_that_a_json_reader_could_read_is_refused() {
         let e = engine(STAR_KEEP);
         for body in [
             r#"{"email":"a@b.c","password":"p"}"#,
             " [1,2]",
             "+{\"a\":1}&b=2",
+            // What JSON readers skip before a document, raw and encoded.
+            "\u{feff}{\"email\":1}",
+            "%EF%BB%BF{\"email\":1}",
+            "\x0c{\"email\":1}",
+            "%0C%7B%22email%22:1}",
+            "\u{a0}\u{2028}\u{3000}[1]",
+            "\u{200b}\u{2060}\u{202e}\u{e0001}{}",
+            "%E2%80%8B%7B%7D",
+            "\x00\x01\x1f\x7f{}",
+            "%00{}",
+            // Comments (JSON5, lenient readers) and the `)]}'` prefix.
+            "/* x&y */{\"email\":1}",
+            "// a\n{}",
+            "%2F%2A%2A%2F{}",
+            ")]}',\n{\"email\":1}",
+            ")]}'\n[1]",
         ] {
             let err = e
                 .rewrite(crate::policy::BodyFormat::Form, body.as_bytes())
                 .unwrap_err();
-            assert_eq!(err.kind, ErrorKind::JsonAsForm, "{body}");
+            assert_eq!(err.kind, ErrorKind::JsonAsForm, "{body:?}");
             assert_eq!(err.kind.code(), "invalid_form");
+            // The same bytes fed one at a time decide the same.
+            let mut w = FormRewriter::new(&e, &e.policy().fields);
+            let mut out = Vec::new();
+            let fed = body
+                .as_bytes()
+                .chunks(1)
+                .try_for_each(|c| w.feed(c, &mut out))
+                .and_then(|()| w.finish(&mut out).map(|_| ()));
+            assert_eq!(fed.unwrap_err().kind, ErrorKind::JsonAsForm, "{body:?}");
+            assert!(out.is_empty(), "{body:?}");
+            assert_eq!(
+                e.rewrite_query(body.as_bytes())
+                    .map(|_| ())
+                    .unwrap_err()
+                    .kind,
+                ErrorKind::JsonAsForm,
+                "{body:?}"
+            );
         }
-        // Only at the start of a body; a query string is read as written.
+        // Only at the start: a JSON reader stops at the first parameter.
         assert_eq!(form(&e, "a=1&{b}=2"), "a=1&{b}=2");
-        assert!(e.rewrite_query(b"{\"a\":1}").is_ok());
+        for fine in ["a=1", "%20a=1", "/a=1", ")a=1", "+,a=1", "\u{200b}a=1"] {
+            assert!(
+                e.rewrite(crate::policy::BodyFormat::Form, fine.as_bytes())
+                    .is_ok(),
+                "{fine:?}"
+            );
+        }
     }
 
     #[test]

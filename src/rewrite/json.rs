@@ -20,6 +20,7 @@ use super::{
     Engine, ErrorKind, Explained, MAX_DROPPED_PATHS, Observer, Outcome, RewriteError, Stats, Tally,
 };
 use crate::policy::dfa::StateId;
+use crate::policy::selector::canonical_key;
 use crate::policy::{Action, FieldRules};
 
 /// Longest number token accepted, in bytes (a bound on per-token buffering).
@@ -118,6 +119,8 @@ pub struct JsonRewriter<'e> {
     /// A hash of each key in `keys` (duplicate checks compare these first).
     key_hashes: Vec<u64>,
     scratch: Vec<u8>,
+    /// Canonical form of the current key (`canonical_key`), when it differs.
+    canon: Vec<u8>,
     /// Start of the kept byte range being copied, in the current buffer.
     copy_from: Option<usize>,
     copy_depth: usize,
@@ -173,6 +176,7 @@ impl<'e> JsonRewriter<'e> {
             key_ends: Vec::new(),
             key_hashes: Vec::new(),
             scratch: Vec::new(),
+            canon: Vec::new(),
             copy_from: None,
             copy_depth: 0,
             hint: 0,
@@ -882,16 +886,24 @@ impl<'e> JsonRewriter<'e> {
         let Some(frame) = self.stack.last_mut() else {
             return Err((ErrorKind::Syntax("key outside an object"), i));
         };
-        let key = &self.keys[start..];
+        // Keys that fold to the same key are duplicates too: a partner that
+        // reads keys case-insensitively (`{"event":..,"EVENT":..}`) picks
+        // one of them by its own rule. So the check compares canonical forms
+        // (`canonical_key`, the form rules match in); for the usual lower-case
+        // ASCII key that is the key itself and costs nothing.
+        let key = canonical_key(&self.keys[start..], &mut self.canon);
         let hash = key_hash(key);
         // Hashes first; bytes only when a hash matches.
         let first = frame.keys_start;
-        let same_key = |k: usize| {
-            let s = if k == 0 { 0 } else { self.key_ends[k - 1] };
-            &self.keys[s..self.key_ends[k]] == key
+        let keys = &self.keys;
+        let key_ends = &self.key_ends;
+        let mut other = Vec::new();
+        let mut same_key = |k: usize| {
+            let s = if k == 0 { 0 } else { key_ends[k - 1] };
+            canonical_key(&keys[s..key_ends[k]], &mut other) == key
         };
         let duplicate = if let Some(set) = &mut frame.set {
-            // Large objects: a keyed (SipHash) set of the keys themselves, so
+            // Large objects: a keyed (SipHash) set of the canonical keys, so
             // crafted collisions cannot make the check quadratic.
             !set.insert(key.into())
         } else {
@@ -902,9 +914,9 @@ impl<'e> JsonRewriter<'e> {
                 .any(|(k, &h)| h == hash && same_key(first + k));
             if !dup && hashes.len() >= LINEAR_DUP_LIMIT {
                 let mut set: HashSet<Box<[u8]>> = HashSet::with_capacity(hashes.len() * 2);
-                for k in first..self.key_ends.len() {
-                    let s = if k == 0 { 0 } else { self.key_ends[k - 1] };
-                    set.insert(self.keys[s..self.key_ends[k]].into());
+                for k in first..key_ends.len() {
+                    let s = if k == 0 { 0 } else { key_ends[k - 1] };
+                    set.insert(canonical_key(&keys[s..key_ends[k]], &mut other).into());
                 }
                 set.insert(key.into());
                 frame.set = Some(set);
@@ -917,9 +929,10 @@ impl<'e> JsonRewriter<'e> {
             return Err((ErrorKind::DuplicateKey, i));
         }
         if let Mode::Rewrite(ctx) = frame.mode {
-            let state = self
-                .rules
-                .step_with(ctx.state, &self.keys[start..], &mut self.scratch);
+            let state = self.rules.step_canonical(
+                ctx.state,
+                canonical_key(&self.keys[start..], &mut self.canon),
+            );
             // Only an escape puts U+0000 in a key. Canonicalisation ignores
             // it (`email\u0000x` is `emailx`), a C-string parser stops at it
             // (`email`): when the two readings are not decided alike, the

@@ -57,9 +57,7 @@ impl Engine {
         match format {
             BodyFormat::Json => BodyRewriter::Json(JsonRewriter::new(self, false)),
             BodyFormat::Ndjson => BodyRewriter::Json(JsonRewriter::new(self, true)),
-            BodyFormat::Form => {
-                BodyRewriter::Form(FormRewriter::new(self, &self.policy.fields).body())
-            }
+            BodyFormat::Form => BodyRewriter::Form(FormRewriter::new(self, &self.policy.fields)),
         }
     }
 
@@ -493,10 +491,14 @@ pub enum ErrorKind {
     /// readers that split on a lone CR would see another document.
     #[error("NDJSON: a carriage return not followed by a line feed")]
     BareCarriageReturn,
-    /// A form body that starts like a JSON document: a partner that reads
-    /// JSON whatever the Content-Type would see its fields, which the form
-    /// rules read as one parameter name.
-    #[error("a form body that starts like JSON (`{{` or `[`): sent with the wrong Content-Type?")]
+    /// A form body or query that a JSON reader could read as a document
+    /// (`{` or `[` after blanks, invisible characters or comments, as written
+    /// or percent-decoded): a partner that reads JSON whatever the
+    /// Content-Type would see its fields, which the form rules read as one
+    /// parameter name.
+    #[error(
+        "a form body or query that a JSON reader could read as JSON (`{{` or `[` after blanks or invisible characters): sent with the wrong Content-Type?"
+    )]
     JsonAsForm,
 }
 
