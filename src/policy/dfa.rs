@@ -31,6 +31,9 @@ struct Transitions {
     /// Literal keys whose target differs from `other`, sorted (linear
     /// search when few, binary search when many).
     small: Vec<(Box<[u8]>, StateId)>,
+    /// The first eight bytes of each key in `small` ([`head`]): most keys
+    /// are told apart, or found equal, without a byte comparison.
+    heads: Vec<u64>,
     /// Target for any key not listed.
     other: StateId,
 }
@@ -138,6 +141,7 @@ impl Dfa {
                 }
             }
             t.small.sort();
+            t.heads = t.small.iter().map(|(k, _)| head(k)).collect();
             trans.push(t);
             next += 1;
         }
@@ -156,11 +160,14 @@ impl Dfa {
     #[inline(always)]
     pub fn step(&self, state: StateId, key: &[u8]) -> StateId {
         let t = &self.trans[state as usize];
-        if t.small.len() <= 8 {
-            for (k, target) in &t.small {
-                // Length and first byte before a full comparison.
-                if k.len() == key.len() && k.first() == key.first() && **k == *key {
-                    return *target;
+        if t.small.len() <= 16 {
+            let h = head(key);
+            for (i, &kh) in t.heads.iter().enumerate() {
+                if kh == h {
+                    let (k, target) = &t.small[i];
+                    if k.len() == key.len() && (key.len() <= 8 || k[8..] == key[8..]) {
+                        return *target;
+                    }
                 }
             }
             return t.other;
@@ -186,6 +193,15 @@ impl Dfa {
     pub fn is_empty(&self) -> bool {
         self.info.is_empty()
     }
+}
+
+/// The first eight bytes of a key as a number, zero-padded.
+#[inline(always)]
+fn head(key: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    let n = key.len().min(8);
+    w[..n].copy_from_slice(&key[..n]);
+    u64::from_le_bytes(w)
 }
 
 struct Builder<'a> {

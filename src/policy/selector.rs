@@ -12,12 +12,13 @@ use std::fmt;
 /// are output as they were written.
 #[inline(always)]
 pub fn canonical_key<'a>(key: &'a [u8], buf: &'a mut Vec<u8>) -> &'a [u8] {
-    let plain = key.iter().all(|&b| PLAIN_KEY_BYTE[b as usize]);
-    if plain {
+    // One pass: which kinds of byte the key holds.
+    let kinds = key.iter().fold(0u8, |k, &b| k | KEY_BYTE[b as usize]);
+    if kinds == PLAIN {
         return key;
     }
     buf.clear();
-    if key.iter().all(|&b| b > b' ' && b < 0x7f) {
+    if kinds & OTHER == 0 {
         // Visible ASCII (`userId`): only case to fold.
         buf.extend(key.iter().map(u8::to_ascii_lowercase));
         return buf;
@@ -30,18 +31,29 @@ pub fn canonical_key<'a>(key: &'a [u8], buf: &'a mut Vec<u8>) -> &'a [u8] {
 #[inline(never)]
 fn fold_unicode_key<'a>(key: &[u8], buf: &'a mut Vec<u8>) -> &'a [u8] {
     let text = String::from_utf8_lossy(key);
-    for c in text.chars() {
-        if c.is_whitespace() || c.is_control() || is_invisible(c) {
+    for c in text.chars().filter_map(visible_narrow) {
+        // `İ` is `i` under Turkic folding and for Java, but `i` and a
+        // combining dot above under full case folding and lower case: both
+        // must be `i`, so the dot after an `i` is dropped.
+        if c == '\u{307}' && buf.last() == Some(&b'i') {
             continue;
         }
-        // Fullwidth ASCII (`ｅｍａｉｌ`) reads as ASCII.
-        let c = match c {
-            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
-            _ => c,
-        };
         fold_char(c, buf);
     }
     buf
+}
+
+/// The steps before case folding, for one character: `None` for
+/// whitespace, control and [`is_invisible`] characters (removed), and
+/// fullwidth ASCII (`ｅｍａｉｌ`) read as ASCII.
+pub(crate) fn visible_narrow(c: char) -> Option<char> {
+    if c.is_whitespace() || c.is_control() || is_invisible(c) {
+        return None;
+    }
+    Some(match c {
+        '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+        _ => c,
+    })
 }
 
 /// The case fold of one character, appended to `buf`: upper then lower
@@ -59,6 +71,10 @@ fn fold_char(c: char, buf: &mut Vec<u8>) {
     }
     if c == '\u{130}' {
         buf.push(b'i');
+        return;
+    }
+    if let Ok(i) = NEWER_FOLDS.binary_search_by_key(&c, |&(from, _)| from) {
+        buf.extend_from_slice(NEWER_FOLDS[i].1.as_bytes());
         return;
     }
     let mut tmp = [0u8; 4];
@@ -81,13 +97,51 @@ fn fold_char(c: char, buf: &mut Vec<u8>) {
     }
 }
 
-/// Bytes that never change under [`canonical_key`]: visible ASCII that is
-/// not upper case.
-static PLAIN_KEY_BYTE: [bool; 256] = {
-    let mut t = [false; 256];
+/// Case pairs new in Unicode 18, which the standard library's case tables
+/// (Unicode 17 as of Rust 1.95) do not know yet: each capital letter with
+/// its small letter, and U+1DF95, which folds to `ss` as `ß` does. Sorted.
+/// Found by `tests/folding.rs`, which compares every code point with ICU4X;
+/// once `char::to_lowercase` knows them, the entries give what it gives.
+static NEWER_FOLDS: &[(char, &str)] = &[
+    ('\u{A7DD}', "\u{0277}"),
+    ('\u{A7E2}', "\u{027C}"),
+    ('\u{AB6C}', "\u{AB4B}"),
+    ('\u{AB6D}', "\u{AB4C}"),
+    ('\u{1DF40}', "\u{1DF41}"),
+    ('\u{1DF48}', "\u{1DF49}"),
+    ('\u{1DF4A}', "\u{1DF4B}"),
+    ('\u{1DF4D}', "\u{1DF4E}"),
+    ('\u{1DF51}', "\u{1DF52}"),
+    ('\u{1DF68}', "\u{1DF69}"),
+    ('\u{1DF6A}', "\u{1DF6B}"),
+    ('\u{1DF6C}', "\u{1DF6D}"),
+    ('\u{1DF6E}', "\u{1DF6F}"),
+    ('\u{1DF72}', "\u{1DF73}"),
+    ('\u{1DF74}', "\u{1DF75}"),
+    ('\u{1DF76}', "\u{1DF77}"),
+    ('\u{1DF78}', "\u{1DF79}"),
+    ('\u{1DF7A}', "\u{1DF7B}"),
+    ('\u{1DF7C}', "\u{1DF7D}"),
+    ('\u{1DF7E}', "\u{1DF7F}"),
+    ('\u{1DF95}', "ss"),
+];
+
+/// Kinds of key byte for [`canonical_key`]: visible ASCII that is not upper
+/// case never changes; upper-case ASCII only folds; anything else (blanks,
+/// controls, non-ASCII) takes the Unicode path.
+const PLAIN: u8 = 0;
+const UPPER: u8 = 1;
+const OTHER: u8 = 2;
+
+static KEY_BYTE: [u8; 256] = {
+    let mut t = [OTHER; 256];
     let mut b = 0x21;
     while b < 0x7f {
-        t[b] = !(b >= b'A' as usize && b <= b'Z' as usize);
+        t[b] = if b >= b'A' as usize && b <= b'Z' as usize {
+            UPPER
+        } else {
+            PLAIN
+        };
         b += 1;
     }
     t
@@ -311,16 +365,31 @@ impl Selector {
     /// segment's ([`Segment::rank`]). This is the precedence order documented
     /// in docs/rules.md.
     pub fn best_ranks(&self, path: &[&str]) -> Option<Vec<u8>> {
-        fn go(segs: &[Segment], path: &[&str]) -> Option<Vec<u8>> {
+        self.best_ranks_with(path, &|literal, key| canonical(literal) == canonical(key))
+    }
+
+    /// [`Self::best_ranks`] with another key equality: `same(literal, key)`
+    /// says whether a selector literal meets a key of the path. The
+    /// reference rewriter passes its own, independent of [`canonical`].
+    pub fn best_ranks_with(
+        &self,
+        path: &[&str],
+        same: &dyn Fn(&str, &str) -> bool,
+    ) -> Option<Vec<u8>> {
+        fn go(
+            segs: &[Segment],
+            path: &[&str],
+            same: &dyn Fn(&str, &str) -> bool,
+        ) -> Option<Vec<u8>> {
             match segs.first() {
                 None => path.is_empty().then(Vec::new),
                 Some(Segment::GlobStar) => {
                     // `**` consumes zero keys, or one key and stays.
-                    let zero = go(&segs[1..], path);
+                    let zero = go(&segs[1..], path, same);
                     let more = if path.is_empty() {
                         None
                     } else {
-                        go(segs, &path[1..]).map(|mut v| {
+                        go(segs, &path[1..], same).map(|mut v| {
                             v.insert(0, 0);
                             v
                         })
@@ -333,18 +402,18 @@ impl Selector {
                 Some(seg) => {
                     let (key, rest) = path.split_first()?;
                     if let Segment::Key(k) = seg
-                        && canonical(k) != canonical(key)
+                        && !same(k, key)
                     {
                         return None;
                     }
-                    go(&segs[1..], rest).map(|mut v| {
+                    go(&segs[1..], rest, same).map(|mut v| {
                         v.insert(0, seg.rank());
                         v
                     })
                 }
             }
         }
-        go(&self.segments, path)
+        go(&self.segments, path, same)
     }
 }
 
@@ -445,6 +514,18 @@ mod tests {
         ] {
             assert!(p.matches(&["user", variant]), "{variant:?}");
         }
+        // İ is `i` (Turkic folding, Java) and `i` with a combining dot
+        // above (full folding, lower case): all three are one key.
+        assert_eq!(canonical("EMA\u{130}L"), "email");
+        assert_eq!(canonical("emai\u{307}l"), "email");
+        assert_eq!(canonical("EMAI\u{307}L"), "email");
+        // Unicode 18 case pairs that `char::to_lowercase` does not know yet.
+        assert_eq!(canonical("\u{A7DD}"), canonical("\u{277}"));
+        assert_eq!(canonical("\u{AB6C}"), canonical("\u{AB4B}"));
+        assert_eq!(canonical("\u{1DF40}"), canonical("\u{1DF41}"));
+        assert_eq!(canonical("\u{1DF7E}"), canonical("\u{1DF7F}"));
+        assert_eq!(canonical("pa\u{1DF95}word"), "password");
+        assert!(NEWER_FOLDS.windows(2).all(|w| w[0].0 < w[1].0), "sorted");
         let f = Selector::parse("first").unwrap();
         assert!(f.matches(&["\u{fb01}rst"]), "ligature fi");
         assert!(

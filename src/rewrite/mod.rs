@@ -199,7 +199,40 @@ pub struct Stats {
     pub by_action: ActionCounts,
 }
 
+/// A [`Stats`] as of some point, to roll back to (see [`Stats::counts`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Counts {
+    kept: u64,
+    dropped: u64,
+    transformed: u64,
+    not_applicable: u64,
+    paths: usize,
+    by_action: ActionCounts,
+}
+
 impl Stats {
+    /// The counts as they are now.
+    pub(crate) fn counts(&self) -> Counts {
+        Counts {
+            kept: self.kept,
+            dropped: self.dropped,
+            transformed: self.transformed,
+            not_applicable: self.not_applicable,
+            paths: self.dropped_paths.len(),
+            by_action: self.by_action.clone(),
+        }
+    }
+
+    /// Back to earlier counts (documents are not touched).
+    pub(crate) fn roll_back(&mut self, c: Counts) {
+        self.kept = c.kept;
+        self.dropped = c.dropped;
+        self.transformed = c.transformed;
+        self.not_applicable = c.not_applicable;
+        self.dropped_paths.truncate(c.paths);
+        self.by_action = c.by_action;
+    }
+
     /// Adds another body's counts (embedded documents).
     pub fn absorb(&mut self, other: &Stats) {
         self.kept += other.kept;

@@ -1,0 +1,791 @@
+//! The fast path: recursive descent over one document that lies whole in
+//! the buffer.
+//!
+//! The resumable state machine in the parent module can stop at any byte
+//! and go on with the next chunk, which costs a dispatch per token and state
+//! kept in memory. Most documents arrive whole (a buffered body, an NDJSON
+//! line inside a chunk), so each document is first tried here: plain
+//! recursion, UTF-8 checked once for the whole buffer (`simdutf8`), strings
+//! scanned eight bytes at a time, kept and dropped subtrees only validated
+//! (their one piece of bookkeeping is the duplicate-key check), and a
+//! container that may turn out empty written speculatively and cut back.
+//!
+//! The fast path only ever produces output for a document the state machine
+//! accepts, and the same bytes and counts. Anything else (an error, a token
+//! cut by the end of the buffer, a key with an escaped NUL, observation for
+//! `--explain`) makes it give up ([`Bail`]): the caller rolls the output and
+//! counts back and the state machine reads the document from its start, so
+//! errors keep their exact offsets and paths. `tests/engine.rs` and the
+//! `chunking` fuzz target hold the two paths to the same output.
+
+use std::collections::HashSet;
+
+use super::{LINEAR_DUP_LIMIT, MAX_NUMBER_LEN, Memo, key_hash, needs_attention, unescape};
+use crate::policy::selector::canonical_key;
+use crate::policy::{Action, FieldRules};
+use crate::rewrite::apply::{self, Out, Scalar};
+use crate::rewrite::{Engine, MAX_DROPPED_PATHS, Outcome, Stats};
+
+use super::Ctx;
+
+/// The fast path gave up on this document; the state machine takes it.
+#[derive(Debug)]
+pub(super) struct Bail;
+
+type R<T> = Result<T, Bail>;
+
+/// One step of the path to the value being read, linked through the
+/// recursion's stack frames: nothing is built unless a dropped path is
+/// recorded.
+#[derive(Clone, Copy)]
+enum Seg {
+    /// An object key: its raw bytes in the buffer (between the quotes).
+    Key {
+        start: usize,
+        end: usize,
+        escaped: bool,
+    },
+    /// An array position.
+    Index(u64),
+}
+
+struct PathNode<'p> {
+    parent: Option<&'p PathNode<'p>>,
+    seg: Option<Seg>,
+}
+
+/// A key seen in an object being read (duplicate checks): the hash of its
+/// canonical form and where its raw bytes are.
+#[derive(Clone, Copy)]
+struct SeenKey {
+    hash: u64,
+    start: u32,
+    end: u32,
+    escaped: bool,
+}
+
+/// The keys of the open objects, shared by the recursion (each object owns
+/// the entries from its start index on).
+#[derive(Debug, Default)]
+pub(super) struct Seen {
+    keys: Vec<SeenKeyRepr>,
+}
+
+// `SeenKey` without `Debug` noise in the rewriter's derive.
+#[derive(Clone, Copy)]
+struct SeenKeyRepr(SeenKey);
+
+impl std::fmt::Debug for SeenKeyRepr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SeenKey")
+    }
+}
+
+/// The duplicate-key state of one open object.
+struct ObjectKeys {
+    /// First entry of this object in [`Seen`].
+    start: usize,
+    /// One bit per hash value (mod 128) seen: most new keys skip the scan.
+    bloom: u128,
+    /// Large objects: a keyed (SipHash) set of the canonical keys, so
+    /// crafted collisions cannot make the check quadratic.
+    set: Option<HashSet<Box<[u8]>>>,
+}
+
+/// The state of one fast run over one document.
+pub(super) struct Fast<'a, 'e> {
+    pub(super) engine: &'e Engine,
+    pub(super) rules: &'e FieldRules,
+    pub(super) max_depth: usize,
+    pub(super) lines: bool,
+    /// The input, cut where UTF-8 validity ends.
+    pub(super) buf: &'a [u8],
+    pub(super) out: &'a mut Vec<u8>,
+    pub(super) stats: &'a mut Stats,
+    pub(super) scratch: &'a mut Vec<u8>,
+    pub(super) canon: &'a mut Vec<u8>,
+    pub(super) seen: &'a mut Seen,
+    pub(super) memo: &'a mut Option<Box<Memo>>,
+}
+
+impl Fast<'_, '_> {
+    /// Reads the document starting at `i` (its first byte, after blanks);
+    /// returns where it ends.
+    pub(super) fn document(&mut self, i: usize, root: Ctx) -> R<usize> {
+        let node = PathNode {
+            parent: None,
+            seg: None,
+        };
+        let r = self.value(i, root, 0, &node).map(|(end, _)| end);
+        self.seen.keys.clear();
+        r
+    }
+
+    /// Skips JSON blanks; in NDJSON a line break may not occur inside a
+    /// document. Running out of bytes gives up: the document is cut.
+    #[inline(always)]
+    fn ws(&self, mut i: usize) -> R<usize> {
+        let buf = self.buf;
+        while let Some(&b) = buf.get(i) {
+            match b {
+                b' ' | b'\t' => i += 1,
+                b'\n' | b'\r' if !self.lines => i += 1,
+                _ => return Ok(i),
+            }
+        }
+        Err(Bail)
+    }
+
+    /// The byte at `i` (giving up past the end).
+    #[inline(always)]
+    fn at(&self, i: usize) -> R<u8> {
+        self.buf.get(i).copied().ok_or(Bail)
+    }
+
+    /// Reads one value at `i` in context `ctx`, with `depth` containers open
+    /// around it. The caller has written what goes before it (comma, key);
+    /// returns where the value ends and whether anything of it was written
+    /// (if not, the caller takes its prefix back).
+    fn value(&mut self, i: usize, ctx: Ctx, depth: usize, path: &PathNode) -> R<(usize, bool)> {
+        let rules = self.rules;
+        let info = rules.info(ctx.state);
+        let (action, rule) = match info.decision {
+            Some(r) if !ctx.fresh => (&rules.rule(r).action, Some(r)),
+            _ if ctx.keep => (&Action::Keep, None),
+            _ => (&Action::Drop, None),
+        };
+        let at_root = depth == 0;
+        let b = self.at(i)?;
+        if b == b'{' || b == b'[' {
+            let obj = b == b'{';
+            return match action {
+                // A kept container is entered, not copied, when any deeper
+                // selector (a `drop` included) may say otherwise.
+                Action::Keep if !info.descend_any => {
+                    self.note(action, Outcome::Kept, path);
+                    let end = self.skip(i, depth)?;
+                    self.out.extend_from_slice(&self.buf[i..end]);
+                    Ok((end, true))
+                }
+                Action::Drop if !info.descend => {
+                    self.note(action, Outcome::Dropped, path);
+                    self.skipped(i, depth, obj, at_root)
+                }
+                Action::Keep | Action::Drop if obj => {
+                    self.note(action, Outcome::Entered, path);
+                    let keep = matches!(action, Action::Keep);
+                    let inner = Ctx {
+                        state: ctx.state,
+                        keep,
+                        fresh: false,
+                    };
+                    // The root, and a container kept as such, always appear.
+                    self.object(i, inner, depth, path, at_root || keep)
+                }
+                Action::Redact { with_json, .. } if obj => {
+                    self.note(action, Outcome::Transformed, path);
+                    self.out.extend_from_slice(with_json);
+                    let end = self.skip(i, depth)?;
+                    Ok((end, true))
+                }
+                _ if obj => {
+                    self.note(action, Outcome::NotApplicable, path);
+                    self.skipped(i, depth, obj, at_root)
+                }
+                // Arrays are transparent: each element gets the array's context.
+                _ => {
+                    self.note(action, Outcome::Entered, path);
+                    let shown = at_root || matches!(action, Action::Keep);
+                    self.array(i, ctx, depth, path, shown)
+                }
+            };
+        }
+        self.scalar_value(i, ctx, depth, action, rule, path)
+    }
+
+    /// A container skipped whole (validated only); the document root is
+    /// always present, as an empty container.
+    fn skipped(&mut self, i: usize, depth: usize, obj: bool, at_root: bool) -> R<(usize, bool)> {
+        let end = self.skip(i, depth)?;
+        if at_root {
+            self.out.extend_from_slice(if obj { b"{}" } else { b"[]" });
+        }
+        Ok((end, at_root))
+    }
+
+    /// A scalar, decided by `action`.
+    fn scalar_value(
+        &mut self,
+        i: usize,
+        ctx: Ctx,
+        depth: usize,
+        action: &Action,
+        rule: Option<u32>,
+        path: &PathNode,
+    ) -> R<(usize, bool)> {
+        let (end, kind) = self.scalar(i)?;
+        let buf = self.buf;
+        let token = &buf[i..end];
+        let outcome = match action {
+            Action::Keep => {
+                self.out.extend_from_slice(token);
+                Outcome::Kept
+            }
+            Action::Drop => Outcome::Dropped,
+            Action::EmbeddedJson { base64 } => match kind {
+                Kind::Str { escaped } => {
+                    let text = unescape(&token[1..token.len() - 1], escaped, self.scratch);
+                    let depth_left = self.max_depth.saturating_sub(depth).max(1);
+                    match super::rewrite_embedded(
+                        self.engine,
+                        self.rules,
+                        ctx.state,
+                        text,
+                        *base64,
+                        depth_left,
+                        None,
+                    ) {
+                        Some((s, sub, _)) => {
+                            self.stats.absorb(&sub);
+                            apply::write_json_str(self.out, &s);
+                            Outcome::Transformed
+                        }
+                        None => Outcome::NotApplicable,
+                    }
+                }
+                _ => Outcome::NotApplicable,
+            },
+            _ => self.transform(token, kind, action, rule),
+        };
+        self.note(action, outcome, path);
+        let stayed = matches!(outcome, Outcome::Kept | Outcome::Transformed);
+        if depth == 0 && !stayed {
+            // The document root is always present.
+            self.out.extend_from_slice(b"null");
+            return Ok((end, true));
+        }
+        Ok((end, stayed))
+    }
+
+    /// A value action on a scalar token.
+    fn transform(
+        &mut self,
+        token: &[u8],
+        kind: Kind,
+        action: &Action,
+        rule: Option<u32>,
+    ) -> Outcome {
+        let scalar = match kind {
+            Kind::Str { escaped } => {
+                Scalar::Str(unescape(&token[1..token.len() - 1], escaped, self.scratch))
+            }
+            Kind::Num => Scalar::Num(std::str::from_utf8(token).unwrap_or("")),
+            Kind::Lit => Scalar::Other,
+        };
+        // Pseudonyms and hashes always apply to strings and numbers: they
+        // are written straight into the output, and remembered for the rest
+        // of the body (one user, many events: one HMAC).
+        let direct = match action {
+            Action::Pseudonymise { normalise, .. } | Action::HashSha256 { normalise } => {
+                *normalise != crate::pseudonym::Normalise::Phone
+            }
+            _ => false,
+        };
+        match scalar {
+            Scalar::Str(text) | Scalar::Num(text) if direct => {
+                let is_num = matches!(kind, Kind::Num);
+                let memo = self.memo.get_or_insert_with(Box::default);
+                let id = rule.unwrap_or(u32::MAX);
+                if memo.get(id, is_num, text.as_bytes(), self.out) {
+                    return Outcome::Transformed;
+                }
+                let start = self.out.len();
+                apply::apply_scalar(self.engine, action, scalar, Some(self.out));
+                memo.put(id, is_num, text.as_bytes(), &self.out[start..]);
+                Outcome::Transformed
+            }
+            _ => match apply::apply_scalar(self.engine, action, scalar, None) {
+                None => Outcome::NotApplicable,
+                Some(Out::Original) => {
+                    self.out.extend_from_slice(token);
+                    Outcome::Kept
+                }
+                Some(Out::Str(s)) => {
+                    apply::write_json_str(self.out, &s);
+                    Outcome::Transformed
+                }
+                Some(Out::Num(s)) => {
+                    self.out.extend_from_slice(s.as_bytes());
+                    Outcome::Transformed
+                }
+                Some(Out::Written) => Outcome::Transformed,
+            },
+        }
+    }
+
+    /// An object entered: each member decided on its own. `shown`: written
+    /// even when nothing inside stays.
+    fn object(
+        &mut self,
+        i: usize,
+        ctx: Ctx,
+        depth: usize,
+        path: &PathNode,
+        shown: bool,
+    ) -> R<(usize, bool)> {
+        if depth >= self.max_depth {
+            return Err(Bail);
+        }
+        let mark = self.out.len();
+        self.out.push(b'{');
+        let mut emitted = false;
+        let mut keys = self.open_object();
+        let mut j = self.ws(i + 1)?;
+        if self.at(j)? == b'}' {
+            j += 1;
+        } else {
+            loop {
+                if self.at(j)? != b'"' {
+                    return Err(Bail);
+                }
+                let kstart = j;
+                let (kend, escaped) = self.string(j)?;
+                let rules = self.rules;
+                let state = {
+                    let canon = self.key(j + 1, kend - 1, escaped, &mut keys)?;
+                    rules.step_canonical(ctx.state, canon)
+                };
+                j = self.ws(kend)?;
+                if self.at(j)? != b':' {
+                    return Err(Bail);
+                }
+                let vstart = self.ws(j + 1)?;
+                let member = self.out.len();
+                if emitted {
+                    self.out.push(b',');
+                }
+                self.out.extend_from_slice(&self.buf[kstart..kend]);
+                self.out.push(b':');
+                let node = PathNode {
+                    parent: Some(path),
+                    seg: Some(Seg::Key {
+                        start: kstart + 1,
+                        end: kend - 1,
+                        escaped,
+                    }),
+                };
+                let child = Ctx {
+                    state,
+                    keep: ctx.keep,
+                    fresh: false,
+                };
+                let (vend, stayed) = self.value(vstart, child, depth + 1, &node)?;
+                if stayed {
+                    emitted = true;
+                } else {
+                    self.out.truncate(member);
+                }
+                j = self.ws(vend)?;
+                match self.at(j)? {
+                    b',' => j = self.ws(j + 1)?,
+                    b'}' => {
+                        j += 1;
+                        break;
+                    }
+                    _ => return Err(Bail),
+                }
+            }
+        }
+        self.close_object(keys);
+        if emitted || shown {
+            self.out.push(b'}');
+            Ok((j, true))
+        } else {
+            // Nothing inside stayed: the container leaves no trace.
+            self.out.truncate(mark);
+            Ok((j, false))
+        }
+    }
+
+    /// An array entered: every element gets the array's context.
+    fn array(
+        &mut self,
+        i: usize,
+        ctx: Ctx,
+        depth: usize,
+        path: &PathNode,
+        shown: bool,
+    ) -> R<(usize, bool)> {
+        if depth >= self.max_depth {
+            return Err(Bail);
+        }
+        let mark = self.out.len();
+        self.out.push(b'[');
+        let mut emitted = false;
+        let mut index = 0u64;
+        let mut j = self.ws(i + 1)?;
+        if self.at(j)? == b']' {
+            j += 1;
+        } else {
+            loop {
+                let element = self.out.len();
+                if emitted {
+                    self.out.push(b',');
+                }
+                let node = PathNode {
+                    parent: Some(path),
+                    seg: Some(Seg::Index(index)),
+                };
+                let (vend, stayed) = self.value(j, ctx, depth + 1, &node)?;
+                if stayed {
+                    emitted = true;
+                } else {
+                    self.out.truncate(element);
+                }
+                index += 1;
+                j = self.ws(vend)?;
+                match self.at(j)? {
+                    b',' => j = self.ws(j + 1)?,
+                    b']' => {
+                        j += 1;
+                        break;
+                    }
+                    _ => return Err(Bail),
+                }
+            }
+        }
+        if emitted || shown {
+            self.out.push(b']');
+            Ok((j, true))
+        } else {
+            self.out.truncate(mark);
+            Ok((j, false))
+        }
+    }
+
+    /// Validates the value at `i` (with `depth` containers open around it)
+    /// and returns where it ends. Nothing is written.
+    fn skip(&mut self, i: usize, depth: usize) -> R<usize> {
+        match self.at(i)? {
+            b'{' => self.skip_object(i, depth),
+            b'[' => self.skip_array(i, depth),
+            _ => Ok(self.scalar(i)?.0),
+        }
+    }
+
+    fn skip_object(&mut self, i: usize, depth: usize) -> R<usize> {
+        if depth >= self.max_depth {
+            return Err(Bail);
+        }
+        let mut keys = self.open_object();
+        let mut j = self.ws(i + 1)?;
+        if self.at(j)? == b'}' {
+            self.close_object(keys);
+            return Ok(j + 1);
+        }
+        loop {
+            if self.at(j)? != b'"' {
+                return Err(Bail);
+            }
+            let (kend, escaped) = self.string(j)?;
+            self.key(j + 1, kend - 1, escaped, &mut keys)?;
+            j = self.ws(kend)?;
+            if self.at(j)? != b':' {
+                return Err(Bail);
+            }
+            j = self.ws(j + 1)?;
+            j = self.skip(j, depth + 1)?;
+            j = self.ws(j)?;
+            match self.at(j)? {
+                b',' => j = self.ws(j + 1)?,
+                b'}' => break,
+                _ => return Err(Bail),
+            }
+        }
+        self.close_object(keys);
+        Ok(j + 1)
+    }
+
+    fn skip_array(&mut self, i: usize, depth: usize) -> R<usize> {
+        if depth >= self.max_depth {
+            return Err(Bail);
+        }
+        let mut j = self.ws(i + 1)?;
+        if self.at(j)? == b']' {
+            return Ok(j + 1);
+        }
+        loop {
+            j = self.skip(j, depth + 1)?;
+            j = self.ws(j)?;
+            match self.at(j)? {
+                b',' => j = self.ws(j + 1)?,
+                b']' => return Ok(j + 1),
+                _ => return Err(Bail),
+            }
+        }
+    }
+
+    fn open_object(&self) -> ObjectKeys {
+        ObjectKeys {
+            start: self.seen.keys.len(),
+            bloom: 0,
+            set: None,
+        }
+    }
+
+    fn close_object(&mut self, keys: ObjectKeys) {
+        self.seen.keys.truncate(keys.start);
+    }
+
+    /// A key (raw bytes `start..end`) of the object `keys`: checked to be
+    /// new in canonical form (keys that fold alike are duplicates); returns
+    /// the canonical form.
+    #[inline]
+    fn key(&mut self, start: usize, end: usize, escaped: bool, keys: &mut ObjectKeys) -> R<&[u8]> {
+        let raw = &self.buf[start..end];
+        let text: &[u8] = if escaped {
+            let k = unescape(raw, true, self.scratch).as_bytes();
+            // U+0000 only comes from an escape: the state machine decides
+            // whether the readings before and after it agree.
+            if memchr::memchr(0, k).is_some() {
+                return Err(Bail);
+            }
+            k
+        } else {
+            raw
+        };
+        let canon = canonical_key(text, self.canon);
+        let hash = key_hash(canon);
+        if let Some(set) = &mut keys.set {
+            if !set.insert(canon.into()) {
+                return Err(Bail);
+            }
+            return Ok(canon);
+        }
+        let bit = 1u128 << (hash & 127);
+        let seen = &self.seen.keys[keys.start..];
+        // Possibly seen: compare the canonical forms of equal hashes.
+        if keys.bloom & bit != 0
+            && seen
+                .iter()
+                .any(|k| k.0.hash == hash && canonical_of(self.buf, k.0) == canon)
+        {
+            return Err(Bail);
+        }
+        keys.bloom |= bit;
+        if seen.len() >= LINEAR_DUP_LIMIT {
+            let mut set: HashSet<Box<[u8]>> = HashSet::with_capacity(seen.len() * 2);
+            for k in seen {
+                set.insert(canonical_of(self.buf, k.0).into());
+            }
+            set.insert(canon.into());
+            keys.set = Some(set);
+        }
+        self.seen.keys.push(SeenKeyRepr(SeenKey {
+            hash,
+            start: start as u32,
+            end: end as u32,
+            escaped,
+        }));
+        Ok(canon)
+    }
+
+    /// Scans one scalar token.
+    #[inline]
+    fn scalar(&self, i: usize) -> R<(usize, Kind)> {
+        match self.at(i)? {
+            b'"' => self
+                .string(i)
+                .map(|(end, escaped)| (end, Kind::Str { escaped })),
+            b'-' | b'0'..=b'9' => self.number(i).map(|end| (end, Kind::Num)),
+            b't' => self.literal(i, b"true"),
+            b'f' => self.literal(i, b"false"),
+            b'n' => self.literal(i, b"null"),
+            _ => Err(Bail),
+        }
+    }
+
+    #[inline(always)]
+    fn literal(&self, i: usize, word: &[u8]) -> R<(usize, Kind)> {
+        match self.buf.get(i..i + word.len()) {
+            // Byte by byte: a call to `memcmp` costs more than four bytes.
+            Some(w) if w.iter().zip(word).all(|(a, b)| a == b) => Ok((i + word.len(), Kind::Lit)),
+            _ => Err(Bail),
+        }
+    }
+
+    /// Scans a string token at the quote `buf[i]` (UTF-8 is already known to
+    /// be valid); returns its end and whether it holds escapes.
+    #[inline(always)]
+    fn string(&self, i: usize) -> R<(usize, bool)> {
+        let buf = self.buf;
+        let n = buf.len();
+        let mut j = i + 1;
+        let mut escaped = false;
+        loop {
+            // Eight bytes at a time until one is a quote, a backslash or a
+            // control character.
+            loop {
+                match buf.get(j..j + 8) {
+                    Some(word) => {
+                        let mut w = [0u8; 8];
+                        w.copy_from_slice(word);
+                        let mask = needs_attention(u64::from_le_bytes(w));
+                        if mask != 0 {
+                            j += (mask.trailing_zeros() / 8) as usize;
+                            break;
+                        }
+                        j += 8;
+                    }
+                    None => {
+                        while j < n && !matches!(buf[j], b'"' | b'\\' | 0..0x20) {
+                            j += 1;
+                        }
+                        break;
+                    }
+                }
+            }
+            match buf.get(j) {
+                Some(b'"') => return Ok((j + 1, escaped)),
+                Some(b'\\') => {
+                    escaped = true;
+                    j = self.escape(j)?;
+                }
+                // A control character, or the end of the buffer.
+                _ => return Err(Bail),
+            }
+        }
+    }
+
+    /// Validates the escape at `buf[i]` (a backslash); returns the byte
+    /// after it.
+    #[inline]
+    fn escape(&self, i: usize) -> R<usize> {
+        let buf = self.buf;
+        match buf.get(i + 1) {
+            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(i + 2),
+            Some(b'u') => {
+                let cp = buf.get(i + 2..i + 6).and_then(super::hex4).ok_or(Bail)?;
+                match cp {
+                    // A high surrogate must be followed by a low one.
+                    0xD800..=0xDBFF => {
+                        if buf.get(i + 6..i + 8) != Some(b"\\u") {
+                            return Err(Bail);
+                        }
+                        match buf.get(i + 8..i + 12).and_then(super::hex4) {
+                            Some(0xDC00..=0xDFFF) => Ok(i + 12),
+                            _ => Err(Bail),
+                        }
+                    }
+                    0xDC00..=0xDFFF => Err(Bail),
+                    _ => Ok(i + 6),
+                }
+            }
+            _ => Err(Bail),
+        }
+    }
+
+    /// Scans a number (RFC 8259 section 6). One that reaches the end of the
+    /// buffer may go on in the next chunk: the state machine decides.
+    #[inline]
+    fn number(&self, start: usize) -> R<usize> {
+        let buf = self.buf;
+        let digits = |mut i: usize| {
+            while buf.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            i
+        };
+        let mut i = start;
+        if buf.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        i = match buf.get(i) {
+            Some(b'0') => i + 1,
+            Some(b'1'..=b'9') => digits(i + 1),
+            _ => return Err(Bail),
+        };
+        if buf.get(i) == Some(&b'.') {
+            if !buf.get(i + 1).is_some_and(u8::is_ascii_digit) {
+                return Err(Bail);
+            }
+            i = digits(i + 1);
+        }
+        if matches!(buf.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            if matches!(buf.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            if !buf.get(i).is_some_and(u8::is_ascii_digit) {
+                return Err(Bail);
+            }
+            i = digits(i);
+        }
+        if i >= buf.len() || i - start > MAX_NUMBER_LEN {
+            return Err(Bail);
+        }
+        Ok(i)
+    }
+
+    /// Counts one decision, as the state machine's `note` does.
+    #[inline]
+    fn note(&mut self, action: &Action, outcome: Outcome, path: &PathNode) {
+        self.stats.by_action.add(action, outcome);
+        match outcome {
+            Outcome::Kept => self.stats.kept += 1,
+            Outcome::Transformed => self.stats.transformed += 1,
+            Outcome::Dropped | Outcome::NotApplicable => {
+                self.stats.dropped += 1;
+                if outcome == Outcome::NotApplicable {
+                    self.stats.not_applicable += 1;
+                }
+                if self.stats.dropped_paths.len() < MAX_DROPPED_PATHS {
+                    let p = self.path(path);
+                    self.stats.dropped_paths.push(p);
+                }
+            }
+            Outcome::Entered => {}
+        }
+    }
+
+    /// The path of a value, as the state machine writes it.
+    #[cold]
+    fn path(&mut self, node: &PathNode) -> String {
+        let mut segs = Vec::new();
+        let mut n = Some(node);
+        while let Some(x) = n {
+            segs.extend(x.seg);
+            n = x.parent;
+        }
+        let mut path = String::new();
+        for seg in segs.iter().rev() {
+            match *seg {
+                Seg::Key {
+                    start,
+                    end,
+                    escaped,
+                } => {
+                    let k = unescape(&self.buf[start..end], escaped, self.scratch);
+                    crate::rewrite::push_path_key(&mut path, k.as_bytes(), self.rules);
+                }
+                Seg::Index(i) => path.push_str(&format!("[{i}]")),
+            }
+        }
+        path
+    }
+}
+
+/// The canonical form of a key seen earlier (rare paths: a hash matched,
+/// or an object grew large).
+fn canonical_of(buf: &[u8], k: SeenKey) -> Vec<u8> {
+    let (mut tmp, mut out) = (Vec::new(), Vec::new());
+    let text = unescape(&buf[k.start as usize..k.end as usize], k.escaped, &mut tmp);
+    canonical_key(text.as_bytes(), &mut out).to_vec()
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Str { escaped: bool },
+    Num,
+    Lit,
+}

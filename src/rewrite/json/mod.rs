@@ -1,0 +1,1454 @@
+//! Single-pass, incremental JSON and NDJSON rewriter.
+//!
+//! No DOM: the input is tokenised once and each value is decided as it is
+//! met. State between chunks is kept at token granularity (the stack of open
+//! containers and what is expected next); a token cut by a chunk boundary is
+//! kept and completed by the next chunk, so memory is bounded by the largest
+//! single token plus one chunk. Kept subtrees are copied as one byte range and
+//! flushed at each chunk end.
+//!
+//! What is refused, each a known way around minimisers: duplicate keys (parsers
+//! disagree on which wins), lone surrogates, invalid UTF-8, control characters
+//! in strings, comments, NaN and other non-JSON tokens, trailing data, and
+//! nesting beyond the limit. Keys are compared after unescaping
+//! (`"em\u0061il"` is `email`). Kept values pass byte for byte.
+
+use std::collections::HashSet;
+
+mod fast;
+
+use super::apply::{self, Out, Scalar};
+use super::{
+    Engine, ErrorKind, Explained, MAX_DROPPED_PATHS, Observer, Outcome, RewriteError, Stats, Tally,
+};
+use crate::policy::dfa::StateId;
+use crate::policy::selector::canonical_key;
+use crate::policy::{Action, FieldRules};
+
+/// Longest number token accepted, in bytes (a bound on per-token buffering).
+pub const MAX_NUMBER_LEN: usize = 4096;
+
+/// Objects with more keys than this check duplicates with a hash set.
+const LINEAR_DUP_LIMIT: usize = 32;
+
+/// The path context of a value about to be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Ctx {
+    /// Automaton state at the value's path.
+    state: StateId,
+    /// Whether an ancestor was kept as a container (the default becomes keep).
+    keep: bool,
+    /// The root of an embedded document: the state's own decision (the
+    /// `embedded_json` rule) is not applied again.
+    fresh: bool,
+}
+
+/// How a container's content is handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Kept verbatim: validated, copied as one byte range.
+    Copy,
+    /// Dropped: validated only.
+    Skip,
+    /// Entered: each member decided on its own. For arrays, the context of
+    /// every element (arrays are transparent).
+    Rewrite(Ctx),
+}
+
+#[derive(Debug)]
+struct Frame {
+    obj: bool,
+    mode: Mode,
+    /// Something was written inside (a comma goes before the next member).
+    emitted: bool,
+    /// First index of this object's keys in the key arena.
+    keys_start: usize,
+    /// Array element count (for error paths).
+    index: u64,
+    /// The keys in a keyed hash set once the object is large.
+    set: Option<HashSet<Box<[u8]>>>,
+    /// Its opening bytes are in the output (not waiting in `deferred`).
+    shown: bool,
+    /// Length of `deferred` before this frame's opening bytes.
+    deferred_at: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expect {
+    Value,
+    /// After `[`.
+    ValueOrEnd,
+    /// After `{`.
+    KeyOrEnd,
+    /// After `,` in an object.
+    Key,
+    Colon,
+    CommaOrEnd,
+    /// After the root value.
+    End,
+}
+
+type Step<T> = Result<Option<T>, (ErrorKind, usize)>;
+
+/// Incremental JSON / NDJSON rewriter. Feed chunks with [`JsonRewriter::feed`],
+/// end with [`JsonRewriter::finish`]. After an error the rewriter is spent.
+#[derive(Debug)]
+pub struct JsonRewriter<'e> {
+    engine: &'e Engine,
+    rules: &'e FieldRules,
+    lines: bool,
+    max_depth: usize,
+    root: Ctx,
+    pending: Vec<u8>,
+    /// Absolute offset of the first byte of the current buffer.
+    base: u64,
+    stack: Vec<Frame>,
+    expect: Expect,
+    /// Context of the object member whose value comes next.
+    member: Ctx,
+    /// Raw key token of that member, written before its value if it stays.
+    member_key: Vec<u8>,
+    /// Opening bytes (comma, key, bracket) of entered containers that have
+    /// not emitted anything yet: written only once something inside stays,
+    /// so nothing a rule did not allow (not even a key name) leaves as an
+    /// empty shell.
+    deferred: Vec<u8>,
+    /// How many frames at the top of the stack are waiting in `deferred`.
+    unshown: usize,
+    /// Unescaped keys of every open object (duplicate checks, error paths).
+    keys: Vec<u8>,
+    key_ends: Vec<usize>,
+    /// A hash of each key in `keys` (duplicate checks compare these first).
+    key_hashes: Vec<u64>,
+    scratch: Vec<u8>,
+    /// Canonical form of the current key (`canonical_key`), when it differs.
+    canon: Vec<u8>,
+    /// The fast path's duplicate-key bookkeeping (see [`fast`]).
+    seen: fast::Seen,
+    /// Pseudonyms already computed for this body.
+    memo: Option<Box<Memo>>,
+    /// Absolute offset up to which the input is known to be UTF-8.
+    utf8_until: u64,
+    /// Absolute offset of a document the fast path gave up on: the state
+    /// machine reads it.
+    slow_from: Option<u64>,
+    /// Start of the kept byte range being copied, in the current buffer.
+    copy_from: Option<usize>,
+    copy_depth: usize,
+    /// How far into a cut string token scanning already got.
+    hint: usize,
+    hint_high: bool,
+    stats: Stats,
+    /// `--explain` and per-action counts (command line only).
+    pub(super) observe: Option<Box<Observer>>,
+    /// 1-based line being read (NDJSON).
+    line: u64,
+    error: Option<RewriteError>,
+    /// With per-action counting on: the counts as of the last completed
+    /// document (so that a refused one is not counted).
+    completed: Option<Box<(Stats, Tally)>>,
+}
+
+impl<'e> JsonRewriter<'e> {
+    /// A rewriter for the body fields of `engine`'s policy. `lines` selects
+    /// NDJSON (one document per line, blank lines skipped).
+    pub fn new(engine: &'e Engine, lines: bool) -> JsonRewriter<'e> {
+        let rules = &engine.policy().fields;
+        let root = Ctx {
+            state: rules.root(),
+            keep: false,
+            fresh: false,
+        };
+        Self::with_root(engine, rules, root, engine.policy().max_depth, lines)
+    }
+
+    fn with_root(
+        engine: &'e Engine,
+        rules: &'e FieldRules,
+        root: Ctx,
+        max_depth: usize,
+        lines: bool,
+    ) -> JsonRewriter<'e> {
+        JsonRewriter {
+            engine,
+            rules,
+            lines,
+            max_depth,
+            root,
+            pending: Vec::new(),
+            base: 0,
+            stack: Vec::new(),
+            expect: Expect::Value,
+            member: root,
+            member_key: Vec::new(),
+            deferred: Vec::new(),
+            unshown: 0,
+            keys: Vec::new(),
+            key_ends: Vec::new(),
+            key_hashes: Vec::new(),
+            scratch: Vec::new(),
+            canon: Vec::new(),
+            seen: fast::Seen::default(),
+            memo: None,
+            utf8_until: 0,
+            slow_from: None,
+            copy_from: None,
+            copy_depth: 0,
+            hint: 0,
+            hint_high: false,
+            stats: Stats::default(),
+            observe: None,
+            line: 1,
+            error: None,
+            completed: None,
+        }
+    }
+
+    /// Documents completed so far.
+    pub fn documents(&self) -> u64 {
+        self.stats.documents
+    }
+
+    /// With [`Self::count`] on: the field counts (without dropped paths) and
+    /// per-action counts of the documents completed so far, leaving out a
+    /// document in progress or refused.
+    pub fn completed(&self) -> Option<(Stats, Tally)> {
+        self.observe.as_ref()?.tally.as_ref()?;
+        Some(self.completed.as_deref().cloned().unwrap_or_default())
+    }
+
+    /// Bytes held back waiting for the rest of a token.
+    pub fn buffered(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Feeds the next chunk; appends the output that is ready to `out`.
+    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), RewriteError> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        let result = if self.pending.is_empty() {
+            let r = self.run(chunk, out, false);
+            if let Ok(used) = r {
+                self.flush_copy(chunk, used, out);
+                self.pending.extend_from_slice(&chunk[used..]);
+                self.base += used as u64;
+            }
+            r.map(|_| ())
+        } else {
+            let mut buf = std::mem::take(&mut self.pending);
+            buf.extend_from_slice(chunk);
+            let r = self.run(&buf, out, false);
+            if let Ok(used) = r {
+                self.flush_copy(&buf, used, out);
+                buf.drain(..used);
+                self.base += used as u64;
+            }
+            self.pending = buf;
+            r.map(|_| ())
+        };
+        result.inspect_err(|e| self.error = Some(e.clone()))
+    }
+
+    /// Ends the body: everything left must complete the document(s).
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<Stats, RewriteError> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        let buf = std::mem::take(&mut self.pending);
+        let result = self.run(&buf, out, true).and_then(|used| {
+            let at = self.base + used as u64;
+            let done = match self.expect {
+                Expect::End => true,
+                Expect::Value => self.lines && self.stack.is_empty(),
+                _ => false,
+            };
+            if used < buf.len() || !done {
+                Err(self.error_at(ErrorKind::UnexpectedEnd, at))
+            } else {
+                Ok(std::mem::take(&mut self.stats))
+            }
+        });
+        result.inspect_err(|e| self.error = Some(e.clone()))
+    }
+
+    fn flush_copy(&mut self, buf: &[u8], used: usize, out: &mut Vec<u8>) {
+        if let Some(from) = self.copy_from {
+            out.extend_from_slice(&buf[from..used]);
+            self.copy_from = Some(0);
+        }
+    }
+
+    fn error_at(&self, kind: ErrorKind, offset: u64) -> RewriteError {
+        RewriteError {
+            kind,
+            offset,
+            line: self.lines.then_some(self.line),
+            path: self.path(),
+        }
+    }
+
+    /// The path of the value being read (keys shown only when they look like
+    /// identifiers or are named by a rule).
+    fn path(&self) -> String {
+        let mut path = String::new();
+        for (d, f) in self.stack.iter().enumerate() {
+            if f.obj {
+                let end = self
+                    .stack
+                    .get(d + 1)
+                    .map_or(self.key_ends.len(), |n| n.keys_start);
+                if end > f.keys_start {
+                    let last = end - 1;
+                    let ks = if last == 0 {
+                        0
+                    } else {
+                        self.key_ends[last - 1]
+                    };
+                    super::push_path_key(
+                        &mut path,
+                        &self.keys[ks..self.key_ends[last]],
+                        self.rules,
+                    );
+                }
+            } else {
+                path.push_str(&format!("[{}]", f.index));
+            }
+        }
+        path
+    }
+
+    /// Runs over `buf` as far as complete tokens go; returns bytes consumed.
+    fn run(&mut self, buf: &[u8], out: &mut Vec<u8>, last: bool) -> Result<usize, RewriteError> {
+        match self.run_inner(buf, out, last) {
+            Ok(used) => Ok(used),
+            Err((kind, at)) => Err(self.error_at(kind, self.base + at as u64)),
+        }
+    }
+
+    fn run_inner(
+        &mut self,
+        buf: &[u8],
+        out: &mut Vec<u8>,
+        last: bool,
+    ) -> Result<usize, (ErrorKind, usize)> {
+        let n = buf.len();
+        let mut i = 0;
+        loop {
+            // Insignificant whitespace (RFC 8259 section 2); in NDJSON a line
+            // break ends a document and may not occur inside one.
+            while i < n {
+                match buf[i] {
+                    b' ' | b'\t' => i += 1,
+                    b'\r' => {
+                        // In NDJSON a CR only ever precedes the LF that ends
+                        // a line: readers that split on a lone CR would see
+                        // the bytes after it as another document.
+                        if self.lines {
+                            match buf.get(i + 1) {
+                                Some(b'\n') => {}
+                                Some(_) => return Err((ErrorKind::BareCarriageReturn, i)),
+                                None if !last => return Ok(i),
+                                None => {}
+                            }
+                        }
+                        i += 1;
+                    }
+                    b'\n' => {
+                        if self.lines {
+                            if self.expect == Expect::End {
+                                self.expect = Expect::Value;
+                            } else if !(self.stack.is_empty() && self.expect == Expect::Value) {
+                                return Err((ErrorKind::LineBreakInDocument, i));
+                            }
+                            self.line += 1;
+                        }
+                        i += 1;
+                    }
+                    _ => break,
+                }
+            }
+            if i == n {
+                return Ok(i);
+            }
+            if self.expect == Expect::Value
+                && self.stack.is_empty()
+                && self.observe.is_none()
+                && self.slow_from != Some(self.base + i as u64)
+            {
+                match self.fast_document(buf, i, out) {
+                    Some(end) => {
+                        self.after_value(out);
+                        i = end;
+                        continue;
+                    }
+                    None => self.slow_from = Some(self.base + i as u64),
+                }
+            }
+            let b = buf[i];
+            match self.expect {
+                Expect::End => {
+                    return Err((ErrorKind::TrailingData, i));
+                }
+                Expect::Value | Expect::ValueOrEnd => {
+                    if b == b']' && self.expect == Expect::ValueOrEnd {
+                        self.close(buf, i, out);
+                        i += 1;
+                        continue;
+                    }
+                    match self.value(buf, i, out, last)? {
+                        Some(next) => i = next,
+                        None => return Ok(i),
+                    }
+                }
+                Expect::KeyOrEnd | Expect::Key => {
+                    if b == b'}' && self.expect == Expect::KeyOrEnd {
+                        self.close(buf, i, out);
+                        i += 1;
+                        continue;
+                    }
+                    if b != b'"' {
+                        return Err((ErrorKind::Syntax("expected a string key"), i));
+                    }
+                    match self.key(buf, i, last)? {
+                        Some(next) => {
+                            i = next;
+                            self.expect = Expect::Colon;
+                        }
+                        None => return Ok(i),
+                    }
+                }
+                Expect::Colon => {
+                    if b != b':' {
+                        return Err((ErrorKind::Syntax("expected ':' after key"), i));
+                    }
+                    i += 1;
+                    self.expect = Expect::Value;
+                }
+                Expect::CommaOrEnd => {
+                    let obj = self.stack.last().is_some_and(|f| f.obj);
+                    if b == b',' {
+                        i += 1;
+                        self.expect = if obj { Expect::Key } else { Expect::Value };
+                    } else if b == if obj { b'}' } else { b']' } {
+                        self.close(buf, i, out);
+                        i += 1;
+                    } else {
+                        return Err((
+                            ErrorKind::Syntax(if obj {
+                                "expected ',' or '}' after object member"
+                            } else {
+                                "expected ',' or ']' after array element"
+                            }),
+                            i,
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tries the fast path on the document starting at `buf[i]`: its end,
+    /// with its output written and counted, or `None` with nothing written
+    /// or counted (the state machine then reads it).
+    fn fast_document(&mut self, buf: &[u8], i: usize, out: &mut Vec<u8>) -> Option<usize> {
+        // UTF-8 is checked once for the rest of the buffer; the fast path
+        // reads only up to where it holds (a document reaching past that
+        // point is the state machine's, which says where and why).
+        let from = (self.utf8_until.saturating_sub(self.base) as usize).clamp(i, buf.len());
+        let valid = match simdutf8::compat::from_utf8(&buf[from..]) {
+            Ok(_) => buf.len(),
+            Err(e) => from + e.valid_up_to(),
+        };
+        self.utf8_until = self.base + valid as u64;
+        let mark = out.len();
+        let counts = self.stats.counts();
+        let mut fast = fast::Fast {
+            engine: self.engine,
+            rules: self.rules,
+            max_depth: self.max_depth,
+            lines: self.lines,
+            buf: &buf[..valid],
+            out,
+            stats: &mut self.stats,
+            scratch: &mut self.scratch,
+            canon: &mut self.canon,
+            seen: &mut self.seen,
+            memo: &mut self.memo,
+        };
+        match fast.document(i, self.root) {
+            Ok(end) => Some(end),
+            Err(fast::Bail) => {
+                out.truncate(mark);
+                self.stats.roll_back(counts);
+                None
+            }
+        }
+    }
+
+    /// A value finished.
+    #[inline]
+    fn after_value(&mut self, out: &mut Vec<u8>) {
+        match self.stack.last_mut() {
+            Some(f) => {
+                if !f.obj {
+                    f.index += 1;
+                }
+                self.expect = Expect::CommaOrEnd;
+            }
+            None => {
+                self.expect = Expect::End;
+                self.stats.documents += 1;
+                if let Some(t) = self.observe.as_ref().and_then(|o| o.tally.as_ref()) {
+                    let s = &self.stats;
+                    let counts = Stats {
+                        kept: s.kept,
+                        dropped: s.dropped,
+                        transformed: s.transformed,
+                        not_applicable: s.not_applicable,
+                        documents: s.documents,
+                        dropped_paths: Vec::new(),
+                        by_action: s.by_action.clone(),
+                    };
+                    match self.completed.as_deref_mut() {
+                        Some(c) => {
+                            c.0 = counts;
+                            c.1.clone_from(t);
+                        }
+                        None => self.completed = Some(Box::new((counts, t.clone()))),
+                    }
+                }
+                if self.lines {
+                    out.push(b'\n');
+                }
+            }
+        }
+    }
+
+    fn close(&mut self, buf: &[u8], i: usize, out: &mut Vec<u8>) {
+        let Some(frame) = self.stack.pop() else {
+            return;
+        };
+        self.key_ends.truncate(frame.keys_start);
+        self.key_hashes.truncate(frame.keys_start);
+        self.keys
+            .truncate(self.key_ends.last().copied().unwrap_or(0));
+        match frame.mode {
+            Mode::Rewrite(_) if frame.shown => out.push(if frame.obj { b'}' } else { b']' }),
+            Mode::Rewrite(_) => {
+                // Nothing inside stayed: the container leaves no trace.
+                self.deferred.truncate(frame.deferred_at);
+                self.unshown -= 1;
+            }
+            Mode::Copy if self.stack.len() == self.copy_depth => {
+                if let Some(from) = self.copy_from.take() {
+                    out.extend_from_slice(&buf[from..=i]);
+                }
+            }
+            _ => {}
+        }
+        self.after_value(out);
+    }
+
+    fn push(&mut self, obj: bool, mode: Mode, at: usize) -> Result<(), (ErrorKind, usize)> {
+        self.push_frame(obj, mode, at, true)
+    }
+
+    fn push_frame(
+        &mut self,
+        obj: bool,
+        mode: Mode,
+        at: usize,
+        shown: bool,
+    ) -> Result<(), (ErrorKind, usize)> {
+        if self.stack.len() >= self.max_depth {
+            return Err((ErrorKind::TooDeep(self.max_depth), at));
+        }
+        self.stack.push(Frame {
+            obj,
+            mode,
+            emitted: false,
+            keys_start: self.key_ends.len(),
+            index: 0,
+            set: None,
+            shown,
+            deferred_at: self.deferred.len(),
+        });
+        self.expect = if obj {
+            Expect::KeyOrEnd
+        } else {
+            Expect::ValueOrEnd
+        };
+        Ok(())
+    }
+
+    /// Writes what goes before a value that stays: the opening bytes of
+    /// containers still waiting, then comma, key, colon.
+    #[inline]
+    fn emit_prefix(&mut self, out: &mut Vec<u8>) {
+        if self.unshown > 0 {
+            out.extend_from_slice(&self.deferred);
+            self.deferred.clear();
+            let n = self.stack.len();
+            for idx in n - self.unshown..n {
+                self.stack[idx].shown = true;
+                if idx > 0 {
+                    self.stack[idx - 1].emitted = true;
+                }
+            }
+            self.unshown = 0;
+        }
+        if let Some(f) = self.stack.last_mut() {
+            if f.emitted {
+                out.push(b',');
+            }
+            f.emitted = true;
+            if f.obj {
+                out.extend_from_slice(&self.member_key);
+                out.push(b':');
+            }
+        }
+    }
+
+    fn note(&mut self, rule: Option<u32>, inherited: bool, action: &Action, outcome: Outcome) {
+        self.stats.by_action.add(action, outcome);
+        match outcome {
+            Outcome::Kept => self.stats.kept += 1,
+            Outcome::Transformed => self.stats.transformed += 1,
+            Outcome::Dropped | Outcome::NotApplicable => {
+                self.stats.dropped += 1;
+                if outcome == Outcome::NotApplicable {
+                    self.stats.not_applicable += 1;
+                }
+                if self.stats.dropped_paths.len() < MAX_DROPPED_PATHS {
+                    let p = self.path();
+                    self.stats.dropped_paths.push(p);
+                }
+            }
+            Outcome::Entered => {}
+        }
+        if self.observe.is_some() {
+            self.observe_note(rule, inherited, action.name(), outcome);
+        }
+    }
+
+    #[cold]
+    fn observe_note(
+        &mut self,
+        rule: Option<u32>,
+        inherited: bool,
+        action: &'static str,
+        outcome: Outcome,
+    ) {
+        let rules = self.rules;
+        let path = self.path();
+        if let Some(o) = self.observe.as_mut() {
+            o.record(
+                || Explained {
+                    path,
+                    selector: rule.map(|r| rules.rule(r).text.clone()),
+                    inherited,
+                    action,
+                    outcome,
+                },
+                action,
+                outcome,
+            );
+        }
+    }
+
+    /// Reads one value starting at `i`. `None`: the token is cut, come back
+    /// with more bytes.
+    fn value(&mut self, buf: &[u8], i: usize, out: &mut Vec<u8>, last: bool) -> Step<usize> {
+        let b = buf[i];
+        let ctx = match self.stack.last() {
+            None => self.root,
+            Some(f) => match f.mode {
+                Mode::Copy | Mode::Skip => {
+                    let mode = f.mode;
+                    return self.passive_value(buf, i, mode, last);
+                }
+                Mode::Rewrite(c) if !f.obj => c,
+                Mode::Rewrite(_) => self.member,
+            },
+        };
+        let info = self.rules.info(ctx.state);
+        let rules = self.rules;
+        let (action, rule) = match info.decision {
+            Some(r) if !ctx.fresh => (&rules.rule(r).action, Some(r)),
+            _ if ctx.keep => (&Action::Keep, None),
+            _ => (&Action::Drop, None),
+        };
+        let inherited = rule.is_none() && ctx.keep;
+        let at_root = self.stack.is_empty();
+
+        if b == b'{' || b == b'[' {
+            let obj = b == b'{';
+            let child_fresh = ctx.fresh && !obj;
+            let mode = match action {
+                // A kept container is entered, not copied, when any deeper
+                // selector (a `drop` included) may say otherwise.
+                Action::Keep if !info.descend_any => {
+                    self.note(rule, inherited, action, Outcome::Kept);
+                    Mode::Copy
+                }
+                Action::Drop if !info.descend => {
+                    self.note(rule, inherited, action, Outcome::Dropped);
+                    Mode::Skip
+                }
+                Action::Keep | Action::Drop if obj => {
+                    self.note(rule, inherited, action, Outcome::Entered);
+                    Mode::Rewrite(Ctx {
+                        state: ctx.state,
+                        keep: matches!(action, Action::Keep),
+                        fresh: false,
+                    })
+                }
+                Action::Redact { with_json, .. } if obj => {
+                    self.note(rule, inherited, action, Outcome::Transformed);
+                    self.emit_prefix(out);
+                    out.extend_from_slice(with_json);
+                    Mode::Skip
+                }
+                _ if obj => {
+                    self.note(rule, inherited, action, Outcome::NotApplicable);
+                    Mode::Skip
+                }
+                // Arrays are transparent: each element gets the array's context.
+                _ => {
+                    self.note(rule, inherited, action, Outcome::Entered);
+                    Mode::Rewrite(Ctx {
+                        fresh: child_fresh,
+                        ..ctx
+                    })
+                }
+            };
+            match mode {
+                Mode::Copy => {
+                    self.emit_prefix(out);
+                    self.copy_from = Some(i);
+                    self.copy_depth = self.stack.len();
+                }
+                Mode::Skip => {
+                    // The document root is always present.
+                    if at_root && !matches!(action, Action::Redact { .. }) {
+                        out.extend_from_slice(if obj { b"{}" } else { b"[]" });
+                    }
+                }
+                Mode::Rewrite(_) if at_root || matches!(action, Action::Keep) => {
+                    // The root, and a container kept as such, always appear.
+                    self.emit_prefix(out);
+                    out.push(b);
+                }
+                Mode::Rewrite(_) => {
+                    let at = self.deferred.len();
+                    if let Some(p) = self.stack.last() {
+                        if p.emitted {
+                            self.deferred.push(b',');
+                        }
+                        if p.obj {
+                            self.deferred.extend_from_slice(&self.member_key);
+                            self.deferred.push(b':');
+                        }
+                    }
+                    self.deferred.push(b);
+                    self.push_frame(obj, mode, i, false)?;
+                    if let Some(f) = self.stack.last_mut() {
+                        f.deferred_at = at;
+                    }
+                    self.unshown += 1;
+                    return Ok(Some(i + 1));
+                }
+            }
+            self.push(obj, mode, i)?;
+            return Ok(Some(i + 1));
+        }
+
+        // A scalar.
+        let (end, kind) = match self.scalar(buf, i, last)? {
+            Some(x) => x,
+            None => return Ok(None),
+        };
+        let token = &buf[i..end];
+        let mut embedded_seen = None;
+        let outcome = match action {
+            Action::Keep => {
+                self.emit_prefix(out);
+                out.extend_from_slice(token);
+                Outcome::Kept
+            }
+            Action::Drop => Outcome::Dropped,
+            Action::EmbeddedJson { base64 } => match kind {
+                ScalarKind::Str { escaped } => {
+                    let mut scratch = std::mem::take(&mut self.scratch);
+                    let text = unescape(&token[1..token.len() - 1], escaped, &mut scratch);
+                    let depth_left = self.max_depth.saturating_sub(self.stack.len()).max(1);
+                    let done = rewrite_embedded(
+                        self.engine,
+                        self.rules,
+                        ctx.state,
+                        text,
+                        *base64,
+                        depth_left,
+                        self.observe.as_deref(),
+                    );
+                    self.scratch = scratch;
+                    match done {
+                        Some((s, sub, seen)) => {
+                            self.stats.absorb(&sub);
+                            embedded_seen = seen;
+                            self.emit_prefix(out);
+                            apply::write_json_str(out, &s);
+                            Outcome::Transformed
+                        }
+                        None => Outcome::NotApplicable,
+                    }
+                }
+                _ => Outcome::NotApplicable,
+            },
+            _ => {
+                let mut scratch = std::mem::take(&mut self.scratch);
+                let scalar = match kind {
+                    ScalarKind::Str { escaped } => {
+                        Scalar::Str(unescape(&token[1..token.len() - 1], escaped, &mut scratch))
+                    }
+                    ScalarKind::Num => Scalar::Num(std::str::from_utf8(token).unwrap_or("")),
+                    ScalarKind::Lit => Scalar::Other,
+                };
+                // Pseudonyms and hashes always apply to strings and numbers:
+                // they are written straight into the output.
+                let direct = match action {
+                    Action::Pseudonymise { normalise, .. } | Action::HashSha256 { normalise } => {
+                        *normalise != crate::pseudonym::Normalise::Phone
+                    }
+                    _ => false,
+                } && !matches!(scalar, Scalar::Other);
+                let outcome = if direct {
+                    self.emit_prefix(out);
+                    apply::apply_scalar(self.engine, action, scalar, Some(out));
+                    Outcome::Transformed
+                } else {
+                    match apply::apply_scalar(self.engine, action, scalar, None) {
+                        None => Outcome::NotApplicable,
+                        Some(Out::Original) => {
+                            self.emit_prefix(out);
+                            out.extend_from_slice(token);
+                            Outcome::Kept
+                        }
+                        Some(Out::Str(s)) => {
+                            self.emit_prefix(out);
+                            apply::write_json_str(out, &s);
+                            Outcome::Transformed
+                        }
+                        Some(Out::Num(s)) => {
+                            self.emit_prefix(out);
+                            out.extend_from_slice(s.as_bytes());
+                            Outcome::Transformed
+                        }
+                        Some(Out::Written) => Outcome::Transformed,
+                    }
+                };
+                self.scratch = scratch;
+                outcome
+            }
+        };
+        self.note(rule, inherited, action, outcome);
+        if let Some(seen) = embedded_seen {
+            let path = self.path();
+            if let Some(o) = self.observe.as_mut() {
+                o.absorb(&path, *seen);
+            }
+        }
+        if at_root && matches!(outcome, Outcome::Dropped | Outcome::NotApplicable) {
+            out.extend_from_slice(b"null");
+        }
+        self.after_value(out);
+        Ok(Some(end))
+    }
+
+    /// A value inside a kept or dropped container: validated, nothing written
+    /// (a kept range is copied when it closes or the chunk ends).
+    fn passive_value(&mut self, buf: &[u8], i: usize, mode: Mode, last: bool) -> Step<usize> {
+        let b = buf[i];
+        if b == b'{' || b == b'[' {
+            self.push(b == b'{', mode, i)?;
+            return Ok(Some(i + 1));
+        }
+        match self.scalar(buf, i, last)? {
+            Some((end, _)) => {
+                if let Some(f) = self.stack.last_mut()
+                    && !f.obj
+                {
+                    f.index += 1;
+                }
+                self.expect = Expect::CommaOrEnd;
+                Ok(Some(end))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Scans one scalar token.
+    #[inline]
+    fn scalar(&mut self, buf: &[u8], i: usize, last: bool) -> Step<(usize, ScalarKind)> {
+        match buf[i] {
+            b'"' => Ok(self
+                .string(buf, i, last)?
+                .map(|(end, escaped)| (end, ScalarKind::Str { escaped }))),
+            b'-' | b'0'..=b'9' => Ok(scan_number(buf, i, last)?.map(|end| (end, ScalarKind::Num))),
+            b't' => Ok(literal(buf, i, b"true", last)?.map(|end| (end, ScalarKind::Lit))),
+            b'f' => Ok(literal(buf, i, b"false", last)?.map(|end| (end, ScalarKind::Lit))),
+            b'n' => Ok(literal(buf, i, b"null", last)?.map(|end| (end, ScalarKind::Lit))),
+            b'/' => Err((ErrorKind::Syntax("comments are not JSON"), i)),
+            b'N' | b'I' | b'+' | b'.' => Err((ErrorKind::Syntax("not a JSON number"), i)),
+            0xEF => Err((ErrorKind::Syntax("byte order mark"), i)),
+            _ => Err((ErrorKind::Syntax("expected a value"), i)),
+        }
+    }
+
+    /// Scans a string token, resuming where a cut token left off.
+    #[inline]
+    fn string(&mut self, buf: &[u8], i: usize, last: bool) -> Step<(usize, bool)> {
+        let (resume, high) = if i == 0 && self.hint > 0 {
+            (self.hint, self.hint_high)
+        } else {
+            (1, false)
+        };
+        match scan_string(buf, i, resume, high)? {
+            Scan::Done { end, escaped } => {
+                self.hint = 0;
+                Ok(Some((end, escaped)))
+            }
+            Scan::Cut { safe, high } => {
+                if last {
+                    return Err((ErrorKind::UnexpectedEnd, buf.len()));
+                }
+                // `safe` is relative to the token start, which will be byte 0
+                // of the next buffer.
+                self.hint = safe;
+                self.hint_high = high;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Reads a key starting at `i`, checks it is new in its object and decides
+    /// the member's context.
+    fn key(&mut self, buf: &[u8], i: usize, last: bool) -> Step<usize> {
+        let (end, escaped) = match self.string(buf, i, last)? {
+            Some(x) => x,
+            None => return Ok(None),
+        };
+        let raw = &buf[i + 1..end - 1];
+        // Keys are compared after unescaping: "em\u0061il" is "email".
+        let start = self.keys.len();
+        if escaped {
+            let mut scratch = std::mem::take(&mut self.scratch);
+            let k = unescape(raw, true, &mut scratch);
+            self.keys.extend_from_slice(k.as_bytes());
+            self.scratch = scratch;
+        } else {
+            self.keys.extend_from_slice(raw);
+        }
+        let Some(frame) = self.stack.last_mut() else {
+            return Err((ErrorKind::Syntax("key outside an object"), i));
+        };
+        // Keys that fold to the same key are duplicates too: a partner that
+        // reads keys case-insensitively (`{"event":..,"EVENT":..}`) picks
+        // one of them by its own rule. So the check compares canonical forms
+        // (`canonical_key`, the form rules match in); for the usual lower-case
+        // ASCII key that is the key itself and costs nothing.
+        let key = canonical_key(&self.keys[start..], &mut self.canon);
+        let hash = key_hash(key);
+        // Hashes first; bytes only when a hash matches.
+        let first = frame.keys_start;
+        let keys = &self.keys;
+        let key_ends = &self.key_ends;
+        let mut other = Vec::new();
+        let mut same_key = |k: usize| {
+            let s = if k == 0 { 0 } else { key_ends[k - 1] };
+            canonical_key(&keys[s..key_ends[k]], &mut other) == key
+        };
+        let duplicate = if let Some(set) = &mut frame.set {
+            // Large objects: a keyed (SipHash) set of the canonical keys, so
+            // crafted collisions cannot make the check quadratic.
+            !set.insert(key.into())
+        } else {
+            let hashes = &self.key_hashes[first..];
+            let dup = hashes
+                .iter()
+                .enumerate()
+                .any(|(k, &h)| h == hash && same_key(first + k));
+            if !dup && hashes.len() >= LINEAR_DUP_LIMIT {
+                let mut set: HashSet<Box<[u8]>> = HashSet::with_capacity(hashes.len() * 2);
+                for k in first..key_ends.len() {
+                    let s = if k == 0 { 0 } else { key_ends[k - 1] };
+                    set.insert(canonical_key(&keys[s..key_ends[k]], &mut other).into());
+                }
+                set.insert(key.into());
+                frame.set = Some(set);
+            }
+            dup
+        };
+        self.key_hashes.push(hash);
+        self.key_ends.push(self.keys.len());
+        if duplicate {
+            return Err((ErrorKind::DuplicateKey, i));
+        }
+        if let Mode::Rewrite(ctx) = frame.mode {
+            let state = self.rules.step_canonical(
+                ctx.state,
+                canonical_key(&self.keys[start..], &mut self.canon),
+            );
+            // Only an escape puts U+0000 in a key. Canonicalisation ignores
+            // it (`email\u0000x` is `emailx`), a C-string parser stops at it
+            // (`email`): when the two readings are not decided alike, the
+            // rewrite cannot be certain.
+            if escaped && let Some(nul) = memchr::memchr(0, &self.keys[start..]) {
+                let prefix = &self.keys[start..start + nul];
+                if self.rules.step_with(ctx.state, prefix, &mut self.scratch) != state {
+                    return Err((ErrorKind::NulInKey, i));
+                }
+            }
+            self.member = Ctx {
+                state,
+                keep: ctx.keep,
+                fresh: false,
+            };
+            self.member_key.clear();
+            self.member_key.extend_from_slice(&buf[i..end]);
+        }
+        Ok(Some(end))
+    }
+}
+
+/// Rewrites an embedded document (`embedded_json`) with the selectors below
+/// `state`: the document's root stands at `state`, whose own decision (the
+/// `embedded_json` rule) is not applied again. `None` when the text is not a
+/// document the rewriter accepts: the caller drops the field. With an
+/// `observer`, the embedded document's decisions are recorded the same way and
+/// returned for the caller to merge.
+pub(crate) fn rewrite_embedded(
+    engine: &Engine,
+    rules: &FieldRules,
+    state: StateId,
+    text: &str,
+    base64: bool,
+    max_depth: usize,
+    observer: Option<&Observer>,
+) -> Option<(String, Stats, Option<Box<Observer>>)> {
+    let (bytes, style) = apply::decode_embedded(text, base64)?;
+    let root = Ctx {
+        state,
+        keep: false,
+        fresh: true,
+    };
+    let mut sub = JsonRewriter::with_root(engine, rules, root, max_depth, false);
+    if let Some(o) = observer {
+        sub.observe = Some(Box::new(o.fresh()));
+    }
+    let mut tmp = Vec::with_capacity(bytes.len());
+    sub.feed(&bytes, &mut tmp).ok()?;
+    let stats = sub.finish(&mut tmp).ok()?;
+    let s = match style {
+        None => String::from_utf8(tmp).ok()?,
+        Some(st) => st.encode(&tmp),
+    };
+    Some((s, stats, sub.observe))
+}
+
+/// FxHash-style hash of a key, eight bytes at a time. Not keyed: it only
+/// filters the exact comparisons in small objects (at most
+/// `LINEAR_DUP_LIMIT` of them); large objects use a keyed set.
+#[inline]
+fn key_hash(key: &[u8]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h = key.len() as u64;
+    let mut chunks = key.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        // Assembled in a register: a copy through memory here stalls on
+        // store forwarding.
+        let mut w = 0u64;
+        for (k, &b) in rest.iter().enumerate() {
+            w |= (b as u64) << (8 * k);
+        }
+        h = (h.rotate_left(5) ^ w).wrapping_mul(K);
+    }
+    h
+}
+
+/// Pseudonyms and hashes already written in this body, by rule and input:
+/// one user's identifier repeated over a batch costs one HMAC. Scoped to
+/// one rewriter (one body), so nothing identifying outlives the request, and
+/// zeroed when dropped. A small direct-mapped table: a collision only costs
+/// the HMAC again, so crafted inputs gain nothing.
+#[derive(Debug)]
+pub(crate) struct Memo {
+    slots: Box<[MemoSlot; MEMO_SLOTS]>,
+    /// One bit per slot in use (those are zeroed on drop).
+    used: u64,
+}
+
+const MEMO_SLOTS: usize = 64;
+/// Longest input remembered, in bytes.
+const MEMO_INPUT: usize = 64;
+/// Longest output remembered (a quoted SHA-256 hex is 66 bytes).
+const MEMO_OUTPUT: usize = 80;
+
+#[derive(Debug, Clone, Copy)]
+struct MemoSlot {
+    /// The deciding rule; `u32::MAX` marks an empty slot.
+    rule: u32,
+    is_num: bool,
+    input_len: u8,
+    output_len: u8,
+    input: [u8; MEMO_INPUT],
+    output: [u8; MEMO_OUTPUT],
+}
+
+const EMPTY_SLOT: MemoSlot = MemoSlot {
+    rule: u32::MAX,
+    is_num: false,
+    input_len: 0,
+    output_len: 0,
+    input: [0; MEMO_INPUT],
+    output: [0; MEMO_OUTPUT],
+};
+
+impl Default for Memo {
+    fn default() -> Memo {
+        Memo {
+            slots: Box::new([EMPTY_SLOT; MEMO_SLOTS]),
+            used: 0,
+        }
+    }
+}
+
+impl Memo {
+    #[inline]
+    fn slot(rule: u32, is_num: bool, input: &[u8]) -> usize {
+        let h = key_hash(input) ^ (u64::from(rule) << 1 | u64::from(is_num));
+        (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize
+    }
+
+    /// Appends the remembered output for `input` under `rule` to `out`;
+    /// `false` when there is none.
+    #[inline]
+    pub(crate) fn get(&self, rule: u32, is_num: bool, input: &[u8], out: &mut Vec<u8>) -> bool {
+        if input.len() > MEMO_INPUT {
+            return false;
+        }
+        let s = &self.slots[Self::slot(rule, is_num, input)];
+        if s.rule == rule && s.is_num == is_num && &s.input[..s.input_len as usize] == input {
+            out.extend_from_slice(&s.output[..s.output_len as usize]);
+            return true;
+        }
+        false
+    }
+
+    /// Remembers `output` for `input` under `rule` (when both fit).
+    #[inline]
+    pub(crate) fn put(&mut self, rule: u32, is_num: bool, input: &[u8], output: &[u8]) {
+        if input.len() > MEMO_INPUT || output.len() > MEMO_OUTPUT {
+            return;
+        }
+        let i = Self::slot(rule, is_num, input);
+        let s = &mut self.slots[i];
+        s.rule = rule;
+        s.is_num = is_num;
+        s.input_len = input.len() as u8;
+        s.output_len = output.len() as u8;
+        s.input[..input.len()].copy_from_slice(input);
+        s.output[..output.len()].copy_from_slice(output);
+        self.used |= 1 << i;
+    }
+}
+
+impl Drop for Memo {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        let mut used = self.used;
+        while used != 0 {
+            let i = used.trailing_zeros() as usize;
+            used &= used - 1;
+            let s = &mut self.slots[i];
+            s.input.zeroize();
+            s.output.zeroize();
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum ScalarKind {
+    Str { escaped: bool },
+    Num,
+    Lit,
+}
+
+enum Scan {
+    Done { end: usize, escaped: bool },
+    Cut { safe: usize, high: bool },
+}
+
+const LOW_BITS: u64 = 0x0101_0101_0101_0101;
+const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each of eight bytes that is a quote, a backslash or below
+/// 0x20; zero when none is. Bytes after a true one may be marked too, so the
+/// lowest mark is exact and the rest are hints.
+#[inline(always)]
+fn needs_attention(w: u64) -> u64 {
+    let has_zero = |v: u64| v.wrapping_sub(LOW_BITS) & !v & HIGH_BITS;
+    let quote = has_zero(w ^ (LOW_BITS * b'"' as u64));
+    let backslash = has_zero(w ^ (LOW_BITS * b'\\' as u64));
+    let control = w.wrapping_sub(LOW_BITS * 0x20) & !w & HIGH_BITS;
+    quote | backslash | control
+}
+
+/// Bytes that end the fast scan of a string: quote, backslash, controls.
+static STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
+pub(super) fn hex4(b: &[u8]) -> Option<u32> {
+    let mut v = 0u32;
+    for &c in b {
+        v = v * 16 + (c as char).to_digit(16)?;
+    }
+    Some(v)
+}
+
+/// Scans a string token starting at the quote `buf[start]`, from `resume`
+/// bytes in. Validates escapes, surrogate pairs, control characters and UTF-8.
+#[inline]
+fn scan_string(
+    buf: &[u8],
+    start: usize,
+    resume: usize,
+    mut high: bool,
+) -> Result<Scan, (ErrorKind, usize)> {
+    let n = buf.len();
+    let mut i = start + resume;
+    let mut escaped = resume > 1;
+    loop {
+        // Eight bytes at a time while none needs attention (quote,
+        // backslash, control character); non-ASCII only sets `high`.
+        let mut hi = 0u64;
+        while i + 8 <= n {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&buf[i..i + 8]);
+            let w = u64::from_le_bytes(word);
+            if needs_attention(w) != 0 {
+                break;
+            }
+            hi |= w & HIGH_BITS;
+            i += 8;
+        }
+        let seg = i;
+        while i < n && !STOP[buf[i] as usize] {
+            i += 1;
+        }
+        if !high && (hi != 0 || buf[seg..i].iter().any(|&b| b >= 0x80)) {
+            high = true;
+        }
+        if i >= n {
+            return Ok(Scan::Cut {
+                safe: i - start,
+                high,
+            });
+        }
+        match buf[i] {
+            b'"' => {
+                let end = i + 1;
+                if high && let Err(e) = std::str::from_utf8(&buf[start + 1..i]) {
+                    return Err((ErrorKind::InvalidUtf8, start + 1 + e.valid_up_to()));
+                }
+                return Ok(Scan::Done { end, escaped });
+            }
+            b'\\' => {
+                escaped = true;
+                let Some(&e) = buf.get(i + 1) else {
+                    return Ok(Scan::Cut {
+                        safe: i - start,
+                        high,
+                    });
+                };
+                match e {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
+                    b'u' => {
+                        if i + 6 > n {
+                            return Ok(Scan::Cut {
+                                safe: i - start,
+                                high,
+                            });
+                        }
+                        let cp = hex4(&buf[i + 2..i + 6])
+                            .ok_or((ErrorKind::Syntax("invalid \\u escape"), i))?;
+                        match cp {
+                            0xD800..=0xDBFF => {
+                                // A high surrogate must be followed by a low one.
+                                if i + 12 > n {
+                                    let after = &buf[i + 6..];
+                                    if !b"\\u".starts_with(&after[..after.len().min(2)]) {
+                                        return Err((ErrorKind::LoneSurrogate, i));
+                                    }
+                                    return Ok(Scan::Cut {
+                                        safe: i - start,
+                                        high,
+                                    });
+                                }
+                                if &buf[i + 6..i + 8] != b"\\u" {
+                                    return Err((ErrorKind::LoneSurrogate, i));
+                                }
+                                match hex4(&buf[i + 8..i + 12]) {
+                                    Some(0xDC00..=0xDFFF) => i += 12,
+                                    Some(_) => return Err((ErrorKind::LoneSurrogate, i)),
+                                    None => {
+                                        return Err((
+                                            ErrorKind::Syntax("invalid \\u escape"),
+                                            i + 6,
+                                        ));
+                                    }
+                                }
+                            }
+                            0xDC00..=0xDFFF => return Err((ErrorKind::LoneSurrogate, i)),
+                            _ => i += 6,
+                        }
+                    }
+                    _ => return Err((ErrorKind::Syntax("invalid escape in string"), i)),
+                }
+            }
+            _ => return Err((ErrorKind::Syntax("control character in string"), i)),
+        }
+    }
+}
+
+/// Scans a number (RFC 8259 section 6). At the end of a buffer that is not
+/// the last, the number may continue: `None`.
+#[inline]
+fn scan_number(buf: &[u8], start: usize, last: bool) -> Step<usize> {
+    let n = buf.len();
+    let mut i = start;
+    let cut = |i: usize| -> Step<usize> {
+        if last {
+            Err((ErrorKind::UnexpectedEnd, i))
+        } else if i - start > MAX_NUMBER_LEN {
+            Err((ErrorKind::NumberTooLong, start))
+        } else {
+            Ok(None)
+        }
+    };
+    let digits = |i: &mut usize| {
+        while *i < n && buf[*i].is_ascii_digit() {
+            *i += 1;
+        }
+    };
+    if buf[i] == b'-' {
+        i += 1;
+    }
+    match buf.get(i) {
+        None => return cut(i),
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => digits(&mut i),
+        Some(_) => return Err((ErrorKind::Syntax("invalid number"), i)),
+    }
+    if i < n && buf[i] == b'.' {
+        i += 1;
+        match buf.get(i) {
+            None => return cut(i),
+            Some(b'0'..=b'9') => digits(&mut i),
+            Some(_) => return Err((ErrorKind::Syntax("invalid number"), i)),
+        }
+    }
+    if i < n && (buf[i] == b'e' || buf[i] == b'E') {
+        i += 1;
+        if i < n && (buf[i] == b'+' || buf[i] == b'-') {
+            i += 1;
+        }
+        match buf.get(i) {
+            None => return cut(i),
+            Some(b'0'..=b'9') => digits(&mut i),
+            Some(_) => return Err((ErrorKind::Syntax("invalid number"), i)),
+        }
+    }
+    if i - start > MAX_NUMBER_LEN {
+        return Err((ErrorKind::NumberTooLong, start));
+    }
+    if i == n && !last {
+        return Ok(None);
+    }
+    Ok(Some(i))
+}
+
+fn literal(buf: &[u8], start: usize, word: &[u8], last: bool) -> Step<usize> {
+    let avail = &buf[start..];
+    if avail.len() >= word.len() {
+        if &avail[..word.len()] == word {
+            return Ok(Some(start + word.len()));
+        }
+    } else if !last && word.starts_with(avail) {
+        return Ok(None);
+    }
+    Err((ErrorKind::Syntax("expected a value"), start))
+}
+
+/// Unescapes validated string content. Without escapes, no copy is made.
+pub(crate) fn unescape<'a>(raw: &'a [u8], escaped: bool, scratch: &'a mut Vec<u8>) -> &'a str {
+    if !escaped {
+        // Validated by `scan_string`.
+        return std::str::from_utf8(raw).unwrap_or("");
+    }
+    scratch.clear();
+    let mut i = 0;
+    while i < raw.len() {
+        let b = raw[i];
+        if b != b'\\' {
+            scratch.push(b);
+            i += 1;
+            continue;
+        }
+        let e = raw.get(i + 1).copied().unwrap_or(b'\\');
+        let simple = match e {
+            b'"' => Some(b'"'),
+            b'\\' => Some(b'\\'),
+            b'/' => Some(b'/'),
+            b'b' => Some(0x08),
+            b'f' => Some(0x0c),
+            b'n' => Some(b'\n'),
+            b'r' => Some(b'\r'),
+            b't' => Some(b'\t'),
+            _ => None,
+        };
+        if let Some(c) = simple {
+            scratch.push(c);
+            i += 2;
+            continue;
+        }
+        let cp = raw.get(i + 2..i + 6).and_then(hex4).unwrap_or(0xFFFD);
+        let (ch, used) = if (0xD800..0xDC00).contains(&cp) {
+            let lo = raw.get(i + 8..i + 12).and_then(hex4).unwrap_or(0);
+            let c = 0x10000 + ((cp - 0xD800) << 10) + (lo.wrapping_sub(0xDC00) & 0x3FF);
+            (char::from_u32(c).unwrap_or('\u{FFFD}'), 12)
+        } else {
+            (char::from_u32(cp).unwrap_or('\u{FFFD}'), 6)
+        };
+        let mut tmp = [0u8; 4];
+        scratch.extend_from_slice(ch.encode_utf8(&mut tmp).as_bytes());
+        i += used;
+    }
+    std::str::from_utf8(scratch).unwrap_or("")
+}
