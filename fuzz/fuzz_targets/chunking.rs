@@ -7,7 +7,9 @@
 //!
 //! Oracles: the same outcome either way; when accepted, byte-identical output,
 //! equal stats and equal `--explain` records; when refused, the same error
-//! (kind, offset, line, path).
+//! (kind, offset, line, path). And the JSON fast path (whole documents, no
+//! `--explain`) against the resumable state machine alone, on the same
+//! bytes: the same outcome, output, stats and error.
 
 #![no_main]
 
@@ -32,6 +34,19 @@ fn rewrite<'a>(format: BodyFormat, chunks: impl IntoIterator<Item = &'a [u8]>) -
     }
     let stats = rw.finish(&mut out)?;
     Ok((out, stats, rw.explained().to_vec()))
+}
+
+/// Whole buffer without `--explain`: the fast path where it applies, or the
+/// state machine alone.
+fn plain(format: BodyFormat, body: &[u8], state_machine_only: bool) -> Result<(Vec<u8>, Stats), RewriteError> {
+    let mut rw = ENGINE.body_rewriter(format);
+    if state_machine_only {
+        rw.state_machine_only();
+    }
+    let mut out = Vec::new();
+    rw.feed(body, &mut out)?;
+    let stats = rw.finish(&mut out)?;
+    Ok((out, stats))
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -82,5 +97,27 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(w.path, c.path, "{format:?}: refusal path differs");
         }
         _ => panic!("{format:?}: whole {whole:?} but chunked {chunked:?}"),
+    }
+
+    let fast = plain(format, body, false);
+    let slow = plain(format, body, true);
+    match (&fast, &slow) {
+        (Ok(f), Ok(s)) => {
+            assert!(
+                f.0 == s.0,
+                "{format:?}: fast path output differs\nfast: {:?}\nslow: {:?}",
+                String::from_utf8_lossy(&f.0),
+                String::from_utf8_lossy(&s.0)
+            );
+            assert_eq!(f.1, s.1, "{format:?}: fast path stats differ");
+        }
+        (Err(f), Err(s)) => {
+            assert_eq!(
+                (f.kind, f.offset, f.line, &f.path),
+                (s.kind, s.offset, s.line, &s.path),
+                "{format:?}: fast path refusal differs"
+            );
+        }
+        _ => panic!("{format:?}: fast {fast:?} but state machine {slow:?}"),
     }
 });

@@ -138,6 +138,15 @@ impl BodyRewriter<'_> {
         }
     }
 
+    /// JSON: reads with the resumable state machine alone (see
+    /// [`JsonRewriter::state_machine_only`]); forms have one reader.
+    #[doc(hidden)]
+    pub fn state_machine_only(&mut self) {
+        if let BodyRewriter::Json(r) = self {
+            r.state_machine_only();
+        }
+    }
+
     /// Turns on `--explain` recording.
     pub fn explain(&mut self) {
         self.observer_mut().entries = Some(Vec::new());

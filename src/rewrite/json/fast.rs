@@ -20,7 +20,7 @@
 
 use std::collections::HashSet;
 
-use super::{LINEAR_DUP_LIMIT, MAX_NUMBER_LEN, Memo, key_hash, needs_attention, unescape};
+use super::{LINEAR_DUP_LIMIT, MAX_NUMBER_LEN, Memo, needs_attention, unescape};
 use crate::policy::selector::canonical_key;
 use crate::policy::{Action, FieldRules};
 use crate::rewrite::apply::{self, Out, Scalar};
@@ -116,7 +116,9 @@ impl Fast<'_, '_> {
             parent: None,
             seg: None,
         };
-        let r = self.value(i, root, 0, &node).map(|(end, _)| end);
+        let r = self
+            .value(i, root, 0, &node, Prefix::Root)
+            .map(|(end, _)| end);
         self.seen.keys.clear();
         r
     }
@@ -143,10 +145,16 @@ impl Fast<'_, '_> {
     }
 
     /// Reads one value at `i` in context `ctx`, with `depth` containers open
-    /// around it. The caller has written what goes before it (comma, key);
-    /// returns where the value ends and whether anything of it was written
-    /// (if not, the caller takes its prefix back).
-    fn value(&mut self, i: usize, ctx: Ctx, depth: usize, path: &PathNode) -> R<(usize, bool)> {
+    /// around it, `before` it what goes in front of it in the output if it
+    /// stays; returns where the value ends and whether it was written.
+    fn value(
+        &mut self,
+        i: usize,
+        ctx: Ctx,
+        depth: usize,
+        path: &PathNode,
+        before: Prefix,
+    ) -> R<(usize, bool)> {
         let rules = self.rules;
         let info = rules.info(ctx.state);
         let (action, rule) = match info.decision {
@@ -156,51 +164,80 @@ impl Fast<'_, '_> {
         };
         let at_root = depth == 0;
         let b = self.at(i)?;
-        if b == b'{' || b == b'[' {
-            let obj = b == b'{';
-            return match action {
-                // A kept container is entered, not copied, when any deeper
-                // selector (a `drop` included) may say otherwise.
-                Action::Keep if !info.descend_any => {
-                    self.note(action, Outcome::Kept, path);
-                    let end = self.skip(i, depth)?;
-                    self.out.extend_from_slice(&self.buf[i..end]);
-                    Ok((end, true))
-                }
-                Action::Drop if !info.descend => {
-                    self.note(action, Outcome::Dropped, path);
-                    self.skipped(i, depth, obj, at_root)
-                }
-                Action::Keep | Action::Drop if obj => {
-                    self.note(action, Outcome::Entered, path);
-                    let keep = matches!(action, Action::Keep);
-                    let inner = Ctx {
-                        state: ctx.state,
-                        keep,
-                        fresh: false,
-                    };
-                    // The root, and a container kept as such, always appear.
-                    self.object(i, inner, depth, path, at_root || keep)
-                }
-                Action::Redact { with_json, .. } if obj => {
-                    self.note(action, Outcome::Transformed, path);
-                    self.out.extend_from_slice(with_json);
-                    let end = self.skip(i, depth)?;
-                    Ok((end, true))
-                }
-                _ if obj => {
-                    self.note(action, Outcome::NotApplicable, path);
-                    self.skipped(i, depth, obj, at_root)
-                }
-                // Arrays are transparent: each element gets the array's context.
-                _ => {
-                    self.note(action, Outcome::Entered, path);
-                    let shown = at_root || matches!(action, Action::Keep);
-                    self.array(i, ctx, depth, path, shown)
-                }
-            };
+        if b != b'{' && b != b'[' {
+            return self.scalar_value(i, ctx, depth, action, rule, path, before);
         }
-        self.scalar_value(i, ctx, depth, action, rule, path)
+        let obj = b == b'{';
+        match action {
+            // A kept container is entered, not copied, when any deeper
+            // selector (a `drop` included) may say otherwise.
+            Action::Keep if !info.descend_any => {
+                self.note(action, Outcome::Kept, path);
+                let end = self.skip(i, depth)?;
+                self.write_kept(before, i, end);
+                Ok((end, true))
+            }
+            Action::Drop if !info.descend => {
+                self.note(action, Outcome::Dropped, path);
+                self.skipped(i, depth, obj, at_root)
+            }
+            Action::Keep | Action::Drop if obj => {
+                self.note(action, Outcome::Entered, path);
+                let keep = matches!(action, Action::Keep);
+                let inner = Ctx {
+                    state: ctx.state,
+                    keep,
+                    fresh: false,
+                };
+                // The root, and a container kept as such, always appear.
+                self.container(i, inner, depth, path, before, at_root || keep)
+            }
+            Action::Redact { with_json, .. } if obj => {
+                self.note(action, Outcome::Transformed, path);
+                self.write_prefix(before);
+                self.out.extend_from_slice(with_json);
+                let end = self.skip(i, depth)?;
+                Ok((end, true))
+            }
+            _ if obj => {
+                self.note(action, Outcome::NotApplicable, path);
+                self.skipped(i, depth, obj, at_root)
+            }
+            // Arrays are transparent: each element gets the array's context.
+            _ => {
+                self.note(action, Outcome::Entered, path);
+                let shown = at_root || matches!(action, Action::Keep);
+                self.container(i, ctx, depth, path, before, shown)
+            }
+        }
+    }
+
+    /// Writes what goes before a value that stays.
+    #[inline(always)]
+    fn write_prefix(&mut self, before: Prefix) {
+        before.write(self.buf, self.out);
+    }
+
+    /// Writes a kept value (`i..end`) with what goes before it: a member
+    /// written as `"key":value` in the input is copied in one piece.
+    #[inline(always)]
+    fn write_kept(&mut self, before: Prefix, i: usize, end: usize) {
+        match before {
+            Prefix::Member {
+                comma,
+                key,
+                contiguous: true,
+            } => {
+                if comma {
+                    self.out.push(b',');
+                }
+                self.out.extend_from_slice(&self.buf[key.0..end]);
+            }
+            _ => {
+                self.write_prefix(before);
+                self.out.extend_from_slice(&self.buf[i..end]);
+            }
+        }
     }
 
     /// A container skipped whole (validated only); the document root is
@@ -214,6 +251,7 @@ impl Fast<'_, '_> {
     }
 
     /// A scalar, decided by `action`.
+    #[allow(clippy::too_many_arguments)]
     fn scalar_value(
         &mut self,
         i: usize,
@@ -222,13 +260,14 @@ impl Fast<'_, '_> {
         action: &Action,
         rule: Option<u32>,
         path: &PathNode,
+        before: Prefix,
     ) -> R<(usize, bool)> {
         let (end, kind) = self.scalar(i)?;
         let buf = self.buf;
         let token = &buf[i..end];
         let outcome = match action {
             Action::Keep => {
-                self.out.extend_from_slice(token);
+                self.write_kept(before, i, end);
                 Outcome::Kept
             }
             Action::Drop => Outcome::Dropped,
@@ -247,6 +286,7 @@ impl Fast<'_, '_> {
                     ) {
                         Some((s, sub, _)) => {
                             self.stats.absorb(&sub);
+                            self.write_prefix(before);
                             apply::write_json_str(self.out, &s);
                             Outcome::Transformed
                         }
@@ -255,7 +295,7 @@ impl Fast<'_, '_> {
                 }
                 _ => Outcome::NotApplicable,
             },
-            _ => self.transform(token, kind, action, rule),
+            _ => self.transform(token, kind, action, rule, before),
         };
         self.note(action, outcome, path);
         let stayed = matches!(outcome, Outcome::Kept | Outcome::Transformed);
@@ -274,6 +314,7 @@ impl Fast<'_, '_> {
         kind: Kind,
         action: &Action,
         rule: Option<u32>,
+        before: Prefix,
     ) -> Outcome {
         let scalar = match kind {
             Kind::Str { escaped } => {
@@ -294,6 +335,7 @@ impl Fast<'_, '_> {
         match scalar {
             Scalar::Str(text) | Scalar::Num(text) if direct => {
                 let is_num = matches!(kind, Kind::Num);
+                before.write(self.buf, self.out);
                 let memo = self.memo.get_or_insert_with(Box::default);
                 let id = rule.unwrap_or(u32::MAX);
                 if memo.get(id, is_num, text.as_bytes(), self.out) {
@@ -307,14 +349,17 @@ impl Fast<'_, '_> {
             _ => match apply::apply_scalar(self.engine, action, scalar, None) {
                 None => Outcome::NotApplicable,
                 Some(Out::Original) => {
+                    before.write(self.buf, self.out);
                     self.out.extend_from_slice(token);
                     Outcome::Kept
                 }
                 Some(Out::Str(s)) => {
+                    before.write(self.buf, self.out);
                     apply::write_json_str(self.out, &s);
                     Outcome::Transformed
                 }
                 Some(Out::Num(s)) => {
+                    before.write(self.buf, self.out);
                     self.out.extend_from_slice(s.as_bytes());
                     Outcome::Transformed
                 }
@@ -323,143 +368,123 @@ impl Fast<'_, '_> {
         }
     }
 
-    /// An object entered: each member decided on its own. `shown`: written
-    /// even when nothing inside stays.
-    fn object(
+    /// A container entered: each member decided on its own, every array
+    /// element in the array's context. `shown`: written even when nothing
+    /// inside stays; otherwise its opening (with `before`) is written on
+    /// speculation and taken back.
+    fn container(
         &mut self,
         i: usize,
         ctx: Ctx,
         depth: usize,
         path: &PathNode,
+        before: Prefix,
         shown: bool,
     ) -> R<(usize, bool)> {
         if depth >= self.max_depth {
             return Err(Bail);
         }
         let mark = self.out.len();
-        self.out.push(b'{');
+        self.write_prefix(before);
+        let open = self.buf[i];
+        self.out.push(open);
+        let (end, emitted) = if open == b'{' {
+            self.members(i, ctx, depth, path)?
+        } else {
+            self.elements(i, ctx, depth, path)?
+        };
+        if emitted || shown {
+            self.out.push(if open == b'{' { b'}' } else { b']' });
+            Ok((end, true))
+        } else {
+            // Nothing inside stayed: the container leaves no trace.
+            self.out.truncate(mark);
+            Ok((end, false))
+        }
+    }
+
+    /// The members of the object at `i`; returns its end and whether any
+    /// was written.
+    fn members(&mut self, i: usize, ctx: Ctx, depth: usize, path: &PathNode) -> R<(usize, bool)> {
         let mut emitted = false;
         let mut keys = self.open_object();
         let mut j = self.ws(i + 1)?;
         if self.at(j)? == b'}' {
-            j += 1;
-        } else {
-            loop {
-                if self.at(j)? != b'"' {
-                    return Err(Bail);
-                }
-                let kstart = j;
-                let (kend, escaped) = self.string(j)?;
-                let rules = self.rules;
-                let state = {
-                    let canon = self.key(j + 1, kend - 1, escaped, &mut keys)?;
-                    rules.step_canonical(ctx.state, canon)
-                };
-                j = self.ws(kend)?;
-                if self.at(j)? != b':' {
-                    return Err(Bail);
-                }
-                let vstart = self.ws(j + 1)?;
-                let member = self.out.len();
-                if emitted {
-                    self.out.push(b',');
-                }
-                self.out.extend_from_slice(&self.buf[kstart..kend]);
-                self.out.push(b':');
-                let node = PathNode {
-                    parent: Some(path),
-                    seg: Some(Seg::Key {
-                        start: kstart + 1,
-                        end: kend - 1,
-                        escaped,
-                    }),
-                };
-                let child = Ctx {
-                    state,
-                    keep: ctx.keep,
-                    fresh: false,
-                };
-                let (vend, stayed) = self.value(vstart, child, depth + 1, &node)?;
-                if stayed {
-                    emitted = true;
-                } else {
-                    self.out.truncate(member);
-                }
-                j = self.ws(vend)?;
-                match self.at(j)? {
-                    b',' => j = self.ws(j + 1)?,
-                    b'}' => {
-                        j += 1;
-                        break;
-                    }
-                    _ => return Err(Bail),
-                }
-            }
+            self.close_object(keys);
+            return Ok((j + 1, false));
         }
-        self.close_object(keys);
-        if emitted || shown {
-            self.out.push(b'}');
-            Ok((j, true))
-        } else {
-            // Nothing inside stayed: the container leaves no trace.
-            self.out.truncate(mark);
-            Ok((j, false))
+        loop {
+            if self.at(j)? != b'"' {
+                return Err(Bail);
+            }
+            let kstart = j;
+            let (kend, escaped) = self.string(j)?;
+            let rules = self.rules;
+            let state = {
+                let canon = self.key(kstart + 1, kend - 1, escaped, &mut keys)?;
+                rules.step_canonical(ctx.state, canon)
+            };
+            j = self.ws(kend)?;
+            if self.at(j)? != b':' {
+                return Err(Bail);
+            }
+            let vstart = self.ws(j + 1)?;
+            let node = PathNode {
+                parent: Some(path),
+                seg: Some(Seg::Key {
+                    start: kstart + 1,
+                    end: kend - 1,
+                    escaped,
+                }),
+            };
+            let child = Ctx {
+                state,
+                keep: ctx.keep,
+                fresh: false,
+            };
+            let before = Prefix::Member {
+                comma: emitted,
+                key: (kstart, kend),
+                contiguous: vstart == kend + 1,
+            };
+            let (vend, stayed) = self.value(vstart, child, depth + 1, &node, before)?;
+            emitted |= stayed;
+            j = self.ws(vend)?;
+            match self.at(j)? {
+                b',' => j = self.ws(j + 1)?,
+                b'}' => {
+                    self.close_object(keys);
+                    return Ok((j + 1, emitted));
+                }
+                _ => return Err(Bail),
+            }
         }
     }
 
-    /// An array entered: every element gets the array's context.
-    fn array(
-        &mut self,
-        i: usize,
-        ctx: Ctx,
-        depth: usize,
-        path: &PathNode,
-        shown: bool,
-    ) -> R<(usize, bool)> {
-        if depth >= self.max_depth {
-            return Err(Bail);
-        }
-        let mark = self.out.len();
-        self.out.push(b'[');
+    /// The elements of the array at `i`; returns its end and whether any
+    /// was written.
+    fn elements(&mut self, i: usize, ctx: Ctx, depth: usize, path: &PathNode) -> R<(usize, bool)> {
         let mut emitted = false;
         let mut index = 0u64;
         let mut j = self.ws(i + 1)?;
         if self.at(j)? == b']' {
-            j += 1;
-        } else {
-            loop {
-                let element = self.out.len();
-                if emitted {
-                    self.out.push(b',');
-                }
-                let node = PathNode {
-                    parent: Some(path),
-                    seg: Some(Seg::Index(index)),
-                };
-                let (vend, stayed) = self.value(j, ctx, depth + 1, &node)?;
-                if stayed {
-                    emitted = true;
-                } else {
-                    self.out.truncate(element);
-                }
-                index += 1;
-                j = self.ws(vend)?;
-                match self.at(j)? {
-                    b',' => j = self.ws(j + 1)?,
-                    b']' => {
-                        j += 1;
-                        break;
-                    }
-                    _ => return Err(Bail),
-                }
-            }
+            return Ok((j + 1, false));
         }
-        if emitted || shown {
-            self.out.push(b']');
-            Ok((j, true))
-        } else {
-            self.out.truncate(mark);
-            Ok((j, false))
+        loop {
+            let node = PathNode {
+                parent: Some(path),
+                seg: Some(Seg::Index(index)),
+            };
+            let before = Prefix::Element { comma: emitted };
+            let (vend, stayed) = self.value(j, ctx, depth + 1, &node, before)?;
+            emitted |= stayed;
+            index += 1;
+            j = self.ws(vend)?;
+            match self.at(j)? {
+                b',' => j = self.ws(j + 1)?,
+                b']' => return Ok((j + 1, emitted)),
+                _ => return Err(Bail),
+            }
         }
     }
 
@@ -543,19 +568,32 @@ impl Fast<'_, '_> {
     #[inline]
     fn key(&mut self, start: usize, end: usize, escaped: bool, keys: &mut ObjectKeys) -> R<&[u8]> {
         let raw = &self.buf[start..end];
-        let text: &[u8] = if escaped {
-            let k = unescape(raw, true, self.scratch).as_bytes();
-            // U+0000 only comes from an escape: the state machine decides
-            // whether the readings before and after it agree.
-            if memchr::memchr(0, k).is_some() {
-                return Err(Bail);
+        // The usual key (`userId`): visible ASCII, no escape. Its canonical
+        // form is its lower case, hashed in the same pass.
+        let plain = if escaped { None } else { ascii_key(raw) };
+        let (canon, hash): (&[u8], u64) = match plain {
+            Some((hash, false)) => (raw, hash),
+            Some((hash, true)) => {
+                self.canon.clear();
+                self.canon.extend(raw.iter().map(u8::to_ascii_lowercase));
+                (&self.canon[..], hash)
             }
-            k
-        } else {
-            raw
+            None => {
+                let text: &[u8] = if escaped {
+                    let k = unescape(raw, true, self.scratch).as_bytes();
+                    // U+0000 only comes from an escape: the state machine
+                    // decides whether the readings before and after it agree.
+                    if memchr::memchr(0, k).is_some() {
+                        return Err(Bail);
+                    }
+                    k
+                } else {
+                    raw
+                };
+                let canon = canonical_key(text, self.canon);
+                (canon, folded_hash(canon))
+            }
         };
-        let canon = canonical_key(text, self.canon);
-        let hash = key_hash(canon);
         if let Some(set) = &mut keys.set {
             if !set.insert(canon.into()) {
                 return Err(Bail);
@@ -775,12 +813,109 @@ impl Fast<'_, '_> {
     }
 }
 
+const LOW: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+const HASH_K: u64 = 0x517c_c1b7_2722_0a95;
+
+/// Up to eight bytes of `key` from `at`, zero-padded, and the high bit of
+/// each byte that is the key's.
+#[inline(always)]
+fn word(key: &[u8], at: usize) -> (u64, u64) {
+    let rest = &key[at..];
+    if rest.len() >= 8 {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&rest[..8]);
+        return (u64::from_le_bytes(w), HIGH);
+    }
+    // Assembled in a register: a copy through memory here stalls on store
+    // forwarding.
+    let mut w = 0u64;
+    for (k, &b) in rest.iter().enumerate() {
+        w |= (b as u64) << (8 * k);
+    }
+    (w, HIGH >> (8 * (8 - rest.len())))
+}
+
+#[inline(always)]
+fn mix(h: u64, w: u64) -> u64 {
+    (h.rotate_left(5) ^ w).wrapping_mul(HASH_K)
+}
+
+/// For a key of visible ASCII only (what [`canonical_key`] only case-folds):
+/// the hash of its canonical (lower-case) form and whether it has upper-case
+/// letters. `None` for any other key.
+#[inline(always)]
+fn ascii_key(raw: &[u8]) -> Option<(u64, bool)> {
+    let mut h = raw.len() as u64;
+    let mut bad = 0u64;
+    let mut upper = 0u64;
+    let mut at = 0;
+    while at < raw.len() {
+        let (w, real) = word(raw, at);
+        // Below 0x21 (blanks, controls), or 0x7f and above.
+        bad |= ((w.wrapping_sub(LOW * 0x21) & !w) | w.wrapping_add(LOW) | w) & real;
+        // 'A'..='Z' (exact for bytes below 0x80, the only case that counts).
+        let up = (w.wrapping_add(LOW * 0x3f) ^ w.wrapping_add(LOW * 0x25)) & !w & real;
+        upper |= up;
+        h = mix(h, w | (up >> 2));
+        at += 8;
+    }
+    (bad & HIGH == 0).then_some((h, upper != 0))
+}
+
+/// The same hash as [`ascii_key`] gives, of a key already in canonical form.
+#[inline]
+fn folded_hash(canon: &[u8]) -> u64 {
+    let mut h = canon.len() as u64;
+    let mut at = 0;
+    while at < canon.len() {
+        h = mix(h, word(canon, at).0);
+        at += 8;
+    }
+    h
+}
+
 /// The canonical form of a key seen earlier (rare paths: a hash matched,
 /// or an object grew large).
 fn canonical_of(buf: &[u8], k: SeenKey) -> Vec<u8> {
     let (mut tmp, mut out) = (Vec::new(), Vec::new());
     let text = unescape(&buf[k.start as usize..k.end as usize], k.escaped, &mut tmp);
     canonical_key(text.as_bytes(), &mut out).to_vec()
+}
+
+/// What goes before a value in the output, if it stays.
+#[derive(Clone, Copy)]
+enum Prefix {
+    /// Nothing: the document root.
+    Root,
+    /// An array element: a comma after an earlier one.
+    Element { comma: bool },
+    /// An object member: a comma, the key token (`key` is its range in the
+    /// input, quotes included) and a colon. `contiguous`: the input has the
+    /// value right after `"key":`, so a kept member is one copy.
+    Member {
+        comma: bool,
+        key: (usize, usize),
+        contiguous: bool,
+    },
+}
+
+impl Prefix {
+    /// Writes it to `out` (`buf`: the input, where the key is).
+    #[inline(always)]
+    fn write(self, buf: &[u8], out: &mut Vec<u8>) {
+        match self {
+            Prefix::Root | Prefix::Element { comma: false } => {}
+            Prefix::Element { comma: true } => out.push(b','),
+            Prefix::Member { comma, key, .. } => {
+                if comma {
+                    out.push(b',');
+                }
+                out.extend_from_slice(&buf[key.0..key.1]);
+                out.push(b':');
+            }
+        }
+    }
 }
 
 #[derive(Clone, Copy)]

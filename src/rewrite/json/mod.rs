@@ -132,6 +132,10 @@ pub struct JsonRewriter<'e> {
     /// Absolute offset of a document the fast path gave up on: the state
     /// machine reads it.
     slow_from: Option<u64>,
+    /// See [`Self::state_machine_only`].
+    fast_off: bool,
+    /// See [`Self::fast_documents`].
+    fast_documents: u64,
     /// Start of the kept byte range being copied, in the current buffer.
     copy_from: Option<usize>,
     copy_depth: usize,
@@ -192,6 +196,8 @@ impl<'e> JsonRewriter<'e> {
             memo: None,
             utf8_until: 0,
             slow_from: None,
+            fast_off: false,
+            fast_documents: 0,
             copy_from: None,
             copy_depth: 0,
             hint: 0,
@@ -202,6 +208,21 @@ impl<'e> JsonRewriter<'e> {
             error: None,
             completed: None,
         }
+    }
+
+    /// Reads every document with the resumable state machine, never the
+    /// fast path (see [`fast`]): for tests and fuzz targets that hold the two
+    /// to the same output.
+    #[doc(hidden)]
+    pub fn state_machine_only(&mut self) {
+        self.fast_off = true;
+    }
+
+    /// Documents the fast path read whole (the rest went through the state
+    /// machine): for tests.
+    #[doc(hidden)]
+    pub fn fast_documents(&self) -> u64 {
+        self.fast_documents
     }
 
     /// Documents completed so far.
@@ -374,10 +395,12 @@ impl<'e> JsonRewriter<'e> {
             if self.expect == Expect::Value
                 && self.stack.is_empty()
                 && self.observe.is_none()
+                && !self.fast_off
                 && self.slow_from != Some(self.base + i as u64)
             {
                 match self.fast_document(buf, i, out) {
                     Some(end) => {
+                        self.fast_documents += 1;
                         self.after_value(out);
                         i = end;
                         continue;
@@ -1090,42 +1113,41 @@ fn key_hash(key: &[u8]) -> u64 {
 /// the HMAC again, so crafted inputs gain nothing.
 #[derive(Debug)]
 pub(crate) struct Memo {
-    slots: Box<[MemoSlot; MEMO_SLOTS]>,
-    /// One bit per slot in use (those are zeroed on drop).
-    used: u64,
+    slots: [MemoSlot; MEMO_SLOTS],
+    /// Inputs and outputs of the slots, appended; bounded by [`MEMO_BYTES`].
+    arena: Vec<u8>,
 }
 
 const MEMO_SLOTS: usize = 64;
 /// Longest input remembered, in bytes.
-const MEMO_INPUT: usize = 64;
-/// Longest output remembered (a quoted SHA-256 hex is 66 bytes).
-const MEMO_OUTPUT: usize = 80;
+const MEMO_INPUT: usize = 128;
+/// Bytes of inputs and outputs remembered per body.
+const MEMO_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy)]
 struct MemoSlot {
     /// The deciding rule; `u32::MAX` marks an empty slot.
     rule: u32,
     is_num: bool,
-    input_len: u8,
-    output_len: u8,
-    input: [u8; MEMO_INPUT],
-    output: [u8; MEMO_OUTPUT],
+    /// Where the input starts in the arena; the output follows it.
+    at: u32,
+    input_len: u16,
+    output_len: u16,
 }
 
 const EMPTY_SLOT: MemoSlot = MemoSlot {
     rule: u32::MAX,
     is_num: false,
+    at: 0,
     input_len: 0,
     output_len: 0,
-    input: [0; MEMO_INPUT],
-    output: [0; MEMO_OUTPUT],
 };
 
 impl Default for Memo {
     fn default() -> Memo {
         Memo {
-            slots: Box::new([EMPTY_SLOT; MEMO_SLOTS]),
-            used: 0,
+            slots: [EMPTY_SLOT; MEMO_SLOTS],
+            arena: Vec::new(),
         }
     }
 }
@@ -1144,43 +1166,42 @@ impl Memo {
         if input.len() > MEMO_INPUT {
             return false;
         }
-        let s = &self.slots[Self::slot(rule, is_num, input)];
-        if s.rule == rule && s.is_num == is_num && &s.input[..s.input_len as usize] == input {
-            out.extend_from_slice(&s.output[..s.output_len as usize]);
+        let s = self.slots[Self::slot(rule, is_num, input)];
+        let at = s.at as usize;
+        let mid = at + s.input_len as usize;
+        if s.rule == rule && s.is_num == is_num && &self.arena[at..mid] == input {
+            out.extend_from_slice(&self.arena[mid..mid + s.output_len as usize]);
             return true;
         }
         false
     }
 
-    /// Remembers `output` for `input` under `rule` (when both fit).
+    /// Remembers `output` for `input` under `rule` (while there is room).
     #[inline]
     pub(crate) fn put(&mut self, rule: u32, is_num: bool, input: &[u8], output: &[u8]) {
-        if input.len() > MEMO_INPUT || output.len() > MEMO_OUTPUT {
+        if input.len() > MEMO_INPUT
+            || output.len() > usize::from(u16::MAX)
+            || self.arena.len() + input.len() + output.len() > MEMO_BYTES
+        {
             return;
         }
-        let i = Self::slot(rule, is_num, input);
-        let s = &mut self.slots[i];
-        s.rule = rule;
-        s.is_num = is_num;
-        s.input_len = input.len() as u8;
-        s.output_len = output.len() as u8;
-        s.input[..input.len()].copy_from_slice(input);
-        s.output[..output.len()].copy_from_slice(output);
-        self.used |= 1 << i;
+        let at = self.arena.len();
+        self.arena.extend_from_slice(input);
+        self.arena.extend_from_slice(output);
+        self.slots[Self::slot(rule, is_num, input)] = MemoSlot {
+            rule,
+            is_num,
+            at: at as u32,
+            input_len: input.len() as u16,
+            output_len: output.len() as u16,
+        };
     }
 }
 
 impl Drop for Memo {
     fn drop(&mut self) {
         use zeroize::Zeroize;
-        let mut used = self.used;
-        while used != 0 {
-            let i = used.trailing_zeros() as usize;
-            used &= used - 1;
-            let s = &mut self.slots[i];
-            s.input.zeroize();
-            s.output.zeroize();
-        }
+        self.arena.zeroize();
     }
 }
 
