@@ -110,7 +110,8 @@ fn has_exponent(v: &Value) -> bool {
 }
 
 /// Whether every string that serde_json reads as a document (plain or
-/// base64) is one the engine must accept too: no duplicate key, and short
+/// base64) is one the engine must accept too: no duplicate key (nor two
+/// that fold alike, `reference::folded_duplicate`), and short
 /// enough that no number in it can pass `MAX_NUMBER_LEN`; and one where the
 /// reference sees numbers as written (serde_json turns `1E5` into `1e+5`,
 /// which then pseudonymises differently). (The reference parses embedded
@@ -125,6 +126,7 @@ pub fn embedded_strict(v: &Value) -> bool {
                 Ok(d) => {
                     b.len() < scrim::rewrite::json::MAX_NUMBER_LEN
                         && parse_strict(b).is_ok()
+                        && !scrim::rewrite::reference::folded_duplicate(&d)
                         && !has_exponent(&d)
                         && embedded_strict(&d)
                 }
