@@ -85,8 +85,8 @@ impl std::fmt::Debug for SeenKeyRepr {
 struct ObjectKeys {
     /// First entry of this object in [`Seen`].
     start: usize,
-    /// One bit per hash value (mod 128) seen: most new keys skip the scan.
-    bloom: u128,
+    /// One bit per hash value (mod 64) seen: most new keys skip the scan.
+    bloom: u64,
     /// Large objects: a keyed (SipHash) set of the canonical keys, so
     /// crafted collisions cannot make the check quadratic.
     set: Option<HashSet<Box<[u8]>>>,
@@ -126,7 +126,16 @@ impl Fast<'_, '_> {
     /// Skips JSON blanks; in NDJSON a line break may not occur inside a
     /// document. Running out of bytes gives up: the document is cut.
     #[inline(always)]
-    fn ws(&self, mut i: usize) -> R<usize> {
+    fn ws(&self, i: usize) -> R<usize> {
+        // Compact JSON has none: one comparison.
+        match self.buf.get(i) {
+            Some(&b) if b > b' ' => Ok(i),
+            _ => self.blanks(i),
+        }
+    }
+
+    #[inline(never)]
+    fn blanks(&self, mut i: usize) -> R<usize> {
         let buf = self.buf;
         while let Some(&b) = buf.get(i) {
             match b {
@@ -490,8 +499,10 @@ impl Fast<'_, '_> {
 
     /// Validates the value at `i` (with `depth` containers open around it)
     /// and returns where it ends. Nothing is written.
+    #[inline(always)]
     fn skip(&mut self, i: usize, depth: usize) -> R<usize> {
         match self.at(i)? {
+            b'"' => Ok(self.string(i)?.0),
             b'{' => self.skip_object(i, depth),
             b'[' => self.skip_array(i, depth),
             _ => Ok(self.scalar(i)?.0),
@@ -570,7 +581,11 @@ impl Fast<'_, '_> {
         let raw = &self.buf[start..end];
         // The usual key (`userId`): visible ASCII, no escape. Its canonical
         // form is its lower case, hashed in the same pass.
-        let plain = if escaped { None } else { ascii_key(raw) };
+        let plain = if escaped {
+            None
+        } else {
+            ascii_key(self.buf, start, end)
+        };
         let (canon, hash): (&[u8], u64) = match plain {
             Some((hash, false)) => (raw, hash),
             Some((hash, true)) => {
@@ -600,7 +615,7 @@ impl Fast<'_, '_> {
             }
             return Ok(canon);
         }
-        let bit = 1u128 << (hash & 127);
+        let bit = 1u64 << (hash & 63);
         let seen = &self.seen.keys[keys.start..];
         // Possibly seen: compare the canonical forms of equal hashes.
         if keys.bloom & bit != 0
@@ -789,26 +804,29 @@ impl Fast<'_, '_> {
     /// The path of a value, as the state machine writes it.
     #[cold]
     fn path(&mut self, node: &PathNode) -> String {
-        let mut segs = Vec::new();
-        let mut n = Some(node);
-        while let Some(x) = n {
-            segs.extend(x.seg);
-            n = x.parent;
-        }
-        let mut path = String::new();
-        for seg in segs.iter().rev() {
-            match *seg {
-                Seg::Key {
+        use std::fmt::Write as _;
+        // Root first: the nodes are linked from the leaf.
+        fn walk(f: &mut Fast<'_, '_>, node: &PathNode, path: &mut String) {
+            if let Some(parent) = node.parent {
+                walk(f, parent, path);
+            }
+            match node.seg {
+                None => {}
+                Some(Seg::Key {
                     start,
                     end,
                     escaped,
-                } => {
-                    let k = unescape(&self.buf[start..end], escaped, self.scratch);
-                    crate::rewrite::push_path_key(&mut path, k.as_bytes(), self.rules);
+                }) => {
+                    let k = unescape(&f.buf[start..end], escaped, f.scratch);
+                    crate::rewrite::push_path_key(path, k.as_bytes(), f.rules);
                 }
-                Seg::Index(i) => path.push_str(&format!("[{i}]")),
+                Some(Seg::Index(i)) => {
+                    let _ = write!(path, "[{i}]");
+                }
             }
         }
+        let mut path = String::with_capacity(48);
+        walk(self, node, &mut path);
         path
     }
 }
@@ -841,17 +859,30 @@ fn mix(h: u64, w: u64) -> u64 {
     (h.rotate_left(5) ^ w).wrapping_mul(HASH_K)
 }
 
-/// For a key of visible ASCII only (what [`canonical_key`] only case-folds):
-/// the hash of its canonical (lower-case) form and whether it has upper-case
-/// letters. `None` for any other key.
+/// For a key (`buf[start..end]`) of visible ASCII only (what
+/// [`canonical_key`] only case-folds): the hash of its canonical
+/// (lower-case) form and whether it has upper-case letters. `None` for any
+/// other key.
 #[inline(always)]
-fn ascii_key(raw: &[u8]) -> Option<(u64, bool)> {
-    let mut h = raw.len() as u64;
+fn ascii_key(buf: &[u8], start: usize, end: usize) -> Option<(u64, bool)> {
+    let mut h = (end - start) as u64;
     let mut bad = 0u64;
     let mut upper = 0u64;
-    let mut at = 0;
-    while at < raw.len() {
-        let (w, real) = word(raw, at);
+    let mut at = start;
+    while at < end {
+        // A whole word from the buffer where it has one (the closing quote
+        // at least follows the key), the key's bytes kept.
+        let n = (end - at).min(8);
+        let keep = u64::MAX >> (8 * (8 - n));
+        let w = match buf.get(at..at + 8) {
+            Some(word) => {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(word);
+                u64::from_le_bytes(w) & keep
+            }
+            None => word(&buf[start..end], at - start).0,
+        };
+        let real = HIGH & keep;
         // Below 0x21 (blanks, controls), or 0x7f and above.
         bad |= ((w.wrapping_sub(LOW * 0x21) & !w) | w.wrapping_add(LOW) | w) & real;
         // 'A'..='Z' (exact for bytes below 0x80, the only case that counts).
@@ -860,7 +891,7 @@ fn ascii_key(raw: &[u8]) -> Option<(u64, bool)> {
         h = mix(h, w | (up >> 2));
         at += 8;
     }
-    (bad & HIGH == 0).then_some((h, upper != 0))
+    (bad == 0).then_some((h, upper != 0))
 }
 
 /// The same hash as [`ascii_key`] gives, of a key already in canonical form.

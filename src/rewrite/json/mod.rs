@@ -1118,7 +1118,7 @@ pub(crate) struct Memo {
     arena: Vec<u8>,
 }
 
-const MEMO_SLOTS: usize = 64;
+const MEMO_SLOTS: usize = 32;
 /// Longest input remembered, in bytes.
 const MEMO_INPUT: usize = 128;
 /// Bytes of inputs and outputs remembered per body.
@@ -1156,7 +1156,7 @@ impl Memo {
     #[inline]
     fn slot(rule: u32, is_num: bool, input: &[u8]) -> usize {
         let h = key_hash(input) ^ (u64::from(rule) << 1 | u64::from(is_num));
-        (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize
+        (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 59) as usize
     }
 
     /// Appends the remembered output for `input` under `rule` to `out`;
@@ -1184,6 +1184,9 @@ impl Memo {
             || self.arena.len() + input.len() + output.len() > MEMO_BYTES
         {
             return;
+        }
+        if self.arena.capacity() == 0 {
+            self.arena.reserve(1024);
         }
         let at = self.arena.len();
         self.arena.extend_from_slice(input);
