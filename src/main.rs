@@ -730,41 +730,50 @@ fn rewrite(
         },
     };
     let bar = progress_bar(progress, size);
-    if skip_refused && format == BodyFormat::Ndjson {
-        return rewrite_lines(&engine, input, &bar);
+    if format == BodyFormat::Ndjson && (skip_refused || !explain) {
+        return rewrite_ndjson(&engine, input, skip_refused, &bar);
     }
     let mut rw = engine.body_rewriter(format);
     if explain {
         rw.explain();
     }
-    rw.count();
+    rw.track_completed();
     let stdout = std::io::stdout();
     let mut stdout = stdout.lock();
-    let mut chunk = vec![0u8; 64 * 1024];
-    let mut out = Vec::with_capacity(128 * 1024);
-    // A single JSON document is written only once it is complete, so a
-    // refusal leaves nothing on stdout; NDJSON streams.
+    let mut out = Vec::new();
+    // A single JSON document (or form body) is read whole and written only
+    // once it is complete, so a refusal leaves nothing on stdout; NDJSON
+    // (here only with --explain) streams.
     let stream = format == BodyFormat::Ndjson;
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut whole = Vec::with_capacity(size.map_or(0, |s| s as usize));
     let result = loop {
         let n = match input.read(&mut chunk) {
-            Ok(0) => break rw.finish(&mut out),
+            Ok(0) if stream => break rw.finish(&mut out),
+            Ok(0) => break rw.feed(&whole, &mut out).and_then(|()| rw.finish(&mut out)),
             Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 bar.finish_and_clear();
                 eprintln!("read error: {e}");
                 return ExitCode::from(2);
             }
         };
+        bar.inc(n as u64);
+        if !stream {
+            whole.extend_from_slice(&chunk[..n]);
+            continue;
+        }
         if let Err(e) = rw.feed(&chunk[..n], &mut out) {
             break Err(e);
         }
-        bar.inc(n as u64);
         show_records(&bar, rw.documents());
-        if stream && out.len() >= 64 * 1024 {
-            if stdout.write_all(&out).is_err() {
+        if out.len() >= 64 * 1024 {
+            let done = completed_lines(&out);
+            if stdout.write_all(&out[..done]).is_err() {
                 return ExitCode::from(1);
             }
-            out.clear();
+            out.drain(..done);
         }
     };
     bar.finish_and_clear();
@@ -781,12 +790,12 @@ fn rewrite(
                 print_explain(rw.explained());
             }
             eprintln!("{}", field_counts(&stats));
-            eprintln!("{}", summary(rw.tally(), stats.documents, 0));
+            eprintln!("{}", summary(&stats, stats.documents, 0));
             ExitCode::SUCCESS
         }
         Err(e) => {
             if stream {
-                let _ = stdout.write_all(&out);
+                let _ = stdout.write_all(&out[..completed_lines(&out)]);
             }
             if explain {
                 print_explain(rw.explained());
@@ -797,71 +806,147 @@ fn rewrite(
             }
             // Only records that were written count: for NDJSON, the lines
             // before the refused one; for JSON or a form body, none.
-            let (stats, tally) = if stream {
+            let stats = if stream {
                 rw.completed().unwrap_or_default()
             } else {
                 Default::default()
             };
             eprintln!("{}", field_counts(&stats));
-            eprintln!("{}", summary(Some(&tally), stats.documents, 1));
+            eprintln!("{}", summary(&stats, stats.documents, 1));
             ExitCode::from(1)
         }
     }
 }
 
-/// NDJSON line by line, leaving refused lines out (`--skip-refused`).
-fn rewrite_lines(engine: &Engine, input: Box<dyn Read>, bar: &indicatif::ProgressBar) -> ExitCode {
-    use std::io::BufRead;
-    let mut input = std::io::BufReader::with_capacity(64 * 1024, input);
-    let mut stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
-    let mut tally = scrim::rewrite::Tally::default();
-    let (mut records, mut refused, mut line_no) = (0u64, 0u64, 0u64);
-    let mut line = Vec::new();
-    let mut out = Vec::new();
-    loop {
-        line.clear();
-        match input.read_until(b'\n', &mut line) {
-            Ok(0) => break,
-            Ok(n) => bar.inc(n as u64),
-            Err(e) => {
-                bar.finish_and_clear();
-                eprintln!("read error: {e}");
-                return ExitCode::from(2);
-            }
-        }
-        line_no += 1;
-        if line.trim_ascii().is_empty() {
-            continue;
-        }
-        let mut rw = engine.body_rewriter(BodyFormat::Json);
-        rw.count();
-        out.clear();
-        let result = rw.feed(&line, &mut out).and_then(|()| rw.finish(&mut out));
-        match result {
-            Ok(_) => {
-                records += 1;
-                if let Some(t) = rw.tally() {
-                    tally.merge(t);
-                }
-                out.push(b'\n');
-                if stdout.write_all(&out).is_err() {
+/// The output of completed NDJSON records: each ends with its line feed,
+/// and no rewritten record holds a raw one.
+fn completed_lines(out: &[u8]) -> usize {
+    memchr::memrchr(b'\n', out).map_or(0, |i| i + 1)
+}
+
+/// NDJSON: whole lines are fed to the engine (so each is read by its fast
+/// path), and output is written as records complete. A refused line ends
+/// the run, or with `--skip-refused` is left out (and reported) and the
+/// run goes on with the next line.
+fn rewrite_ndjson(
+    engine: &Engine,
+    mut input: Box<dyn Read>,
+    skip_refused: bool,
+    bar: &indicatif::ProgressBar,
+) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    let mut totals = scrim::rewrite::Stats::default();
+    let mut refused = 0u64;
+    // Lines before the current rewriter's first one.
+    let mut lines_before = 0u64;
+    let mut rw = engine.body_rewriter(BodyFormat::Ndjson);
+    rw.track_completed();
+    let mut buf: Vec<u8> = Vec::with_capacity(256 * 1024);
+    let mut out: Vec<u8> = Vec::with_capacity(256 * 1024);
+    let mut eof = false;
+    let mut failure = None;
+    // Bytes fed to the current rewriter before the piece being fed, and
+    // where in the input it started.
+    let mut fed_before = 0u64;
+    let mut rw_start = 0u64;
+    while !eof {
+        // Read until the buffer holds at least one whole line (or the end).
+        let start = buf.len();
+        buf.resize(start + 128 * 1024, 0);
+        let n = loop {
+            match input.read(&mut buf[start..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    bar.finish_and_clear();
+                    eprintln!("read error: {e}");
                     return ExitCode::from(2);
                 }
             }
-            Err(e) => {
-                refused += 1;
-                bar.suspend(|| eprintln!("line {line_no}: refused: {e}"));
+        };
+        buf.truncate(start + n);
+        bar.inc(n as u64);
+        eof = n == 0;
+        let end = if eof {
+            buf.len()
+        } else {
+            match memchr::memrchr(b'\n', &buf) {
+                Some(i) => i + 1,
+                None => continue,
             }
+        };
+        let mut at = 0;
+        while at < end {
+            let piece = &buf[at..end];
+            let fed = rw.feed(piece, &mut out).and_then(|()| {
+                if eof {
+                    rw.finish(&mut out).map(|_| ())
+                } else {
+                    Ok(())
+                }
+            });
+            let Err(mut e) = fed else {
+                fed_before += piece.len() as u64;
+                break;
+            };
+            // The records before the refused one stand.
+            out.truncate(completed_lines(&out));
+            let done = rw.completed().unwrap_or_default();
+            let line = lines_before + e.line.unwrap_or(1);
+            let rel = (e.offset.saturating_sub(fed_before) as usize).min(piece.len());
+            // Where in the whole input, not in this rewriter's part of it.
+            e.offset += rw_start;
+            e.line = Some(line);
+            if !skip_refused {
+                failure = Some((e, done));
+                break;
+            }
+            refused += 1;
+            e.line = None;
+            bar.suspend(|| eprintln!("line {line}: refused: {e}"));
+            totals.absorb(&done);
+            totals.documents += done.documents;
+            // Go on after the refused line, with a fresh rewriter.
+            let next = memchr::memchr(b'\n', &piece[rel..]).map_or(piece.len(), |i| rel + i + 1);
+            lines_before = line;
+            at += next;
+            rw_start += fed_before + next as u64;
+            fed_before = 0;
+            rw = engine.body_rewriter(BodyFormat::Ndjson);
+            rw.track_completed();
         }
-        if line_no % 256 == 0 {
-            show_records(bar, records);
+        if failure.is_some() {
+            break;
+        }
+        buf.drain(..end);
+        show_records(bar, totals.documents + rw.documents());
+        if out.len() >= 128 * 1024 || eof {
+            if stdout.write_all(&out).is_err() {
+                return ExitCode::from(2);
+            }
+            out.clear();
         }
     }
     bar.finish_and_clear();
+    let _ = stdout.write_all(&out);
     if stdout.flush().is_err() {
         return ExitCode::from(2);
     }
-    eprintln!("{}", summary(Some(&tally), records, refused));
+    if let Some((e, done)) = failure {
+        eprintln!("refused: {e}");
+        eprintln!("{}", field_counts(&done));
+        totals.absorb(&done);
+        totals.documents += done.documents;
+        eprintln!("{}", summary(&totals, totals.documents, 1));
+        return ExitCode::from(1);
+    }
+    let last = rw.completed().unwrap_or_default();
+    totals.absorb(&last);
+    totals.documents += last.documents;
+    if !skip_refused {
+        eprintln!("{}", field_counts(&totals));
+    }
+    eprintln!("{}", summary(&totals, totals.documents, refused));
     if refused > 0 {
         ExitCode::from(1)
     } else {
@@ -934,21 +1019,19 @@ fn peek_lines(input: &mut dyn Read) -> std::io::Result<Vec<u8>> {
 }
 
 /// The end-of-run summary: fields per action, records, refused records.
-fn summary(tally: Option<&scrim::rewrite::Tally>, records: u64, refused: u64) -> String {
-    let mut parts: Vec<String> = tally
-        .map(|t| {
-            t.nonzero()
-                .into_iter()
-                .map(|(name, n)| {
-                    if name == "drop" && t.not_applicable() > 0 {
-                        format!("{name} {n} ({} not applicable)", t.not_applicable())
-                    } else {
-                        format!("{name} {n}")
-                    }
-                })
-                .collect()
+fn summary(stats: &scrim::rewrite::Stats, records: u64, refused: u64) -> String {
+    let mut parts: Vec<String> = stats
+        .by_action
+        .nonzero()
+        .into_iter()
+        .map(|(name, n)| {
+            if name == "drop" && stats.not_applicable > 0 {
+                format!("{name} {n} ({} not applicable)", stats.not_applicable)
+            } else {
+                format!("{name} {n}")
+            }
         })
-        .unwrap_or_default();
+        .collect();
     parts.push(format!("records {records}"));
     parts.push(format!("refused records {refused}"));
     parts.join(", ")

@@ -755,6 +755,61 @@ fn rewrite_skip_refused_leaves_out_bad_lines_and_counts_them() {
     );
 }
 
+/// Large NDJSON, read in pieces: refused lines anywhere (one across the
+/// point where the input is read in two), left out with `--skip-refused`,
+/// ending the run without it; the records before a refusal are written
+/// whole, and nothing of the refused one.
+#[test]
+fn rewrite_ndjson_refusals_in_a_large_input() {
+    let d = Dir::new("rw-large");
+    let rules = d.write("shop.toml", NEW);
+    let bad = [3usize, 1_310, 1_311, 2_999];
+    let mut input = String::new();
+    let mut want = String::new();
+    for i in 0..3_000 {
+        if bad.contains(&i) {
+            input.push_str(&format!(
+                "{{\"event\":\"x{i}\",\"event\":\"{DISTINCT}\"}}\n"
+            ));
+        } else {
+            let pad = "p".repeat(60 + i % 50);
+            input.push_str(&format!("{{\"event\":\"e{i}\",\"pad\":\"{pad}\"}}\n"));
+            want.push_str(&format!("{{\"event\":\"e{i}\"}}\n"));
+        }
+    }
+    let f = d.write("in.ndjson", &input);
+    let args = [
+        "rewrite",
+        "--rules",
+        p(&rules),
+        "--recipient",
+        "shop",
+        "--test-key",
+    ];
+    let o = run(&[&args[..], &["--skip-refused", p(&f)]].concat());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o) == want,
+        "{} lines out",
+        stdout(&o).lines().count()
+    );
+    let err = stderr(&o);
+    for b in bad {
+        assert!(
+            err.contains(&format!("line {}: refused: duplicate key", b + 1)),
+            "{err}"
+        );
+    }
+    assert!(err.contains("records 2996, refused records 4"), "{err}");
+    assert!(!err.contains(DISTINCT), "{err}");
+    // Without --skip-refused: the records before the first refusal.
+    let o = run(&[&args[..], &[p(&f)]].concat());
+    assert_eq!(o.status.code(), Some(1));
+    let first: String = want.lines().take(3).map(|l| format!("{l}\n")).collect();
+    assert_eq!(stdout(&o), first);
+    assert!(stderr(&o).contains("(line 4)"), "{}", stderr(&o));
+}
+
 #[test]
 fn rewrite_explain_shows_decisions_inside_embedded_documents() {
     let (_d, _old, new, s) = diff_fixture("rw-explain");

@@ -226,17 +226,13 @@ impl<'e> FormRewriter<'e> {
             let rules = self.rules;
             let name = action.name();
             if let Some(o) = self.observe.as_mut() {
-                o.record(
-                    || Explained {
-                        path: path.clone(),
-                        selector: rule.map(|r| rules.rule(r).text.clone()),
-                        inherited: false,
-                        action: name,
-                        outcome,
-                    },
-                    name,
+                o.record(|| Explained {
+                    path: path.clone(),
+                    selector: rule.map(|r| rules.rule(r).text.clone()),
+                    inherited: false,
+                    action: name,
                     outcome,
-                );
+                });
                 if let Some(seen) = embedded_seen {
                     o.absorb(&path, *seen);
                 }

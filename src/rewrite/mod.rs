@@ -152,21 +152,19 @@ impl BodyRewriter<'_> {
         self.observer_mut().entries = Some(Vec::new());
     }
 
-    /// Turns on per-action counting (see [`Tally`]).
-    pub fn count(&mut self) {
-        self.observer_mut().tally = Some(Tally::default());
+    /// Keeps the counts as of the last completed JSON document (NDJSON
+    /// line), for [`Self::completed`].
+    pub fn track_completed(&mut self) {
+        if let BodyRewriter::Json(r) = self {
+            r.track_completed();
+        }
     }
 
-    /// The per-action counts so far (`None` unless [`Self::count`] was called).
-    pub fn tally(&self) -> Option<&Tally> {
-        self.observer()?.tally.as_ref()
-    }
-
-    /// With [`Self::count`] on: the field counts and per-action counts of
-    /// the JSON documents (NDJSON lines) completed so far, leaving out one in
-    /// progress or refused. `None` for a form body (one record, complete only
-    /// when [`Self::finish`] succeeds) or without counting.
-    pub fn completed(&self) -> Option<(Stats, Tally)> {
+    /// With [`Self::track_completed`] on: the field and per-action counts
+    /// of the JSON documents (NDJSON lines) completed so far, leaving out
+    /// one in progress or refused. `None` for a form body (one record,
+    /// complete only when [`Self::finish`] succeeds) or without tracking.
+    pub fn completed(&self) -> Option<Stats> {
         match self {
             BodyRewriter::Json(r) => r.completed(),
             BodyRewriter::Form(_) => None,
@@ -232,6 +230,20 @@ impl Stats {
         }
     }
 
+    /// Counts alone as a `Stats` of `documents` documents (no dropped
+    /// paths).
+    pub(crate) fn from_counts(c: &Counts, documents: u64) -> Stats {
+        Stats {
+            kept: c.kept,
+            dropped: c.dropped,
+            transformed: c.transformed,
+            not_applicable: c.not_applicable,
+            documents,
+            dropped_paths: Vec::new(),
+            by_action: c.by_action.clone(),
+        }
+    }
+
     /// Back to earlier counts (documents are not touched).
     pub(crate) fn roll_back(&mut self, c: Counts) {
         self.kept = c.kept;
@@ -281,6 +293,12 @@ impl ActionCounts {
     /// The count of one action (`drop`: every field removed).
     pub fn get(&self, action: &str) -> u64 {
         action_index(action).map_or(0, |i| self.0[i])
+    }
+
+    /// Non-zero counts, in the order of
+    /// [`crate::policy::action::ACTION_NAMES`].
+    pub fn nonzero(&self) -> Vec<(&'static str, u64)> {
+        self.iter().filter(|(_, c)| *c > 0).collect()
     }
 
     /// Every action with its count, in the order of
@@ -348,8 +366,6 @@ pub struct Explained {
 pub struct Observer {
     /// Per-field decisions, when recorded.
     pub entries: Option<Vec<Explained>>,
-    /// Per-action counts, when counted.
-    pub tally: Option<Tally>,
 }
 
 impl Observer {
@@ -358,20 +374,11 @@ impl Observer {
     pub(crate) fn fresh(&self) -> Observer {
         Observer {
             entries: self.entries.as_ref().map(|_| Vec::new()),
-            tally: self.tally.as_ref().map(|_| Tally::default()),
         }
     }
 
     /// Records one decision.
-    pub(crate) fn record(
-        &mut self,
-        entry: impl FnOnce() -> Explained,
-        action: &'static str,
-        outcome: Outcome,
-    ) {
-        if let Some(t) = self.tally.as_mut() {
-            t.add(action, outcome);
-        }
+    pub(crate) fn record(&mut self, entry: impl FnOnce() -> Explained) {
         if let Some(e) = self.entries.as_mut() {
             e.push(entry());
         }
@@ -380,9 +387,6 @@ impl Observer {
     /// Merges the observations of an embedded document found at `path`: its
     /// paths become `path>inner` (see docs/cli.md).
     pub(crate) fn absorb(&mut self, path: &str, sub: Observer) {
-        if let (Some(t), Some(st)) = (self.tally.as_mut(), sub.tally.as_ref()) {
-            t.merge(st);
-        }
         if let (Some(e), Some(se)) = (self.entries.as_mut(), sub.entries) {
             for mut x in se {
                 x.path = if x.path.is_empty() {
@@ -393,51 +397,6 @@ impl Observer {
                 e.push(x);
             }
         }
-    }
-}
-
-/// Decisions per action over a whole run (see [`ActionCounts`]), with the
-/// removals whose action could not apply counted apart.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Tally {
-    counts: ActionCounts,
-    not_applicable: u64,
-}
-
-impl Tally {
-    fn add(&mut self, action: &'static str, outcome: Outcome) {
-        if outcome == Outcome::NotApplicable {
-            self.not_applicable += 1;
-        }
-        let i = match outcome {
-            Outcome::Entered => return,
-            Outcome::Kept | Outcome::Transformed => action_index(action),
-            Outcome::Dropped | Outcome::NotApplicable => Some(DROP_INDEX),
-        };
-        if let Some(i) = i {
-            self.counts.0[i] += 1;
-        }
-    }
-
-    /// Adds another tally's counts.
-    pub fn merge(&mut self, other: &Tally) {
-        self.counts.merge(&other.counts);
-        self.not_applicable += other.not_applicable;
-    }
-
-    /// The count of one action (`drop`: every field removed).
-    pub fn get(&self, action: &str) -> u64 {
-        self.counts.get(action)
-    }
-
-    /// Of the `drop` count: fields whose action could not apply.
-    pub fn not_applicable(&self) -> u64 {
-        self.not_applicable
-    }
-
-    /// Non-zero counts, in the order of [`crate::policy::action::ACTION_NAMES`].
-    pub fn nonzero(&self) -> Vec<(&'static str, u64)> {
-        self.counts.iter().filter(|(_, c)| *c > 0).collect()
     }
 }
 

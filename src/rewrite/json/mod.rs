@@ -19,7 +19,7 @@ mod fast;
 
 use super::apply::{self, Out, Scalar};
 use super::{
-    Engine, ErrorKind, Explained, MAX_DROPPED_PATHS, Observer, Outcome, RewriteError, Stats, Tally,
+    Counts, Engine, ErrorKind, Explained, MAX_DROPPED_PATHS, Observer, Outcome, RewriteError, Stats,
 };
 use crate::policy::dfa::StateId;
 use crate::policy::selector::canonical_key;
@@ -148,9 +148,9 @@ pub struct JsonRewriter<'e> {
     /// 1-based line being read (NDJSON).
     line: u64,
     error: Option<RewriteError>,
-    /// With per-action counting on: the counts as of the last completed
+    /// With [`Self::track_completed`]: the counts as of the last completed
     /// document (so that a refused one is not counted).
-    completed: Option<Box<(Stats, Tally)>>,
+    completed: Option<Box<Counts>>,
 }
 
 impl<'e> JsonRewriter<'e> {
@@ -230,12 +230,18 @@ impl<'e> JsonRewriter<'e> {
         self.stats.documents
     }
 
-    /// With [`Self::count`] on: the field counts (without dropped paths) and
-    /// per-action counts of the documents completed so far, leaving out a
-    /// document in progress or refused.
-    pub fn completed(&self) -> Option<(Stats, Tally)> {
-        self.observe.as_ref()?.tally.as_ref()?;
-        Some(self.completed.as_deref().cloned().unwrap_or_default())
+    /// Keeps the counts as of the last completed document, for
+    /// [`Self::completed`].
+    pub fn track_completed(&mut self) {
+        self.completed = Some(Box::new(self.stats.counts()));
+    }
+
+    /// With [`Self::track_completed`] on: the field counts (without dropped
+    /// paths) and per-action counts of the documents completed so far,
+    /// leaving out a document in progress or refused.
+    pub fn completed(&self) -> Option<Stats> {
+        let c = self.completed.as_deref()?;
+        Some(Stats::from_counts(c, self.stats.documents))
     }
 
     /// Bytes held back waiting for the rest of a token.
@@ -522,24 +528,8 @@ impl<'e> JsonRewriter<'e> {
             None => {
                 self.expect = Expect::End;
                 self.stats.documents += 1;
-                if let Some(t) = self.observe.as_ref().and_then(|o| o.tally.as_ref()) {
-                    let s = &self.stats;
-                    let counts = Stats {
-                        kept: s.kept,
-                        dropped: s.dropped,
-                        transformed: s.transformed,
-                        not_applicable: s.not_applicable,
-                        documents: s.documents,
-                        dropped_paths: Vec::new(),
-                        by_action: s.by_action.clone(),
-                    };
-                    match self.completed.as_deref_mut() {
-                        Some(c) => {
-                            c.0 = counts;
-                            c.1.clone_from(t);
-                        }
-                        None => self.completed = Some(Box::new((counts, t.clone()))),
-                    }
+                if let Some(c) = self.completed.as_deref_mut() {
+                    *c = self.stats.counts();
                 }
                 if self.lines {
                     out.push(b'\n');
@@ -666,17 +656,13 @@ impl<'e> JsonRewriter<'e> {
         let rules = self.rules;
         let path = self.path();
         if let Some(o) = self.observe.as_mut() {
-            o.record(
-                || Explained {
-                    path,
-                    selector: rule.map(|r| rules.rule(r).text.clone()),
-                    inherited,
-                    action,
-                    outcome,
-                },
+            o.record(|| Explained {
+                path,
+                selector: rule.map(|r| rules.rule(r).text.clone()),
+                inherited,
                 action,
                 outcome,
-            );
+            });
         }
     }
 
