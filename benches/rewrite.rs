@@ -38,162 +38,24 @@
 //! numbers from a quiet machine either way, and compare only within one run.
 
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::Duration;
 
 use aho_corasick::AhoCorasick;
 use criterion::measurement::Measurement;
 use criterion::{Criterion, Throughput};
-use serde::de::IgnoredAny;
 use serde_json::Value;
 
-use scrim::policy::{BodyFormat, compile_str};
-use scrim::pseudonym::{DEFAULT_BITS, KeyRing, Normalise, ScopedKey, normalise};
+use scrim::policy::BodyFormat;
+use scrim::pseudonym::{DEFAULT_BITS, KeyRing, ScopedKey};
 use scrim::rewrite::Engine;
 
+mod baseline;
 mod corpus;
 
-/// Recipient and pseudonym scope of every bench rule file, so that the
-/// engine's scope key is `KeyRing::test_ring().scoped(SCOPE)`, the key the
-/// baselines use.
-const SCOPE: &str = "bench";
+use baseline::*;
+
 const CHUNK: usize = 4096;
 const SEED: u64 = 0x5c41_2025;
-
-// ---------------------------------------------------------------------------
-// Rules
-
-/// The bench rule file. `prefix` is `"batch."` for batches and `""` for a
-/// single event or NDJSON lines. With `transforms`, the 3 identifiers are
-/// pseudonymised; without, they are kept (keep/drop only, same shape).
-fn rules(prefix: &str, transforms: bool) -> String {
-    let p = prefix;
-    let (id, email) = if transforms {
-        (
-            "\"pseudonymise\"",
-            "{ action = \"pseudonymise\", normalise = \"email\" }",
-        )
-    } else {
-        ("\"keep\"", "\"keep\"")
-    };
-    format!(
-        r#"recipient = "{SCOPE}"
-upstream  = "https://api.segment.example"
-
-[fields]
-"sentAt"               = "keep"
-"{p}type"              = "keep"
-"{p}event"             = "keep"
-"{p}messageId"         = "keep"
-"{p}timestamp"         = "keep"
-"{p}channel"           = "keep"
-"{p}integrations"      = "keep"
-"{p}properties"        = "keep"
-"{p}context"           = "keep"
-"{p}context.userAgent" = "drop"
-"{p}traits"            = "keep"
-"{p}traits.phone"      = "drop"
-"{p}traits.address"    = "drop"
-"{p}userId"            = {id}
-"{p}anonymousId"       = {id}
-"{p}traits.email"      = {email}
-"#
-    )
-}
-
-const TINY_RULES: &str = r#"recipient = "bench"
-upstream = "https://api.segment.example"
-[fields]
-userId = "pseudonymise"
-"#;
-
-fn engine(text: &str) -> Engine {
-    let policy =
-        compile_str(text, "bench.toml", SCOPE).unwrap_or_else(|e| panic!("bench rules: {e}"));
-    assert_eq!(policy.scopes, [SCOPE]);
-    Engine::new(Arc::new(policy), &KeyRing::test_ring())
-}
-
-// ---------------------------------------------------------------------------
-// Baselines on serde_json::Value
-
-/// The realistic (or keep/drop) edits on one event.
-fn edit_event(ev: &mut Value, key: &ScopedKey, transforms: bool) {
-    let Some(obj) = ev.as_object_mut() else {
-        return;
-    };
-    if transforms {
-        for f in ["userId", "anonymousId"] {
-            if let Some(Value::String(s)) = obj.get_mut(f) {
-                *s = key.pseudonymise(s.as_bytes(), DEFAULT_BITS);
-            }
-        }
-    }
-    if let Some(Value::Object(ctx)) = obj.get_mut("context") {
-        ctx.remove("userAgent");
-    }
-    if let Some(Value::Object(traits)) = obj.get_mut("traits") {
-        traits.remove("phone");
-        traits.remove("address");
-        if transforms && let Some(Value::String(s)) = traits.get_mut("email") {
-            let p = key.pseudonymise(normalise(Normalise::Email, s).as_bytes(), DEFAULT_BITS);
-            *s = p;
-        }
-    }
-}
-
-fn serde_batch(input: &[u8], key: &ScopedKey, transforms: bool) -> Vec<u8> {
-    let mut v: Value = serde_json::from_slice(input).unwrap();
-    if let Some(Value::Array(events)) = v.get_mut("batch") {
-        for ev in events {
-            edit_event(ev, key, transforms);
-        }
-    }
-    let mut out = Vec::with_capacity(input.len());
-    serde_json::to_writer(&mut out, &v).unwrap();
-    out
-}
-
-fn serde_single(input: &[u8], key: &ScopedKey) -> Vec<u8> {
-    let mut v: Value = serde_json::from_slice(input).unwrap();
-    edit_event(&mut v, key, true);
-    let mut out = Vec::with_capacity(input.len());
-    serde_json::to_writer(&mut out, &v).unwrap();
-    out
-}
-
-/// Non-empty lines, split with memchr (the fastest split available).
-fn lines(input: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut start = 0;
-    memchr::memchr_iter(b'\n', input)
-        .chain(std::iter::once(input.len()))
-        .filter_map(move |end| {
-            let line = &input[start..end];
-            start = end + 1;
-            (!line.is_empty()).then_some(line)
-        })
-}
-
-fn serde_ndjson(input: &[u8], key: &ScopedKey) -> Vec<u8> {
-    let mut out = Vec::with_capacity(input.len());
-    for line in lines(input) {
-        let mut v: Value = serde_json::from_slice(line).unwrap();
-        edit_event(&mut v, key, true);
-        serde_json::to_writer(&mut out, &v).unwrap();
-        out.push(b'\n');
-    }
-    out
-}
-
-fn validate(input: &[u8]) {
-    serde_json::from_slice::<IgnoredAny>(input).unwrap();
-}
-
-fn validate_ndjson(input: &[u8]) {
-    for line in lines(input) {
-        serde_json::from_slice::<IgnoredAny>(line).unwrap();
-    }
-}
 
 // ---------------------------------------------------------------------------
 // scrim
@@ -412,6 +274,7 @@ fn keepdrop<M: Measurement>(c: &mut Criterion<M>, fx: &Fixtures) {
 }
 
 fn pseudonym<M: Measurement>(c: &mut Criterion<M>, fx: &Fixtures) {
+    use hmac::{Hmac, KeyInit, Mac};
     let mut g = c.benchmark_group("pseudonym/one");
     g.throughput(Throughput::Bytes(EMAIL.len() as u64));
     let mut buf = Vec::with_capacity(64);
@@ -423,11 +286,43 @@ fn pseudonym<M: Measurement>(c: &mut Criterion<M>, fx: &Fixtures) {
             black_box(&buf);
         })
     });
+    // The floor: HMAC-SHA256 alone with its key state precomputed (the
+    // inner and outer pads hashed once), as `ScopedKey` holds it.
+    let mac = Hmac::<sha2::Sha256>::new_from_slice(&[7u8; 32]).unwrap();
+    g.bench_function("hmac_sha256_bare", |b| {
+        b.iter(|| black_box(mac.clone().chain_update(black_box(EMAIL)).finalize()))
+    });
     g.throughput(Throughput::Bytes(TINY_DOC.len() as u64));
     g.bench_function("scrim_tiny_doc", |b| {
         b.iter(|| scrim(&fx.tiny, BodyFormat::Json, black_box(TINY_DOC)))
     });
     g.finish();
+
+    // One user, many events: the identifier repeats across a batch and is
+    // pseudonymised once per body (the memo), against a batch where every
+    // identifier differs.
+    let mut g = c.benchmark_group("pseudonym/batch_of_64");
+    let same = repeated_ids(64, true);
+    let distinct = repeated_ids(64, false);
+    g.throughput(Throughput::Elements(64));
+    g.bench_function("same_user", |b| {
+        b.iter(|| scrim(&fx.tiny, BodyFormat::Ndjson, black_box(&same)))
+    });
+    g.bench_function("distinct_users", |b| {
+        b.iter(|| scrim(&fx.tiny, BodyFormat::Ndjson, black_box(&distinct)))
+    });
+    g.finish();
+}
+
+/// `n` NDJSON lines `{"userId":"..."}`, all for one user or each for another.
+fn repeated_ids(n: usize, same: bool) -> Vec<u8> {
+    (0..n)
+        .map(|i| {
+            let id = if same { 0 } else { i };
+            format!("{{\"userId\":\"user-{id:06}\"}}\n")
+        })
+        .collect::<String>()
+        .into_bytes()
 }
 
 fn chunked<M: Measurement>(c: &mut Criterion<M>, fx: &Fixtures) {

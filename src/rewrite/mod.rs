@@ -215,6 +215,7 @@ pub(crate) struct Counts {
     not_applicable: u64,
     paths: usize,
     by_action: ActionCounts,
+    documents: u64,
 }
 
 impl Stats {
@@ -227,18 +228,18 @@ impl Stats {
             not_applicable: self.not_applicable,
             paths: self.dropped_paths.len(),
             by_action: self.by_action.clone(),
+            documents: self.documents,
         }
     }
 
-    /// Counts alone as a `Stats` of `documents` documents (no dropped
-    /// paths).
-    pub(crate) fn from_counts(c: &Counts, documents: u64) -> Stats {
+    /// Counts alone as a `Stats` (no dropped paths).
+    pub(crate) fn from_counts(c: &Counts) -> Stats {
         Stats {
             kept: c.kept,
             dropped: c.dropped,
             transformed: c.transformed,
             not_applicable: c.not_applicable,
-            documents,
+            documents: c.documents,
             dropped_paths: Vec::new(),
             by_action: c.by_action.clone(),
         }

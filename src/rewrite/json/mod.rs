@@ -241,7 +241,7 @@ impl<'e> JsonRewriter<'e> {
     /// leaving out a document in progress or refused.
     pub fn completed(&self) -> Option<Stats> {
         let c = self.completed.as_deref()?;
-        Some(Stats::from_counts(c, self.stats.documents))
+        Some(Stats::from_counts(c))
     }
 
     /// Bytes held back waiting for the rest of a token.
