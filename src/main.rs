@@ -878,7 +878,7 @@ fn rewrite_ndjson(
     );
     drop(out_tx);
     drop(lines_rx);
-    let wrote = writer.join().map_or(false, |r| r.is_ok());
+    let wrote = writer.join().is_ok_and(|r| r.is_ok());
     let _ = reader.join();
     bar.finish_and_clear();
     let (totals, refused, failure) = match outcome {

@@ -440,12 +440,9 @@ fn any_chunking_gives_the_same_output() {
 /// at the same offset and path.
 #[test]
 fn the_fast_path_and_the_state_machine_agree() {
-    fn run(
-        e: &Engine,
-        format: BodyFormat,
-        input: &[u8],
-        slow: bool,
-    ) -> Result<(Vec<u8>, scrim::rewrite::Stats), (ErrorKind, u64, Option<u64>, String)> {
+    /// Output and counts, or the refusal's kind, offset, line and path.
+    type Outcome = Result<(Vec<u8>, scrim::rewrite::Stats), (ErrorKind, u64, Option<u64>, String)>;
+    fn run(e: &Engine, format: BodyFormat, input: &[u8], slow: bool) -> Outcome {
         let mut rw = e.body_rewriter(format);
         if slow {
             rw.state_machine_only();
