@@ -498,6 +498,24 @@ fn the_fast_path_and_the_state_machine_agree() {
             let fast = run(&e, BodyFormat::Json, &input, false);
             let slow = run(&e, BodyFormat::Json, &input, true);
             assert_eq!(fast, slow, "{}", String::from_utf8_lossy(&input));
+            // In chunks, the state machine hands every container that lies
+            // whole in a chunk to the fast path.
+            for size in [1, 2, 5, 16, 61] {
+                let mut rw = e.body_rewriter(BodyFormat::Json);
+                let mut out = Vec::new();
+                let chunked = input
+                    .chunks(size)
+                    .try_for_each(|c| rw.feed(c, &mut out))
+                    .and_then(|()| rw.finish(&mut out))
+                    .map(|stats| (out, stats))
+                    .map_err(|e| (e.kind, e.offset, e.line, e.path));
+                assert_eq!(
+                    chunked,
+                    slow,
+                    "chunks of {size}: {}",
+                    String::from_utf8_lossy(&input)
+                );
+            }
         }
     }
     // NDJSON: every document on its own line, with CRLF, blank lines, a

@@ -123,6 +123,30 @@ impl Fast<'_, '_> {
         r
     }
 
+    /// Reads the container at `i`, a value inside the document with `depth`
+    /// containers open around it, in context `ctx`, as the state machine
+    /// hands it over. Nothing goes before it (the caller writes its prefix
+    /// if it stayed); returns where it ends and whether it was written.
+    pub(super) fn inner(&mut self, i: usize, ctx: Ctx, depth: usize) -> R<(usize, bool)> {
+        let node = PathNode {
+            parent: None,
+            seg: None,
+        };
+        let start = self.seen.keys.len();
+        let r = self.value(i, ctx, depth, &node, Prefix::Root);
+        self.seen.keys.truncate(start);
+        r
+    }
+
+    /// Validates the container at `i` (inside a kept or dropped one, with
+    /// `depth` containers open around it); returns where it ends.
+    pub(super) fn inner_skip(&mut self, i: usize, depth: usize) -> R<usize> {
+        let start = self.seen.keys.len();
+        let r = self.skip(i, depth);
+        self.seen.keys.truncate(start);
+        r
+    }
+
     /// Skips JSON blanks; in NDJSON a line break may not occur inside a
     /// document. Running out of bytes gives up: the document is cut.
     #[inline(always)]

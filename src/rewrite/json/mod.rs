@@ -136,6 +136,9 @@ pub struct JsonRewriter<'e> {
     fast_off: bool,
     /// See [`Self::fast_documents`].
     fast_documents: u64,
+    /// The fast path's output for a container it reads inside a document
+    /// (see `fast_inner`), before it is known to stay.
+    tmp: Vec<u8>,
     /// Start of the kept byte range being copied, in the current buffer.
     copy_from: Option<usize>,
     copy_depth: usize,
@@ -198,6 +201,7 @@ impl<'e> JsonRewriter<'e> {
             slow_from: None,
             fast_off: false,
             fast_documents: 0,
+            tmp: Vec::new(),
             copy_from: None,
             copy_depth: 0,
             hint: 0,
@@ -400,13 +404,11 @@ impl<'e> JsonRewriter<'e> {
             }
             if self.expect == Expect::Value
                 && self.stack.is_empty()
-                && self.observe.is_none()
-                && !self.fast_off
+                && self.fast_allowed()
                 && self.slow_from != Some(self.base + i as u64)
             {
                 match self.fast_document(buf, i, out) {
                     Some(end) => {
-                        self.fast_documents += 1;
                         self.after_value(out);
                         i = end;
                         continue;
@@ -481,15 +483,37 @@ impl<'e> JsonRewriter<'e> {
     /// with its output written and counted, or `None` with nothing written
     /// or counted (the state machine then reads it).
     fn fast_document(&mut self, buf: &[u8], i: usize, out: &mut Vec<u8>) -> Option<usize> {
+        let root = self.root;
+        let end = self.with_fast(buf, i, out, |f| f.document(i, root))?;
+        self.fast_documents += 1;
+        Some(end)
+    }
+
+    /// Runs `read` on a fast path over `buf`, writing to `out`. If it gives
+    /// up, what it wrote and counted is taken back: `None`.
+    fn with_fast<T>(
+        &mut self,
+        buf: &[u8],
+        i: usize,
+        out: &mut Vec<u8>,
+        read: impl FnOnce(&mut fast::Fast<'_, 'e>) -> Result<T, fast::Bail>,
+    ) -> Option<T> {
         // UTF-8 is checked once for the rest of the buffer; the fast path
-        // reads only up to where it holds (a document reaching past that
-        // point is the state machine's, which says where and why).
+        // reads only up to where it holds (a value reaching past that point
+        // is the state machine's, which says where and why).
         let from = (self.utf8_until.saturating_sub(self.base) as usize).clamp(i, buf.len());
-        let valid = match simdutf8::compat::from_utf8(&buf[from..]) {
-            Ok(_) => buf.len(),
-            Err(e) => from + e.valid_up_to(),
+        let valid = if from < buf.len() {
+            match simdutf8::compat::from_utf8(&buf[from..]) {
+                Ok(_) => buf.len(),
+                Err(e) => from + e.valid_up_to(),
+            }
+        } else {
+            from
         };
         self.utf8_until = self.base + valid as u64;
+        if valid <= i {
+            return None;
+        }
         let mark = out.len();
         let counts = self.stats.counts();
         let mut fast = fast::Fast {
@@ -505,14 +529,43 @@ impl<'e> JsonRewriter<'e> {
             seen: &mut self.seen,
             memo: &mut self.memo,
         };
-        match fast.document(i, self.root) {
-            Ok(end) => Some(end),
+        match read(&mut fast) {
+            Ok(x) => Some(x),
             Err(fast::Bail) => {
                 out.truncate(mark);
                 self.stats.roll_back(counts);
                 None
             }
         }
+    }
+
+    /// A container inside the document, in context `ctx`, read whole by the
+    /// fast path when it lies whole in `buf` (the state machine goes on
+    /// after it); `None` when it does not, with nothing written or counted.
+    fn fast_inner(&mut self, buf: &[u8], i: usize, ctx: Ctx, out: &mut Vec<u8>) -> Option<usize> {
+        let depth = self.stack.len();
+        let mut tmp = std::mem::take(&mut self.tmp);
+        tmp.clear();
+        let paths = self.stats.dropped_paths.len();
+        let done = self.with_fast(buf, i, &mut tmp, |f| f.inner(i, ctx, depth));
+        if let Some((end, stayed)) = done {
+            // Dropped paths inside were written from the container down.
+            if self.stats.dropped_paths.len() > paths {
+                let outer = self.path();
+                for p in &mut self.stats.dropped_paths[paths..] {
+                    *p = join_path(&outer, p);
+                }
+            }
+            if stayed {
+                self.emit_prefix(out);
+                out.extend_from_slice(&tmp);
+            }
+            self.tmp = tmp;
+            self.after_value(out);
+            return Some(end);
+        }
+        self.tmp = tmp;
+        None
     }
 
     /// A value finished.
@@ -681,6 +734,13 @@ impl<'e> JsonRewriter<'e> {
                 Mode::Rewrite(_) => self.member,
             },
         };
+        if (b == b'{' || b == b'[')
+            && !self.stack.is_empty()
+            && self.fast_allowed()
+            && let Some(end) = self.fast_inner(buf, i, ctx, out)
+        {
+            return Ok(Some(end));
+        }
         let info = self.rules.info(ctx.state);
         let rules = self.rules;
         let (action, rule) = match info.decision {
@@ -880,21 +940,43 @@ impl<'e> JsonRewriter<'e> {
     fn passive_value(&mut self, buf: &[u8], i: usize, mode: Mode, last: bool) -> Step<usize> {
         let b = buf[i];
         if b == b'{' || b == b'[' {
+            // Validated whole by the fast path when it lies whole in `buf`
+            // (a kept one is copied with the range it is in).
+            let depth = self.stack.len();
+            if self.fast_allowed() {
+                let mut none = Vec::new();
+                if let Some(end) = self.with_fast(buf, i, &mut none, |f| f.inner_skip(i, depth)) {
+                    self.passive_done();
+                    return Ok(Some(end));
+                }
+            }
             self.push(b == b'{', mode, i)?;
             return Ok(Some(i + 1));
         }
         match self.scalar(buf, i, last)? {
             Some((end, _)) => {
-                if let Some(f) = self.stack.last_mut()
-                    && !f.obj
-                {
-                    f.index += 1;
-                }
-                self.expect = Expect::CommaOrEnd;
+                self.passive_done();
                 Ok(Some(end))
             }
             None => Ok(None),
         }
+    }
+
+    /// A value inside a kept or dropped container finished.
+    fn passive_done(&mut self) {
+        if let Some(f) = self.stack.last_mut()
+            && !f.obj
+        {
+            f.index += 1;
+        }
+        self.expect = Expect::CommaOrEnd;
+    }
+
+    /// Whether the fast path may read values (not while `--explain`
+    /// records every decision, nor when turned off for tests).
+    #[inline]
+    fn fast_allowed(&self) -> bool {
+        self.observe.is_none() && !self.fast_off
     }
 
     /// Scans one scalar token.
@@ -1090,6 +1172,18 @@ fn key_hash(key: &[u8]) -> u64 {
         h = (h.rotate_left(5) ^ w).wrapping_mul(K);
     }
     h
+}
+
+/// `inner` (a path from a container down, as the fast path writes it)
+/// below `outer` (the container's own path).
+fn join_path(outer: &str, inner: &str) -> String {
+    if inner.is_empty() {
+        outer.to_string()
+    } else if outer.is_empty() || inner.starts_with('[') {
+        format!("{outer}{inner}")
+    } else {
+        format!("{outer}.{inner}")
+    }
 }
 
 /// Pseudonyms and hashes already written in this body, by rule and input:
