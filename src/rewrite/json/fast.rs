@@ -106,6 +106,9 @@ pub(super) struct Fast<'a, 'e> {
     pub(super) canon: &'a mut Vec<u8>,
     pub(super) seen: &'a mut Seen,
     pub(super) memo: &'a mut Option<Box<Memo>>,
+    /// On giving up: the start of every container open at that point,
+    /// innermost first (the state machine does not hand those over again).
+    pub(super) spine: &'a mut Vec<usize>,
 }
 
 impl Fast<'_, '_> {
@@ -421,11 +424,12 @@ impl Fast<'_, '_> {
         self.write_prefix(before);
         let open = self.buf[i];
         self.out.push(open);
-        let (end, emitted) = if open == b'{' {
-            self.members(i, ctx, depth, path)?
+        let read = if open == b'{' {
+            self.members(i, ctx, depth, path)
         } else {
-            self.elements(i, ctx, depth, path)?
+            self.elements(i, ctx, depth, path)
         };
+        let (end, emitted) = self.open_at(i, read)?;
         if emitted || shown {
             self.out.push(if open == b'{' { b'}' } else { b']' });
             Ok((end, true))
@@ -534,6 +538,26 @@ impl Fast<'_, '_> {
     }
 
     fn skip_object(&mut self, i: usize, depth: usize) -> R<usize> {
+        let read = self.skip_members(i, depth);
+        self.open_at(i, read)
+    }
+
+    fn skip_array(&mut self, i: usize, depth: usize) -> R<usize> {
+        let read = self.skip_elements(i, depth);
+        self.open_at(i, read)
+    }
+
+    /// `read` of the container at `i`; if it gave up, the container was
+    /// open at that point.
+    #[inline(always)]
+    fn open_at<T>(&mut self, i: usize, read: R<T>) -> R<T> {
+        if read.is_err() {
+            self.spine.push(i);
+        }
+        read
+    }
+
+    fn skip_members(&mut self, i: usize, depth: usize) -> R<usize> {
         if depth >= self.max_depth {
             return Err(Bail);
         }
@@ -566,7 +590,7 @@ impl Fast<'_, '_> {
         Ok(j + 1)
     }
 
-    fn skip_array(&mut self, i: usize, depth: usize) -> R<usize> {
+    fn skip_elements(&mut self, i: usize, depth: usize) -> R<usize> {
         if depth >= self.max_depth {
             return Err(Bail);
         }

@@ -136,6 +136,10 @@ pub struct JsonRewriter<'e> {
     fast_off: bool,
     /// See [`Self::fast_documents`].
     fast_documents: u64,
+    /// Absolute offsets of the containers that were open where the fast
+    /// path last gave up: they reach past the buffer (or hold an error), so
+    /// they are not handed to it again.
+    spine: Vec<u64>,
     /// The fast path's output for a container it reads inside a document
     /// (see `fast_inner`), before it is known to stay.
     tmp: Vec<u8>,
@@ -202,6 +206,7 @@ impl<'e> JsonRewriter<'e> {
             fast_off: false,
             fast_documents: 0,
             tmp: Vec::new(),
+            spine: Vec::new(),
             copy_from: None,
             copy_depth: 0,
             hint: 0,
@@ -511,9 +516,10 @@ impl<'e> JsonRewriter<'e> {
             from
         };
         self.utf8_until = self.base + valid as u64;
-        if valid <= i {
+        if valid <= i || self.spine.contains(&(self.base + i as u64)) {
             return None;
         }
+        let mut local: Vec<usize> = Vec::new();
         let mark = out.len();
         let counts = self.stats.counts();
         let mut fast = fast::Fast {
@@ -528,12 +534,16 @@ impl<'e> JsonRewriter<'e> {
             canon: &mut self.canon,
             seen: &mut self.seen,
             memo: &mut self.memo,
+            spine: &mut local,
         };
         match read(&mut fast) {
             Ok(x) => Some(x),
             Err(fast::Bail) => {
                 out.truncate(mark);
                 self.stats.roll_back(counts);
+                let base = self.base;
+                self.spine.clear();
+                self.spine.extend(local.iter().map(|&p| base + p as u64));
                 None
             }
         }
