@@ -185,12 +185,12 @@ fn memory(scrim: &Path, rules: &Path, dir: &Path, nd: &[u8], gib: u64) {
         .expect("/usr/bin/time");
     let t = Instant::now();
     {
+        // Whole copies of the corpus (whole lines), at least `total` bytes.
         let mut stdin = child.stdin.take().unwrap();
         let mut sent = 0u64;
         while sent < total {
-            let n = nd.len().min((total - sent) as usize);
-            stdin.write_all(&nd[..n]).unwrap();
-            sent += n as u64;
+            stdin.write_all(nd).unwrap();
+            sent += nd.len() as u64;
         }
     }
     let status = child.wait().unwrap();
@@ -204,9 +204,11 @@ fn memory(scrim: &Path, rules: &Path, dir: &Path, nd: &[u8], gib: u64) {
         .parse()
         .unwrap();
     let secs = t.elapsed().as_secs_f64();
+    let sent = total.div_ceil(nd.len() as u64) * nd.len() as u64;
     println!(
-        "{gib} GiB NDJSON through a pipe: peak RSS {:.1} MiB, {:.0} MB/s",
+        "{:.2} GiB NDJSON through a pipe: peak RSS {:.1} MiB, {:.0} MB/s",
+        sent as f64 / (1u64 << 30) as f64,
         kib as f64 / 1024.0,
-        total as f64 / secs / 1e6
+        sent as f64 / secs / 1e6
     );
 }
