@@ -39,7 +39,7 @@ async fn json_test_suite_n_files_are_refused_and_never_forwarded() {
     let (gw, up) = gateway().await;
     let c = client();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/conformance/JSONTestSuite/test_parsing");
+        .join("tests/data/JSONTestSuite/test_parsing");
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
@@ -409,6 +409,79 @@ async fn content_length_with_transfer_encoding_cannot_smuggle() {
         );
     }
     assert!(up.records().len() <= 1, "one request in, at most one out");
+}
+
+/// The recipient never depends on which host a reader believes: two Host
+/// headers (RFC 9112 3.2), or an absolute URI or `:authority` that routes
+/// elsewhere than the Host header, are refused with 400 and nothing is
+/// forwarded; agreeing ones are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_names_two_hosts_is_refused() {
+    let up = Upstream::ok().await;
+    let claimed = format!(
+        "upstream = \"{}\"\nhosts = [\"claimed.example\"]\n[fields]\n\"**\" = \"keep\"\n",
+        up.url()
+    );
+    let gw = Gateway::start(
+        &[
+            ("p.toml", &RULES.replace("UPSTREAM", &up.url())),
+            ("h.toml", &claimed),
+        ],
+        Opts::default(),
+    )
+    .await;
+    let body = format!(r#"{{"event":"e","email":"{RAW}"}}"#);
+    let send_raw = |target: &str, hosts: &[&str]| {
+        let mut head = format!("POST {target} HTTP/1.1\r\n");
+        for h in hosts {
+            head.push_str(&format!("Host: {h}\r\n"));
+        }
+        format!(
+            "{head}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    for (what, target, hosts) in [
+        (
+            "two Host headers",
+            "/p/x",
+            &["scrim", "claimed.example"][..],
+        ),
+        ("the same Host twice", "/p/x", &["scrim", "scrim"][..]),
+        (
+            "absolute URI to a claimed host",
+            "http://claimed.example/p/x",
+            &["scrim"][..],
+        ),
+        (
+            "absolute URI away from a claimed Host",
+            "http://scrim/p/x",
+            &["claimed.example"][..],
+        ),
+    ] {
+        let answer = raw(gw.running.addr, send_raw(target, hosts).as_bytes(), None).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{what}: {answer}");
+        assert!(answer.contains("ambiguous_host"), "{what}: {answer}");
+    }
+    up.assert_untouched();
+    // Agreeing names are served.
+    for (what, target, hosts) in [
+        ("one Host", "/p/x", &["scrim"][..]),
+        (
+            "absolute URI, same host",
+            "http://claimed.example/x",
+            &["claimed.example"][..],
+        ),
+        (
+            "absolute URI, both unclaimed",
+            "http://other.example/p/x",
+            &["scrim"][..],
+        ),
+    ] {
+        let answer = raw(gw.running.addr, send_raw(target, hosts).as_bytes(), None).await;
+        assert!(answer.starts_with("HTTP/1.1 2"), "{what}: {answer}");
+    }
+    assert_eq!(up.records().len(), 3);
 }
 
 /// A client that never finishes its request head is cut off by the header

@@ -44,6 +44,21 @@ fn on_path(tool: &str) -> bool {
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }
 
+/// Whether `tool` can be run. When it is missing, the test says it was
+/// skipped and why; under `SCRIM_REQUIRE_TOOLS` (set by `.ci/run`, which
+/// installs the tools) a missing tool fails the test instead.
+fn tool_present(tool: &str, skipped: &str) -> bool {
+    if on_path(tool) {
+        return true;
+    }
+    assert!(
+        std::env::var_os("SCRIM_REQUIRE_TOOLS").is_none(),
+        "{tool} is not installed, and SCRIM_REQUIRE_TOOLS says it must be"
+    );
+    println!("skipped: {tool} is not installed, so {skipped} was not run");
+    false
+}
+
 /// Runs the real `scrim` binary; kills it (and fails) if it is still running
 /// after 20 s, which would mean a `serve` got past its start-up checks.
 fn run_scrim(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
@@ -967,8 +982,7 @@ fn admin_port_is_on_no_service_and_only_monitoring_reaches_it() {
 
 #[test]
 fn kustomize_builds_when_kubectl_is_installed() {
-    if !on_path("kubectl") {
-        println!("note: kubectl not installed; `kubectl kustomize` not run");
+    if !tool_present("kubectl", "`kubectl kustomize`") {
         return;
     }
     let out = Command::new("kubectl")
@@ -1146,8 +1160,7 @@ fn systemd_unit_is_sandboxed_and_runs_what_the_cli_accepts() {
     assert_check_passes(&[root().join("rules")]);
 
     // systemd's own verdict, where systemd-analyze exists.
-    if !on_path("systemd-analyze") {
-        println!("note: systemd-analyze not installed; `systemd-analyze verify` not run");
+    if !tool_present("systemd-analyze", "`systemd-analyze verify`") {
         return;
     }
     let dir = scratch("unit");

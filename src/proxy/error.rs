@@ -27,6 +27,13 @@ pub enum ProxyError {
     /// No rule file claims the path or Host.
     #[error("no recipient matches this request")]
     UnknownRecipient,
+    /// Two `Host` headers, or a Host header and a request-target authority
+    /// (absolute-form URI, HTTP/2 `:authority`) that lead to different
+    /// recipients: readers disagree on which one counts (RFC 9112 3.2).
+    #[error(
+        "the request names its host twice, or in ways that lead to different recipients (Host header, absolute URI, :authority)"
+    )]
+    AmbiguousHost,
     /// The body could not be rewritten with certainty.
     #[error("{0}")]
     Invalid(RewriteError),
@@ -94,6 +101,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::UnknownRecipient => StatusCode::NOT_FOUND,
+            ProxyError::AmbiguousHost => StatusCode::BAD_REQUEST,
             ProxyError::Invalid(_) | ProxyError::BadEncoding(_) => StatusCode::BAD_REQUEST,
             ProxyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::UnsupportedType(_) | ProxyError::UnsupportedEncoding(_) => {
@@ -114,6 +122,7 @@ impl ProxyError {
     pub fn code(&self) -> &'static str {
         match self {
             ProxyError::UnknownRecipient => "unknown_recipient",
+            ProxyError::AmbiguousHost => "ambiguous_host",
             ProxyError::Invalid(e) => match e.kind {
                 ErrorKind::TooDeep(_) => "too_deep",
                 k => k.code(),
@@ -258,10 +267,12 @@ mod tests {
             ProxyError::Unreachable("connect"),
             ProxyError::Timeout(Duration::from_secs(1)),
             ProxyError::Internal("x"),
+            ProxyError::AmbiguousHost,
         ]);
         for e in &errors {
             match e {
                 ProxyError::UnknownRecipient
+                | ProxyError::AmbiguousHost
                 | ProxyError::Invalid(_)
                 | ProxyError::TooLarge { .. }
                 | ProxyError::UnsupportedType(_)

@@ -50,21 +50,40 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Proxy
     };
     let mut audit = Audit::new(state.clone(), start, method);
     let rules = state.rules.load_full();
+    // The recipient must not depend on which of the Host header and the
+    // request-target's authority a reader believes: two Host headers are
+    // refused (RFC 9112 3.2), and an authority that routes elsewhere than
+    // the Host header too.
+    let path = req.uri().path().to_string();
+    let mut host_headers = req
+        .headers()
+        .get_all(header::HOST)
+        .iter()
+        .map(|h| h.to_str().ok());
+    let host_header = host_headers.next();
+    let ambiguous = host_headers.next().is_some() || {
+        match (req.uri().authority(), host_header) {
+            (Some(a), Some(h)) if Some(a.as_str()) != h => {
+                let route = |host: Option<&str>| {
+                    rules
+                        .resolve(host, &path)
+                        .map(|(r, rest)| (r.name.clone(), rest.to_string()))
+                };
+                h.is_none() || route(Some(a.as_str())) != route(h)
+            }
+            _ => false,
+        }
+    };
     let host = req
         .uri()
         .authority()
         .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            req.headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        });
-    let path = req.uri().path().to_string();
+        .or_else(|| host_header.flatten().map(str::to_string));
     let resolved = rules
         .resolve(host.as_deref(), &path)
         .map(|(r, rest)| (r.clone(), rest.to_string()));
     let result = match &resolved {
+        _ if ambiguous => Err(ProxyError::AmbiguousHost),
         None => Err(ProxyError::UnknownRecipient),
         Some((route, rest)) => {
             audit.ev.recipient = route.name.clone();
