@@ -152,6 +152,16 @@ struct RawLimits {
     /// Longest wait for the next body chunk, in milliseconds (default 15000);
     /// 408 beyond.
     body_idle_timeout_ms: Option<u64>,
+    /// Minimum average body data rate, in bytes per second, after
+    /// `body_min_rate_grace_ms` (default 240, as Kestrel; 0 turns it off);
+    /// 408 below it, so a trickling client cannot hold a slot.
+    body_min_rate_bytes_per_s: Option<u64>,
+    /// Time before the minimum body data rate applies, in milliseconds
+    /// (default 5000).
+    body_min_rate_grace_ms: Option<u64>,
+    /// Time to receive the whole request, head to last body byte, in
+    /// milliseconds (default 60000; 0 turns it off); 408 beyond.
+    request_deadline_ms: Option<u64>,
     /// Requests in flight (default 1024); 503 beyond, shed immediately.
     #[schemars(range(min = 1))]
     concurrency: Option<usize>,
@@ -298,6 +308,13 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// Longest wait for the next body chunk (default 15 s).
     pub body_idle_timeout: Duration,
+    /// Minimum average body data rate after the grace time, in bytes per
+    /// second (default 240; 0: off).
+    pub body_min_rate: u64,
+    /// Time before the minimum body data rate applies (default 5 s).
+    pub body_min_rate_grace: Duration,
+    /// Time to receive the whole request (default 60 s; `None`: off).
+    pub request_deadline: Option<Duration>,
     /// Requests in flight before shedding with 503 (default 1024).
     pub concurrency: usize,
     /// HTTP/2 concurrent streams per connection (default 100).
@@ -427,6 +444,12 @@ impl Config {
             header_count: l.header_count.unwrap_or(100),
             header_read_timeout: ms(l.header_read_timeout_ms.unwrap_or(10_000)),
             body_idle_timeout: ms(l.body_idle_timeout_ms.unwrap_or(15_000)),
+            body_min_rate: l.body_min_rate_bytes_per_s.unwrap_or(240),
+            body_min_rate_grace: ms(l.body_min_rate_grace_ms.unwrap_or(5_000)),
+            request_deadline: match l.request_deadline_ms.unwrap_or(60_000) {
+                0 => None,
+                d => Some(ms(d)),
+            },
             concurrency: l.concurrency.unwrap_or(1024),
             h2_max_concurrent_streams: l.h2_max_concurrent_streams.unwrap_or(100),
             shutdown_grace: ms(l.shutdown_grace_ms.unwrap_or(30_000)),

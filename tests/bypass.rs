@@ -509,6 +509,92 @@ async fn slowloris_headers_are_cut_off() {
     up.assert_untouched();
 }
 
+/// Hundreds of connections from one address, each sending a head and then
+/// its body a byte at a time, hold every concurrency slot only until the
+/// minimum data rate applies: then each is cut with 408 and a normal request
+/// gets its 2xx within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trickling_bodies_lose_their_slots_once_the_grace_is_over() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::time::{Duration, Instant, sleep, timeout};
+    let up = Upstream::ok().await;
+    let opts = Opts {
+        limits: "concurrency = 64\nbody_min_rate_grace_ms = 1500\nbody_min_rate_bytes_per_s = 240"
+            .into(),
+        ..Opts::default()
+    };
+    let gw = Gateway::start(&[("p.toml", &RULES.replace("UPSTREAM", &up.url()))], opts).await;
+    let addr = gw.running.addr;
+    let start = Instant::now();
+    let head = "POST /p/x HTTP/1.1\r\nHost: scrim\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n{";
+    let mut tricklers = Vec::new();
+    for _ in 0..300 {
+        tricklers.push(tokio::spawn(async move {
+            let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+                return None;
+            };
+            s.write_all(head.as_bytes()).await.ok()?;
+            // A byte every 400 ms, for at most 6 s: far below 240 B/s.
+            let mut answer = Vec::new();
+            for _ in 0..15 {
+                let mut buf = [0u8; 512];
+                match timeout(Duration::from_millis(400), s.read(&mut buf)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => break,
+                    Ok(Ok(n)) => {
+                        answer.extend_from_slice(&buf[..n]);
+                        break;
+                    }
+                    Err(_) => {
+                        if s.write_all(b" ").await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            Some(String::from_utf8_lossy(&answer).into_owned())
+        }));
+    }
+    let c = client();
+    let normal = || {
+        request(
+            "POST",
+            &gw.url("/p/x"),
+            &[("content-type", "application/json")],
+            Bytes::from_static(br#"{"event":"e"}"#),
+        )
+    };
+    // While the grace lasts the tricklers hold every slot.
+    sleep(Duration::from_millis(700)).await;
+    let r = send(&c, normal()).await;
+    assert_eq!(
+        r.status,
+        503,
+        "the trickling connections should hold the slots: {}",
+        r.text()
+    );
+    // Once it is over they are cut, and a normal request is served at once.
+    sleep(Duration::from_millis(1500).saturating_sub(start.elapsed()) + Duration::from_millis(600))
+        .await;
+    let t = Instant::now();
+    let r = timeout(Duration::from_secs(1), send(&c, normal()))
+        .await
+        .expect("a normal request is answered within a second");
+    assert!(r.status < 300, "{} {}", r.status, r.text());
+    assert!(t.elapsed() < Duration::from_secs(1));
+    let mut cut = 0;
+    for t in tricklers {
+        if let Ok(Some(answer)) = t.await
+            && answer.starts_with("HTTP/1.1 408")
+        {
+            assert!(answer.contains("body_timeout"), "{answer}");
+            cut += 1;
+        }
+    }
+    assert!(cut >= 64, "{cut} trickling requests cut with 408");
+    // Only the normal request reached the upstream.
+    assert_eq!(up.records().len(), 1);
+}
+
 /// A 50 MB string: under the default 10 MiB body limit it is refused (413)
 /// and nothing is forwarded; with a limit that admits it, the field is
 /// pseudonymised or dropped like any other, and no stretch of it leaves.

@@ -68,9 +68,10 @@ pub enum ProxyError {
     /// `limits.buffer_bytes`.
     #[error("too many request bytes held for rewriting; retry later")]
     BufferFull,
-    /// The client stopped sending the body.
-    #[error("timed out waiting for the request body")]
-    BodyTimeout,
+    /// The client stopped sending the body, sent it too slowly, or did not
+    /// finish the request in time (the reason says which).
+    #[error("request body too slow: {0}")]
+    BodyTimeout(&'static str),
     /// The client connection failed while the body was read.
     #[error("request body could not be read")]
     BodyRead,
@@ -110,7 +111,7 @@ impl ProxyError {
             ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::Overloaded | ProxyError::BufferFull => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::BodyRead => StatusCode::BAD_REQUEST,
             ProxyError::Unreachable(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -134,7 +135,7 @@ impl ProxyError {
             ProxyError::RateLimited { .. } => "rate_limited",
             ProxyError::HeadersTooLarge(_) => "headers_too_large",
             ProxyError::Overloaded | ProxyError::BufferFull => "overloaded",
-            ProxyError::BodyTimeout => "body_timeout",
+            ProxyError::BodyTimeout(_) => "body_timeout",
             ProxyError::BodyRead => "body_read",
             ProxyError::Unreachable(_) => "upstream_unreachable",
             ProxyError::Timeout(_) => "upstream_timeout",
@@ -262,7 +263,7 @@ mod tests {
             ProxyError::HeadersTooLarge("count"),
             ProxyError::Overloaded,
             ProxyError::BufferFull,
-            ProxyError::BodyTimeout,
+            ProxyError::BodyTimeout("idle"),
             ProxyError::BodyRead,
             ProxyError::Unreachable("connect"),
             ProxyError::Timeout(Duration::from_secs(1)),
@@ -282,7 +283,7 @@ mod tests {
                 | ProxyError::HeadersTooLarge(_)
                 | ProxyError::Overloaded
                 | ProxyError::BufferFull
-                | ProxyError::BodyTimeout
+                | ProxyError::BodyTimeout(_)
                 | ProxyError::BodyRead
                 | ProxyError::Unreachable(_)
                 | ProxyError::Timeout(_)

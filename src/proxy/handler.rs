@@ -172,6 +172,7 @@ async fn forward(
     ev: &mut RequestEvent,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let limits = &state.config.limits;
+    let mut pace = Pace::new(limits, Instant::now());
     let (parts, incoming) = req.into_parts();
 
     // Header limits (hyper enforces them while parsing HTTP/1.1; this also
@@ -301,7 +302,7 @@ async fn forward(
             if let Some(enc) = encoding {
                 out_headers.insert(header::CONTENT_ENCODING, enc.clone());
             }
-            let bytes = read_all(incoming, limits.body_bytes, limits.body_idle_timeout).await?;
+            let bytes = read_all(incoming, limits.body_bytes, &mut pace).await?;
             ev.bytes_in = bytes.len() as u64;
             ev.bytes_out = bytes.len() as u64;
             route.metrics.rewrite(&stats, ev.bytes_in, ev.bytes_out);
@@ -343,7 +344,7 @@ async fn forward(
                 &mut decoder,
                 &mut rw,
                 &mut pump,
-                limits.body_idle_timeout,
+                &mut pace,
                 threshold,
                 state,
                 route,
@@ -485,7 +486,7 @@ async fn read_and_rewrite(
     decoder: &mut Decoder,
     rw: &mut BodyRewriter<'_>,
     pump: &mut Pump,
-    idle: Duration,
+    pace: &mut Pace,
     threshold: u64,
     state: &Arc<State>,
     route: &Arc<Route>,
@@ -495,8 +496,9 @@ async fn read_and_rewrite(
     path_and_query: &str,
 ) -> Result<Stats, ProxyError> {
     loop {
-        let frame = match tokio::time::timeout(idle, incoming.frame()).await {
-            Err(_) => return Err(ProxyError::BodyTimeout),
+        let (wait, why) = pace.next_wait();
+        let frame = match tokio::time::timeout(wait, incoming.frame()).await {
+            Err(_) => return Err(ProxyError::BodyTimeout(why)),
             Ok(None) => break,
             Ok(Some(Err(_))) => return Err(ProxyError::BodyRead),
             Ok(Some(Ok(f))) => f,
@@ -504,6 +506,7 @@ async fn read_and_rewrite(
         let Ok(data) = frame.into_data() else {
             continue; // trailers are not forwarded
         };
+        pace.received(data.len());
         {
             let out = &mut pump.out;
             let bytes_in = &mut pump.bytes_in;
@@ -608,16 +611,77 @@ fn finish_request(
     Ok(req)
 }
 
-/// Reads a whole body under the size limit and idle timeout.
-async fn read_all(mut incoming: Incoming, limit: u64, idle: Duration) -> Result<Bytes, ProxyError> {
+/// How fast a request body must come: the next chunk within the idle
+/// timeout; after the grace time, on average at least the minimum data rate
+/// (Kestrel's `MinRequestBodyDataRate`); the whole request within the
+/// deadline. A client that trickles its body is cut with 408 and its slot
+/// freed, instead of holding it for as long as it keeps each gap under the
+/// idle timeout.
+pub(crate) struct Pace {
+    start: Instant,
+    idle: Duration,
+    min_rate: u64,
+    grace: Duration,
+    deadline: Option<Duration>,
+    received: u64,
+}
+
+impl Pace {
+    fn new(limits: &crate::config::Limits, start: Instant) -> Pace {
+        Pace {
+            start,
+            idle: limits.body_idle_timeout,
+            min_rate: limits.body_min_rate,
+            grace: limits.body_min_rate_grace,
+            deadline: limits.request_deadline,
+            received: 0,
+        }
+    }
+
+    fn received(&mut self, n: usize) {
+        self.received += n as u64;
+    }
+
+    /// How long to wait for the next chunk, and what it is that runs out.
+    fn next_wait(&self) -> (Duration, &'static str) {
+        let elapsed = self.start.elapsed();
+        let mut wait = (self.idle, "no data within the idle timeout");
+        if self.min_rate > 0 {
+            // By `grace + received / rate`, the average since the grace
+            // time falls below the rate.
+            let due =
+                self.grace + Duration::from_secs_f64(self.received as f64 / self.min_rate as f64);
+            let left = due.saturating_sub(elapsed);
+            if left < wait.0 {
+                wait = (left, "below the minimum data rate");
+            }
+        }
+        if let Some(d) = self.deadline {
+            let left = d.saturating_sub(elapsed);
+            if left < wait.0 {
+                wait = (left, "past the request deadline");
+            }
+        }
+        wait
+    }
+}
+
+/// Reads a whole body under the size limit and the body's pace.
+async fn read_all(
+    mut incoming: Incoming,
+    limit: u64,
+    pace: &mut Pace,
+) -> Result<Bytes, ProxyError> {
     let mut buf = Vec::new();
     loop {
-        match tokio::time::timeout(idle, incoming.frame()).await {
-            Err(_) => return Err(ProxyError::BodyTimeout),
+        let (wait, why) = pace.next_wait();
+        match tokio::time::timeout(wait, incoming.frame()).await {
+            Err(_) => return Err(ProxyError::BodyTimeout(why)),
             Ok(None) => return Ok(Bytes::from(buf)),
             Ok(Some(Err(_))) => return Err(ProxyError::BodyRead),
             Ok(Some(Ok(f))) => {
                 if let Ok(d) = f.into_data() {
+                    pace.received(d.len());
                     if buf.len() as u64 + d.len() as u64 > limit {
                         return Err(ProxyError::TooLarge { limit });
                     }
@@ -701,4 +765,48 @@ async fn send(
     headers::inbound_response(&mut parts.headers);
     let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed();
     Ok(Response::from_parts(parts, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pace(min_rate: u64, grace_ms: u64, deadline_ms: Option<u64>, idle_ms: u64) -> Pace {
+        Pace {
+            start: Instant::now(),
+            idle: Duration::from_millis(idle_ms),
+            min_rate,
+            grace: Duration::from_millis(grace_ms),
+            deadline: deadline_ms.map(Duration::from_millis),
+            received: 0,
+        }
+    }
+
+    #[test]
+    fn the_nearest_of_idle_rate_and_deadline_decides() {
+        // Nothing received: the rate runs out when the grace does.
+        let (wait, why) = pace(240, 5_000, Some(60_000), 15_000).next_wait();
+        assert!(wait <= Duration::from_millis(5_000) && wait > Duration::from_millis(4_900));
+        assert_eq!(why, "below the minimum data rate");
+        // 4,800 bytes in: twenty more seconds of credit, so the idle timeout
+        // comes first.
+        let mut p = pace(240, 5_000, Some(60_000), 15_000);
+        p.received(4_800);
+        let (wait, why) = p.next_wait();
+        assert!(wait > Duration::from_millis(14_900), "{wait:?}");
+        assert_eq!(why, "no data within the idle timeout");
+        // A fast body still has to end by the deadline.
+        let mut p = pace(240, 5_000, Some(1_000), 15_000);
+        p.received(1 << 20);
+        assert_eq!(p.next_wait().1, "past the request deadline");
+        // Both limits off: only the idle timeout.
+        let (wait, why) = pace(0, 5_000, None, 15_000).next_wait();
+        assert_eq!(
+            (wait, why),
+            (
+                Duration::from_millis(15_000),
+                "no data within the idle timeout"
+            )
+        );
+    }
 }
