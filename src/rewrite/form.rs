@@ -22,9 +22,7 @@
 
 use super::apply::{self, Out, Scalar};
 use super::json::rewrite_embedded;
-use super::{
-    Engine, ErrorKind, Explained, MAX_DROPPED_PATHS, Observer, Outcome, RewriteError, Stats,
-};
+use super::{Engine, ErrorKind, Explained, Observer, Outcome, RewriteError, Stats};
 use crate::policy::dfa::{DEAD, StateId};
 use crate::policy::{Action, FieldRules, Segment};
 
@@ -206,20 +204,9 @@ impl<'e> FormRewriter<'e> {
                 }
             }
         };
-        self.stats.by_action.add(action, outcome);
-        match outcome {
-            Outcome::Kept => self.stats.kept += 1,
-            Outcome::Transformed => self.stats.transformed += 1,
-            _ => {
-                self.stats.dropped += 1;
-                if outcome == Outcome::NotApplicable {
-                    self.stats.not_applicable += 1;
-                }
-                if self.stats.dropped_paths.len() < MAX_DROPPED_PATHS {
-                    let p = self.path_of(&name);
-                    self.stats.dropped_paths.push(p);
-                }
-            }
+        if self.stats.note(action, outcome) {
+            let p = self.path_of(&name);
+            self.stats.dropped_paths.push(p);
         }
         if self.observe.is_some() {
             let path = self.path_of(&name);

@@ -255,6 +255,27 @@ impl Stats {
         self.by_action = c.by_action;
     }
 
+    /// Counts one decision; `true` when its path should be added to
+    /// `dropped_paths` (a removal, while fewer than [`MAX_DROPPED_PATHS`]
+    /// are kept). One place for both rewriters and the fast path.
+    #[inline]
+    pub(crate) fn note(&mut self, action: &Action, outcome: Outcome) -> bool {
+        self.by_action.add(action, outcome);
+        match outcome {
+            Outcome::Kept => self.kept += 1,
+            Outcome::Transformed => self.transformed += 1,
+            Outcome::Dropped | Outcome::NotApplicable => {
+                self.dropped += 1;
+                if outcome == Outcome::NotApplicable {
+                    self.not_applicable += 1;
+                }
+                return self.dropped_paths.len() < MAX_DROPPED_PATHS;
+            }
+            Outcome::Entered => {}
+        }
+        false
+    }
+
     /// Adds another body's counts (embedded documents).
     pub fn absorb(&mut self, other: &Stats) {
         self.kept += other.kept;

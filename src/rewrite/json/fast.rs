@@ -24,7 +24,7 @@ use super::{LINEAR_DUP_LIMIT, MAX_NUMBER_LEN, Memo, needs_attention, unescape};
 use crate::policy::selector::canonical_key;
 use crate::policy::{Action, FieldRules};
 use crate::rewrite::apply::{self, Out, Scalar};
-use crate::rewrite::{Engine, MAX_DROPPED_PATHS, Outcome, Stats};
+use crate::rewrite::{Engine, Outcome, Stats};
 
 use super::Ctx;
 
@@ -831,21 +831,9 @@ impl Fast<'_, '_> {
     /// Counts one decision, as the state machine's `note` does.
     #[inline]
     fn note(&mut self, action: &Action, outcome: Outcome, path: &PathNode) {
-        self.stats.by_action.add(action, outcome);
-        match outcome {
-            Outcome::Kept => self.stats.kept += 1,
-            Outcome::Transformed => self.stats.transformed += 1,
-            Outcome::Dropped | Outcome::NotApplicable => {
-                self.stats.dropped += 1;
-                if outcome == Outcome::NotApplicable {
-                    self.stats.not_applicable += 1;
-                }
-                if self.stats.dropped_paths.len() < MAX_DROPPED_PATHS {
-                    let p = self.path(path);
-                    self.stats.dropped_paths.push(p);
-                }
-            }
-            Outcome::Entered => {}
+        if self.stats.note(action, outcome) {
+            let p = self.path(path);
+            self.stats.dropped_paths.push(p);
         }
     }
 

@@ -18,9 +18,7 @@ use std::collections::HashSet;
 mod fast;
 
 use super::apply::{self, Out, Scalar};
-use super::{
-    Counts, Engine, ErrorKind, Explained, MAX_DROPPED_PATHS, Observer, Outcome, RewriteError, Stats,
-};
+use super::{Counts, Engine, ErrorKind, Explained, Observer, Outcome, RewriteError, Stats};
 use crate::policy::dfa::StateId;
 use crate::policy::selector::canonical_key;
 use crate::policy::{Action, FieldRules};
@@ -687,21 +685,9 @@ impl<'e> JsonRewriter<'e> {
     }
 
     fn note(&mut self, rule: Option<u32>, inherited: bool, action: &Action, outcome: Outcome) {
-        self.stats.by_action.add(action, outcome);
-        match outcome {
-            Outcome::Kept => self.stats.kept += 1,
-            Outcome::Transformed => self.stats.transformed += 1,
-            Outcome::Dropped | Outcome::NotApplicable => {
-                self.stats.dropped += 1;
-                if outcome == Outcome::NotApplicable {
-                    self.stats.not_applicable += 1;
-                }
-                if self.stats.dropped_paths.len() < MAX_DROPPED_PATHS {
-                    let p = self.path();
-                    self.stats.dropped_paths.push(p);
-                }
-            }
-            Outcome::Entered => {}
+        if self.stats.note(action, outcome) {
+            let p = self.path();
+            self.stats.dropped_paths.push(p);
         }
         if self.observe.is_some() {
             self.observe_note(rule, inherited, action.name(), outcome);
