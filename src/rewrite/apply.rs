@@ -31,6 +31,19 @@ pub(crate) enum Scalar<'a> {
     Other,
 }
 
+/// Whether `action` always applies to a string or number and can write its
+/// output straight into the JSON output (`apply_scalar` with `json_out`):
+/// pseudonyms and hashes, except under phone normalisation (which may find
+/// no number).
+pub(crate) fn writes_json(action: &Action) -> bool {
+    match action {
+        Action::Pseudonymise { normalise, .. } | Action::HashSha256 { normalise } => {
+            *normalise != Normalise::Phone
+        }
+        _ => false,
+    }
+}
+
 /// Applies `action` to a scalar. `json_out`, when given, lets pseudonym and
 /// hash outputs be written straight into the JSON output (with quotes),
 /// avoiding an allocation on the hot path. `None` means the action cannot

@@ -362,12 +362,7 @@ impl Fast<'_, '_> {
         // Pseudonyms and hashes always apply to strings and numbers: they
         // are written straight into the output, and remembered for the rest
         // of the body (one user, many events: one HMAC).
-        let direct = match action {
-            Action::Pseudonymise { normalise, .. } | Action::HashSha256 { normalise } => {
-                *normalise != crate::pseudonym::Normalise::Phone
-            }
-            _ => false,
-        };
+        let direct = apply::writes_json(action);
         match scalar {
             Scalar::Str(text) | Scalar::Num(text) if direct => {
                 let is_num = matches!(kind, Kind::Num);

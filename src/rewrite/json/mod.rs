@@ -882,12 +882,7 @@ impl<'e> JsonRewriter<'e> {
                 };
                 // Pseudonyms and hashes always apply to strings and numbers:
                 // they are written straight into the output.
-                let direct = match action {
-                    Action::Pseudonymise { normalise, .. } | Action::HashSha256 { normalise } => {
-                        *normalise != crate::pseudonym::Normalise::Phone
-                    }
-                    _ => false,
-                } && !matches!(scalar, Scalar::Other);
+                let direct = apply::writes_json(action) && !matches!(scalar, Scalar::Other);
                 let outcome = if direct {
                     self.emit_prefix(out);
                     apply::apply_scalar(self.engine, action, scalar, Some(out));
