@@ -12,6 +12,7 @@ use super::action::{
 use super::dfa::{Dfa, DfaError};
 use super::diag;
 use super::lint::{self, Allow, LintScope};
+use super::paths::{self, ParsedPart, Part, PathParam, PathRules, PathTemplate};
 use super::raw::{RawAllow, RawRuleFile, RawTest, RawValue};
 use super::selector::{Segment, Selector};
 use super::{
@@ -304,6 +305,8 @@ pub fn compile_str_all(
     }
     let query = noted(&mut errors, build_rules(&src, qrules));
 
+    let paths = compile_paths(&src, &raw, &mut scopes, &mut errors);
+
     let headers = noted(&mut errors, compile_headers(&src, &raw));
     let tests: Vec<_> = raw
         .tests
@@ -342,11 +345,177 @@ pub fn compile_str_all(
         max_depth,
         fields,
         query,
+        paths,
         headers,
         tests,
         allows,
         version,
     })
+}
+
+/// Compiles `paths` and `[path_params]`: `None` when the file has no
+/// `paths` (every path is screened then). Problems go to `errors`.
+fn compile_paths(
+    src: &Source<'_>,
+    raw: &RawRuleFile,
+    scopes: &mut Vec<String>,
+    errors: &mut Vec<PolicyError>,
+) -> Option<PathRules> {
+    let mut params = Vec::new();
+    let mut spans = Vec::new();
+    let mut declared = Vec::new();
+    for (k, v) in &raw.path_params {
+        let name = k.get_ref();
+        declared.push(name.as_str());
+        if !paths::is_param_name(name) {
+            errors.push(src.err(
+                diag::PATH,
+                k.span(),
+                format!(
+                    "invalid path parameter name \"{}\": 1 to 64 of `A-Z a-z 0-9 _`, not starting with a digit",
+                    name.escape_debug()
+                ),
+            ));
+            continue;
+        }
+        let Some(action) = noted(errors, parse_action(src, v, scopes)) else {
+            continue;
+        };
+        if matches!(action, Action::Drop | Action::EmbeddedJson { .. }) {
+            errors.push(
+                src.err(
+                    diag::PATH,
+                    action_name_span(v),
+                    format!(
+                        "path parameter `{name}`: `{}` yields no value, and a path cannot lose a segment",
+                        action.name()
+                    ),
+                )
+                .with_help("pseudonymise, redact or keep the segment; or leave the template out of `paths` to refuse such paths"),
+            );
+            continue;
+        }
+        params.push(PathParam {
+            name: name.clone(),
+            action,
+            line: line_col(src.text, k.span().start).0,
+        });
+        spans.push(k.span());
+    }
+    let Some(list) = &raw.paths else {
+        if let Some((k, _)) = raw.path_params.iter().next() {
+            errors.push(
+                src.err(
+                    diag::PATH,
+                    k.span(),
+                    "[path_params] without `paths`: no template uses it",
+                )
+                .with_help("add `paths = [\"/.../{name}/...\"]`, or remove [path_params]"),
+            );
+        }
+        return None;
+    };
+    if list.get_ref().is_empty() {
+        errors.push(
+            src.err(diag::PATH, list.span(), "`paths` is empty: every path would be refused")
+                .with_help("list the paths the partner accepts, or remove `paths` to screen every path for personal data"),
+        );
+    }
+    let mut used = vec![false; params.len()];
+    let mut rules = PathRules {
+        templates: Vec::new(),
+        params: Vec::new(),
+    };
+    for t in list.get_ref() {
+        let text = t.get_ref();
+        let parsed = match paths::parse_template(text) {
+            Ok(p) => p,
+            Err(e) => {
+                errors.push(src.err(
+                    diag::PATH,
+                    t.span(),
+                    format!("invalid path template \"{}\": {e}", text.escape_debug()),
+                ));
+                continue;
+            }
+        };
+        let mut parts = Vec::with_capacity(parsed.len());
+        let mut complete = true;
+        for p in parsed {
+            parts.push(match p {
+                ParsedPart::Literal(l) => Part::Literal(l),
+                ParsedPart::Rest => Part::Rest,
+                ParsedPart::Param(n) => match params.iter().position(|p| p.name == n) {
+                    Some(i) => {
+                        used[i] = true;
+                        Part::Param(i)
+                    }
+                    None => {
+                        complete = false;
+                        // A declared parameter with a bad action was
+                        // reported already.
+                        if !declared.contains(&n.as_str()) {
+                            errors.push(
+                                src.err(
+                                    diag::PATH,
+                                    t.span(),
+                                    format!("placeholder {{{n}}} has no entry in [path_params]"),
+                                )
+                                .with_help(format!(
+                                    "add `{n} = \"pseudonymise\"` (or another action that yields a value) under [path_params]"
+                                )),
+                            );
+                        }
+                        continue;
+                    }
+                },
+            });
+        }
+        if !complete {
+            continue;
+        }
+        let line = line_col(src.text, t.span().start).0;
+        if let Some(prev) = rules
+            .templates
+            .iter()
+            .find(|p| paths::same_shape(&p.parts, &parts))
+        {
+            errors.push(
+                src.err(
+                    diag::PATH,
+                    t.span(),
+                    format!(
+                        "path template \"{}\" matches the same paths as \"{}\" on line {}",
+                        text.escape_debug(),
+                        prev.text.escape_debug(),
+                        prev.line
+                    ),
+                )
+                .with_help("keep one of them"),
+            );
+            continue;
+        }
+        rules.templates.push(PathTemplate {
+            text: text.clone(),
+            parts,
+            line,
+        });
+    }
+    for (i, p) in params.iter().enumerate() {
+        if !used[i] {
+            errors.push(
+                src.err(
+                    diag::PATH,
+                    spans[i].clone(),
+                    format!("path parameter `{}` is used by no template in `paths`", p.name),
+                )
+                .with_help(format!("use it as `{{{}}}` in a template, or remove it", p.name)),
+            );
+        }
+    }
+    rules.params = params;
+    rules.sort();
+    Some(rules)
 }
 
 /// Content types that scrim always rewrites.
@@ -912,14 +1081,26 @@ fn compile_headers(src: &Source<'_>, raw: &RawRuleFile) -> Result<HeaderRules, P
 fn compile_test(src: &Source<'_>, t: &Spanned<RawTest>) -> Result<RuleTest, PolicyError> {
     let raw = t.get_ref();
     let line = line_col(src.text, t.span().start).0;
-    let format = match raw
+    let (format, url_path) = match raw
         .format
         .as_ref()
         .map(|f| (f.get_ref().as_str(), f.span()))
     {
-        None | Some(("json", _)) => BodyFormat::Json,
-        Some(("ndjson", _)) => BodyFormat::Ndjson,
-        Some(("form", _)) => BodyFormat::Form,
+        None | Some(("json", _)) => (BodyFormat::Json, false),
+        Some(("ndjson", _)) => (BodyFormat::Ndjson, false),
+        Some(("form", _)) => (BodyFormat::Form, false),
+        Some(("path", span)) => {
+            if !(raw.absent.is_empty() && raw.present.is_empty() && raw.transformed.is_empty()) {
+                return Err(src
+                    .err(
+                        diag::TEST,
+                        span,
+                        "a path test asserts with `expect` or `refused` only",
+                    )
+                    .with_help("give the expected path in `expect`, or `refused = true`"));
+            }
+            (BodyFormat::Json, true)
+        }
         Some((other, span)) => {
             return Err(src
                 .err(
@@ -927,7 +1108,7 @@ fn compile_test(src: &Source<'_>, t: &Spanned<RawTest>) -> Result<RuleTest, Poli
                     span,
                     format!("unknown test format \"{}\"", other.escape_debug()),
                 )
-                .with_help(did_you_mean(other, &["json", "ndjson", "form"])));
+                .with_help(did_you_mean(other, &["json", "ndjson", "form", "path"])));
         }
     };
     if raw.expect.is_none()
@@ -949,6 +1130,7 @@ fn compile_test(src: &Source<'_>, t: &Spanned<RawTest>) -> Result<RuleTest, Poli
         line,
         input: raw.input.clone(),
         format,
+        url_path,
         expect: raw.expect.clone(),
         absent: raw.absent.clone(),
         present: raw.present.clone(),

@@ -21,6 +21,7 @@
 //! | `E008` | a `[[tests]]` case that fails |
 //! | `E009` | an invalid `[[allow]]` entry |
 //! | `E010` | files: unreadable, missing, two files for one recipient or host |
+//! | `E011` | `paths` and `[path_params]` |
 
 use annotate_snippets::{AnnotationKind, Group, Level, Origin, Renderer, Snippet};
 
@@ -46,6 +47,8 @@ pub const TEST_FAILED: &str = "E008";
 pub const ALLOW: &str = "E009";
 /// Files: unreadable, missing, a recipient or host claimed twice.
 pub const FILES: &str = "E010";
+/// `paths` and `[path_params]`.
+pub const PATH: &str = "E011";
 
 /// Renders one problem for a person: title, the source line with a caret at
 /// the span, help and note. `source` is the file's text (the span is looked

@@ -58,6 +58,8 @@ pub const WIDE_IP_PREFIX: &str = "P004";
 pub const NO_TESTS: &str = "P005";
 /// An `[[allow]]` entry that suppresses nothing.
 pub const STALE_ALLOW: &str = "P006";
+/// A file without `paths`.
+pub const NO_PATHS: &str = "P007";
 
 /// Every lint.
 pub const LINTS: &[LintInfo] = &[
@@ -96,6 +98,12 @@ pub const LINTS: &[LintInfo] = &[
         name: "stale-allow",
         scope: LintScope::File,
         summary: "an `[[allow]]` entry that suppresses nothing",
+    },
+    LintInfo {
+        code: NO_PATHS,
+        name: "no-paths",
+        scope: LintScope::File,
+        summary: "a rule file without `paths`: every URL path is only screened for personal data",
     },
 ];
 
@@ -205,6 +213,16 @@ pub fn lint(policy: &CompiledPolicy, text: &str) -> Vec<PolicyError> {
             "no [[tests]]: nothing shows what this file lets out",
         )
         .with_help("add a [[tests]] case with an `input` and an `expect`; or accept it: [[allow]] lint = \"P005\", reason = \"...\"")
+        .warning();
+        found.push((None, e));
+    }
+    if policy.paths.is_none() {
+        let e = PolicyError::whole_file(
+            NO_PATHS,
+            &file,
+            "no `paths`: every URL path goes out as written once it passes the personal-data screening, which cannot see user names or internal ids",
+        )
+        .with_help("list the paths the partner documents: paths = [\"/v1/batch\", \"/users/{id}/events\"] with [path_params] id = \"pseudonymise\"; or accept it: [[allow]] lint = \"P007\", reason = \"...\"")
         .warning();
         found.push((None, e));
     }

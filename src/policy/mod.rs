@@ -16,6 +16,7 @@ mod compile;
 pub mod dfa;
 pub mod diag;
 pub mod lint;
+pub mod paths;
 pub mod raw;
 pub mod selector;
 pub mod selftest;
@@ -319,6 +320,8 @@ pub struct RuleTest {
     pub input: String,
     /// Body format.
     pub format: BodyFormat,
+    /// The input is a URL path (`format = "path"`), not a body.
+    pub url_path: bool,
     /// Exact expected output, if given.
     pub expect: Option<String>,
     /// Paths that must be absent.
@@ -359,6 +362,8 @@ pub struct CompiledPolicy {
     pub fields: FieldRules,
     /// Query parameter rules (one-segment selectors).
     pub query: FieldRules,
+    /// URL path templates; `None`: every path is screened for personal data.
+    pub paths: Option<paths::PathRules>,
     /// Header rules.
     pub headers: HeaderRules,
     /// The file's self-tests.

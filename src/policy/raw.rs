@@ -89,6 +89,25 @@ pub struct RawRuleFile {
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, QueryRule>")]
     pub query: BTreeMap<Spanned<String>, Spanned<RawValue>>,
+    /// The URL paths the partner accepts, matched against `{rest}` of
+    /// `/{recipient}/{rest}` (under Host routing, the whole path), e.g.
+    /// `["/v1/batch", "/users/{id}/events", "/v2/**"]`. A literal segment
+    /// matches itself after percent-decoding; `{name}` is one segment,
+    /// rewritten by the action of `name` in `[path_params]`; a final `**` is
+    /// any rest, screened for personal data. The most specific template
+    /// decides. A path that matches none is refused (404
+    /// `path_not_allowed`). Without `paths`, every segment is screened for
+    /// personal data (emails, phone, card and IBAN numbers, IP addresses,
+    /// secret tokens) and a path holding one is refused (400
+    /// `personal_data_in_path`).
+    #[schemars(with = "Option<Vec<String>>")]
+    pub paths: Option<Spanned<Vec<Spanned<String>>>>,
+    /// The action for each `{name}` placeholder of `paths`: an action that
+    /// yields a value (`pseudonymise`, `keep`, `redact`, ...; not `drop` or
+    /// `embedded_json`, since a path cannot lose a segment).
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, QueryRule>")]
+    pub path_params: BTreeMap<Spanned<String>, Spanned<RawValue>>,
     /// Body field rules: a selector (`user.email`, `items.*.sku`, `**.ip`)
     /// to an action. Fields not matched are dropped.
     #[serde(default)]
@@ -272,7 +291,9 @@ pub struct RawTest {
     /// written as in a real body.
     pub input: String,
     /// Body format: `json` (default), `ndjson` (one document a line) or
-    /// `form`.
+    /// `form`; or `path`: the input is a URL path (`{rest}` of
+    /// `/{recipient}/{rest}`), checked against `paths` and screened, and
+    /// `expect` is the path the partner gets (or `refused = true`).
     #[schemars(with = "Option<TestFormat>")]
     pub format: Option<Spanned<String>>,
     /// The exact expected output, under the test key. Whitespace outside
@@ -306,6 +327,8 @@ enum TestFormat {
     Ndjson,
     /// `application/x-www-form-urlencoded`.
     Form,
+    /// A URL path, not a body.
+    Path,
 }
 
 /// One `[[allow]]` entry: a privacy-lint warning accepted on review, for

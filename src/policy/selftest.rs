@@ -38,6 +38,9 @@ pub fn run(policy: &Arc<CompiledPolicy>) -> Vec<TestResult> {
 }
 
 fn run_one(engine: &Engine, t: &RuleTest) -> Result<(), String> {
+    if t.url_path {
+        return run_path(engine, t);
+    }
     let result = engine.rewrite(t.format, t.input.as_bytes());
     let out = match (result, t.refused) {
         (Err(_), true) => return Ok(()),
@@ -93,6 +96,25 @@ fn run_one(engine: &Engine, t: &RuleTest) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A `format = "path"` case: the path as the partner would get it.
+fn run_path(engine: &Engine, t: &RuleTest) -> Result<(), String> {
+    match (engine.rewrite_path(&t.input), t.refused) {
+        (Err(_), true) => Ok(()),
+        (Ok(p), true) => Err(format!(
+            "expected the path to be refused, but it would be sent as {}",
+            p.path
+        )),
+        (Err(e), false) => Err(format!("path refused: {e} ({})", e.code())),
+        (Ok(p), false) => match &t.expect {
+            Some(want) if p.path != *want => Err(format!(
+                "path differs\n    expected: {want}\n    actual:   {}",
+                p.path
+            )),
+            _ => Ok(()),
+        },
+    }
 }
 
 fn parse_path(p: &str) -> Result<Vec<String>, String> {

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 
 use super::ProxyBody;
+use crate::rewrite::path::PathError;
 use crate::rewrite::{ErrorKind, RewriteError};
 
 /// Who caused an error (pingora's `ErrorSource`).
@@ -34,6 +35,10 @@ pub enum ProxyError {
         "the request names its host twice, or in ways that lead to different recipients (Host header, absolute URI, :authority)"
     )]
     AmbiguousHost,
+    /// The URL path is not allowed, or could be read as another path, or
+    /// holds personal data.
+    #[error("{0}")]
+    Path(PathError),
     /// The body could not be rewritten with certainty.
     #[error("{0}")]
     Invalid(RewriteError),
@@ -103,6 +108,8 @@ impl ProxyError {
         match self {
             ProxyError::UnknownRecipient => StatusCode::NOT_FOUND,
             ProxyError::AmbiguousHost => StatusCode::BAD_REQUEST,
+            ProxyError::Path(PathError::NotAllowed) => StatusCode::NOT_FOUND,
+            ProxyError::Path(_) => StatusCode::BAD_REQUEST,
             ProxyError::Invalid(_) | ProxyError::BadEncoding(_) => StatusCode::BAD_REQUEST,
             ProxyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::UnsupportedType(_) | ProxyError::UnsupportedEncoding(_) => {
@@ -124,6 +131,7 @@ impl ProxyError {
         match self {
             ProxyError::UnknownRecipient => "unknown_recipient",
             ProxyError::AmbiguousHost => "ambiguous_host",
+            ProxyError::Path(e) => e.code(),
             ProxyError::Invalid(e) => match e.kind {
                 ErrorKind::TooDeep(_) => "too_deep",
                 k => k.code(),
@@ -181,6 +189,15 @@ mod tests {
     fn statuses_follow_the_contract() {
         let cases: Vec<(ProxyError, u16)> = vec![
             (ProxyError::UnknownRecipient, 404),
+            (ProxyError::Path(PathError::NotAllowed), 404),
+            (ProxyError::Path(PathError::DotSegment(1)), 400),
+            (
+                ProxyError::Path(PathError::PersonalData {
+                    segment: 1,
+                    kind: "email",
+                }),
+                400,
+            ),
             (
                 ProxyError::Invalid(RewriteError::at(ErrorKind::TooDeep(64), 64)),
                 400,

@@ -193,8 +193,12 @@ async fn forward(
         return Err(ProxyError::RateLimited { retry_after: wait });
     }
 
+    // The path is data: screened, or matched against the recipient's
+    // templates with its placeholders rewritten.
+    let path = route.engine.rewrite_path(rest).map_err(ProxyError::Path)?;
+    let mut stats = path.stats;
+
     // Query string: the same default deny, with the [query] rules.
-    let mut stats = Stats::default();
     let query = match parts.uri.query() {
         Some(q) if !q.is_empty() => {
             let r = route
@@ -250,9 +254,9 @@ async fn forward(
 
     let mut out_headers = headers::outbound(&parts.headers, &route.allow, &route.set);
     let path_and_query = if query.is_empty() {
-        rest_or_root(rest).to_string()
+        rest_or_root(&path.path).to_string()
     } else {
-        format!("{}?{query}", rest_or_root(rest))
+        format!("{}?{query}", rest_or_root(&path.path))
     };
     let uri = match &route.upstream {
         Upstream::Capture => None,

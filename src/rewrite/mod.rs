@@ -10,6 +10,7 @@
 mod apply;
 pub mod form;
 pub mod json;
+pub mod path;
 #[cfg(feature = "oracle")]
 pub mod reference;
 pub mod transform;

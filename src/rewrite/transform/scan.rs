@@ -474,6 +474,23 @@ impl Scanner {
         Some(out)
     }
 
+    /// The kind of the first item that [`Scanner::scan`] would replace in
+    /// `text`, if any: for screening, where a find refuses the whole input.
+    #[must_use]
+    pub fn first(&self, text: &str) -> Option<Detector> {
+        let mut cands = Vec::new();
+        self.find(text, &mut cands);
+        cands
+            .iter()
+            .min_by(|a, b| {
+                a.start
+                    .cmp(&b.start)
+                    .then(b.end.cmp(&a.end))
+                    .then(a.kind.priority().cmp(&b.kind.priority()))
+            })
+            .map(|c| c.kind)
+    }
+
     /// Like [`Scanner::scan`], also returning the number of replacements per
     /// kind.
     pub fn scan_counted(
