@@ -876,3 +876,107 @@ async fn raw_bytes_that_parsers_read_differently_are_refused() {
     );
     up.assert_untouched();
 }
+
+/// The URL path is data: with `paths`, only listed paths leave, with their
+/// placeholders rewritten; without, every segment is screened for personal
+/// data; either way dot-segments, encoded separators and NUL are refused.
+/// Nothing refused reaches the partner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_paths_are_decided_by_templates_or_screened() {
+    let up = Upstream::ok().await;
+    let templated = format!(
+        "upstream = \"{}/base\"\nhosts = [\"claimed.example\"]\npaths = [\"/v1/batch\", \"/users/{{id}}/events\", \"/files/**\"]\n\
+         [path_params]\nid = {{ action = \"pseudonymise\", normalise = \"email\" }}\n[fields]\n\"**\" = \"keep\"\n",
+        up.url()
+    );
+    let screened = format!("upstream = \"{}\"\n[fields]\n\"**\" = \"keep\"\n", up.url());
+    let gw = Gateway::start(
+        &[("t.toml", &templated), ("s.toml", &screened)],
+        Opts::default(),
+    )
+    .await;
+    let send = |target: &str, host: &str| {
+        format!(
+            "POST {target} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        )
+    };
+    let refused = [
+        ("/t/v1/track", "scrim", "404", "path_not_allowed"),
+        ("/t/v1/batch/", "scrim", "404", "path_not_allowed"),
+        ("/t/users/a/b/events", "scrim", "404", "path_not_allowed"),
+        ("/t/v1/batch/../../admin", "scrim", "400", "invalid_path"),
+        ("/t/v1/%2e%2e/admin", "scrim", "400", "invalid_path"),
+        ("/t/users/a%2fb/events", "scrim", "400", "invalid_path"),
+        ("/t/files/../../v1/admin", "scrim", "400", "invalid_path"),
+        (
+            "/t/files/x/bob@example.com",
+            "scrim",
+            "400",
+            "personal_data_in_path",
+        ),
+        ("/admin", "claimed.example", "404", "path_not_allowed"),
+        (
+            "/s/users/alice@example.com",
+            "scrim",
+            "400",
+            "personal_data_in_path",
+        ),
+        (
+            "/s/users/alice%40example.com",
+            "scrim",
+            "400",
+            "personal_data_in_path",
+        ),
+        (
+            "/s/ip/203.0.113.77/x",
+            "scrim",
+            "400",
+            "personal_data_in_path",
+        ),
+        ("/s/a/..;x/b", "scrim", "400", "invalid_path"),
+        ("/s/a/%252e%252e/b", "scrim", "400", "invalid_path"),
+        ("/s/a%5cb", "scrim", "400", "invalid_path"),
+        ("/s/a%00b", "scrim", "400", "invalid_path"),
+        ("/s/a%zzb", "scrim", "400", "invalid_path"),
+    ];
+    for (target, host, status, code) in refused {
+        let answer = raw(gw.running.addr, send(target, host).as_bytes(), None).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{target}: {answer}"
+        );
+        assert!(answer.contains(code), "{target}: {answer}");
+        assert!(
+            !answer.contains("example.com") && !answer.contains("203.0.113"),
+            "no value in the refusal: {answer}"
+        );
+    }
+    up.assert_untouched();
+    for (target, host) in [
+        ("/t/v1/b%61tch?x=1", "scrim"),
+        ("/t/users/Alice@Example.com/events", "scrim"),
+        ("/users/alice%40example.com/events", "claimed.example"),
+        ("/t/files/a/b.txt", "scrim"),
+        ("/s/v1/track/2024-05-01", "scrim"),
+    ] {
+        let answer = raw(gw.running.addr, send(target, host).as_bytes(), None).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{target}: {answer}");
+    }
+    let seen: Vec<String> = up.records().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    assert_eq!(
+        seen[0], "/base/v1/batch",
+        "literals are sent as the template writes them; the query has no rule"
+    );
+    assert!(
+        seen[1].starts_with("/base/users/") && seen[1].ends_with("/events"),
+        "{seen:?}"
+    );
+    assert!(!seen[1].to_ascii_lowercase().contains("alice"), "{seen:?}");
+    assert_eq!(
+        seen[1], seen[2],
+        "one person, one pseudonym, however the path spells the email"
+    );
+    assert_eq!(seen[3], "/base/files/a/b.txt");
+    assert_eq!(seen[4], "/v1/track/2024-05-01");
+}

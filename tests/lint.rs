@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const HEAD: &str = "upstream = \"http://127.0.0.1:9\"\n";
+const HEAD: &str = "upstream = \"http://127.0.0.1:9\"\npaths = [\"/**\"]\n";
 const TESTS: &str = "\n[[tests]]\nname = \"empty stays empty\"\ninput = '{}'\nexpect = '{}'\n";
 
 struct Run {
@@ -169,6 +169,65 @@ fn p005_no_tests() {
 }
 
 #[test]
+fn p007_no_paths() {
+    let bare = "upstream = \"http://127.0.0.1:9\"\n[fields]\na = \"keep\"\n";
+    let r = check("p007", &format!("{bare}{TESTS}"));
+    assert!(r.stderr.contains("warning[P007]"), "{}", r.stderr);
+    assert!(r.stderr.contains("no `paths`"), "{}", r.stderr);
+    assert_eq!(r.code, 0, "a warning alone does not fail check");
+    assert_eq!(codes("p007-codes", &format!("{bare}{TESTS}")), ["P007"]);
+    // Any `paths` list answers it, templates with placeholders included.
+    let templated = format!(
+        "upstream = \"http://127.0.0.1:9\"\npaths = [\"/u/{{id}}\"]\n[path_params]\nid = \"pseudonymise\"\n[fields]\na = \"keep\"\n{TESTS}"
+    );
+    assert!(codes("p007-paths", &templated).is_empty());
+    let allowed = format!(
+        "{bare}{TESTS}\n[[allow]]\nlint = \"no-paths\"\nreason = \"the partner takes one fixed path\"\n"
+    );
+    assert!(codes("p007-allow", &allowed).is_empty());
+}
+
+#[test]
+fn path_templates_errors_are_located_and_say_how_to_fix() {
+    for (rules, says) in [
+        (
+            "paths = [\"/u/{id}\"]\n",
+            "placeholder {id} has no entry in [path_params]",
+        ),
+        (
+            "paths = [\"/u/{id}\"]\n[path_params]\nid = \"drop\"\n",
+            "`drop` yields no value",
+        ),
+        (
+            "paths = [\"/u\"]\n[path_params]\nid = \"keep\"\n",
+            "path parameter `id` is used by no template",
+        ),
+        (
+            "[path_params]\nid = \"keep\"\n",
+            "[path_params] without `paths`",
+        ),
+        ("paths = []\n", "`paths` is empty"),
+        ("paths = [\"/a/../b\"]\n", "dot-segments"),
+        (
+            "paths = [\"/u/{a}\", \"/u/{b}\"]\n[path_params]\na = \"keep\"\nb = \"keep\"\n",
+            "matches the same paths as \"/u/{a}\" on line 2",
+        ),
+    ] {
+        let text =
+            format!("upstream = \"http://127.0.0.1:9\"\n{rules}[fields]\na = \"keep\"\n{TESTS}");
+        let r = check("paths-err", &text);
+        assert_eq!(r.code, 1, "{rules}: {}", r.stderr);
+        assert!(r.stderr.contains("error[E011]"), "{rules}: {}", r.stderr);
+        assert!(r.stderr.contains(says), "{rules}: {}", r.stderr);
+        assert!(
+            r.stderr.contains('^'),
+            "a caret under the problem: {}",
+            r.stderr
+        );
+    }
+}
+
+#[test]
 fn p006_stale_allow_and_allow_suppresses_exactly_its_selector() {
     let body = "\"user.email\" = \"keep\"\n\"user.phone\" = \"keep\"\n";
     let allow = "\n[[allow]]\nlint = \"P001\"\nselector = \"user.email\"\nreason = \"CRM partner needs the address (DPA 2024-07, s.3)\"\n";
@@ -260,7 +319,7 @@ fn caret_under_the_offending_value_and_did_you_mean() {
         "{}",
         r.stderr
     );
-    assert!(r.stderr.contains("x.toml:3:16"), "{}", r.stderr);
+    assert!(r.stderr.contains("x.toml:4:16"), "{}", r.stderr);
     let lines: Vec<&str> = r.stderr.lines().collect();
     let src = lines
         .iter()
@@ -284,7 +343,7 @@ fn caret_under_the_offending_value_and_did_you_mean() {
     );
     let first = r.stderr.lines().next().unwrap();
     assert!(first.ends_with(
-        "x.toml:3:16: error[E004]: unknown action \"pseudonymize\" (help: did you mean \"pseudonymise\"?)"
+        "x.toml:4:16: error[E004]: unknown action \"pseudonymize\" (help: did you mean \"pseudonymise\"?)"
     ), "{first}");
 }
 
@@ -315,7 +374,7 @@ fn errors_in_a_table_form_action_point_at_the_option() {
         &write("table", &text),
     );
     assert!(
-        r.stderr.contains("x.toml:4:10: error[E004]"),
+        r.stderr.contains("x.toml:5:10: error[E004]"),
         "{}",
         r.stderr
     );

@@ -507,9 +507,15 @@ fn compile_paths(
                 src.err(
                     diag::PATH,
                     spans[i].clone(),
-                    format!("path parameter `{}` is used by no template in `paths`", p.name),
+                    format!(
+                        "path parameter `{}` is used by no template in `paths`",
+                        p.name
+                    ),
                 )
-                .with_help(format!("use it as `{{{}}}` in a template, or remove it", p.name)),
+                .with_help(format!(
+                    "use it as `{{{}}}` in a template, or remove it",
+                    p.name
+                )),
             );
         }
     }

@@ -286,11 +286,18 @@ mod tests {
             ProxyError::Timeout(Duration::from_secs(1)),
             ProxyError::Internal("x"),
             ProxyError::AmbiguousHost,
+            ProxyError::Path(PathError::NotAllowed),
+            ProxyError::Path(PathError::DotSegment(1)),
+            ProxyError::Path(PathError::PersonalData {
+                segment: 1,
+                kind: "email",
+            }),
         ]);
         for e in &errors {
             match e {
                 ProxyError::UnknownRecipient
                 | ProxyError::AmbiguousHost
+                | ProxyError::Path(_)
                 | ProxyError::Invalid(_)
                 | ProxyError::TooLarge { .. }
                 | ProxyError::UnsupportedType(_)

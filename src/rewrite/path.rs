@@ -154,11 +154,12 @@ impl Engine {
     /// Appends `/` and the placeholder's rewritten segment; `None` when the
     /// action cannot apply or yields an empty or dot-only segment.
     fn param(&self, action: &Action, seg: &Seg<'_>, out: &mut String) -> Option<Outcome> {
-        let (text, outcome) = match apply::apply_scalar(self, action, Scalar::Str(&seg.decoded), None)? {
-            Out::Original => (Cow::Borrowed(seg.raw), Outcome::Kept),
-            Out::Str(s) | Out::Num(s) => (Cow::Owned(encode(&s)), Outcome::Transformed),
-            Out::Written => return None,
-        };
+        let (text, outcome) =
+            match apply::apply_scalar(self, action, Scalar::Str(&seg.decoded), None)? {
+                Out::Original => (Cow::Borrowed(seg.raw), Outcome::Kept),
+                Out::Str(s) | Out::Num(s) => (Cow::Owned(encode(&s)), Outcome::Transformed),
+                Out::Written => return None,
+            };
         if text.is_empty() || dot_only(&text) {
             return None;
         }
@@ -209,7 +210,9 @@ fn split(path: &str) -> Result<Vec<Seg<'_>>, PathError> {
             let decoded = decode(raw.as_bytes(), n)?;
             let decoded = match decoded {
                 Cow::Borrowed(_) => Cow::Borrowed(raw),
-                Cow::Owned(bytes) => Cow::Owned(String::from_utf8(bytes).map_err(|_| PathError::NotUtf8(n))?),
+                Cow::Owned(bytes) => {
+                    Cow::Owned(String::from_utf8(bytes).map_err(|_| PathError::NotUtf8(n))?)
+                }
             };
             check(raw, n)?;
             check(&decoded, n)?;
@@ -345,7 +348,10 @@ mod tests {
             ] {
                 assert_eq!(e.rewrite_path(path).map(|p| p.path), Err(want), "{path}");
             }
-            assert_eq!(e.rewrite_path("/v1/a.b/.well-known/x..y").unwrap().path, "/v1/a.b/.well-known/x..y");
+            assert_eq!(
+                e.rewrite_path("/v1/a.b/.well-known/x..y").unwrap().path,
+                "/v1/a.b/.well-known/x..y"
+            );
         }
     }
 
@@ -388,18 +394,40 @@ mod tests {
         assert!(p.path.starts_with("/users/") && p.path.ends_with("/events"));
         assert_eq!(p.stats.transformed, 1);
         // The same value, encoded another way, is the same pseudonym.
-        assert_eq!(e.rewrite_path("/users/alice@example.com/events").unwrap().path, p.path);
+        assert_eq!(
+            e.rewrite_path("/users/alice@example.com/events")
+                .unwrap()
+                .path,
+            p.path
+        );
         // The literal wins over the placeholder.
         let me = e.rewrite_path("/users/me/events").unwrap();
-        assert_eq!((me.path.as_str(), me.stats.transformed), ("/users/me/events", 0));
+        assert_eq!(
+            (me.path.as_str(), me.stats.transformed),
+            ("/users/me/events", 0)
+        );
         assert_eq!(e.rewrite_path("/v2/a/b").unwrap().path, "/v2/a/b");
         assert_eq!(e.rewrite_path("/v2").unwrap().path, "/v2");
         assert_eq!(
             e.rewrite_path("/v2/a/bob@example.com").map(|p| p.path),
-            Err(PathError::PersonalData { segment: 3, kind: "email" })
+            Err(PathError::PersonalData {
+                segment: 3,
+                kind: "email"
+            })
         );
-        for path in ["/v1/batch/", "/V1/batch", "/v1", "/users//events", "/users/a/b/events", "/other"] {
-            assert_eq!(e.rewrite_path(path).map(|p| p.path), Err(PathError::NotAllowed), "{path}");
+        for path in [
+            "/v1/batch/",
+            "/V1/batch",
+            "/v1",
+            "/users//events",
+            "/users/a/b/events",
+            "/other",
+        ] {
+            assert_eq!(
+                e.rewrite_path(path).map(|p| p.path),
+                Err(PathError::NotAllowed),
+                "{path}"
+            );
         }
     }
 
@@ -409,10 +437,19 @@ mod tests {
             "paths = [\"/ip/{addr}\", \"/r/{r}\"]\n[path_params]\naddr = \"truncate_ip\"\nr = { action = \"redact\", with = \"..\" }\n",
         );
         assert_eq!(e.rewrite_path("/ip/10.1.2.3").unwrap().path, "/ip/10.1.2.0");
-        assert_eq!(e.rewrite_path("/ip/2001:db8::1").unwrap().path, "/ip/2001%3Adb8%3A%3A");
+        assert_eq!(
+            e.rewrite_path("/ip/2001:db8::1").unwrap().path,
+            "/ip/2001%3Adb8%3A%3A"
+        );
         let err = e.rewrite_path("/ip/not-an-ip").unwrap_err();
         assert_eq!(err.code(), "invalid_path");
-        assert_eq!(err.to_string(), "path segment 2 ({addr}) cannot be rewritten by truncate_ip");
-        assert!(matches!(e.rewrite_path("/r/x"), Err(PathError::NotApplicable { .. })));
+        assert_eq!(
+            err.to_string(),
+            "path segment 2 ({addr}) cannot be rewritten by truncate_ip"
+        );
+        assert!(matches!(
+            e.rewrite_path("/r/x"),
+            Err(PathError::NotApplicable { .. })
+        ));
     }
 }

@@ -1,0 +1,5 @@
+mod support;
+#[test]
+fn stub() {
+    let _ = support::TempDir::new("x");
+}
