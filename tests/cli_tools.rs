@@ -405,6 +405,18 @@ fn inventory_markdown_on_the_shipped_rules() {
     );
     assert!(out.contains("rounded down to the hour"));
     assert!(out.contains("Upstream host: `www.google-analytics.com`"));
+    assert!(
+        out.contains(
+            "Only these paths leave (any other is refused): `/v1/track`, `/users/{user}/events`."
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "| `{user}` | pseudonymise | keyed HMAC-SHA256, scope \"example\", 128 bits |"
+        ),
+        "{out}"
+    );
     assert!(!out.contains("https://"));
     assert_eq!(
         out.matches("Everything else is dropped: every other request header.")
@@ -442,6 +454,8 @@ fn inventory_json_on_the_shipped_rules_has_the_documented_shape() {
         ] {
             assert!(!r[key].is_null(), "{key} missing");
         }
+        assert!(r["paths"].is_array(), "every shipped file lists its paths");
+        assert!(r["path_params"].is_array());
         assert_eq!(r["everything_else"], "dropped");
         assert_eq!(r["catch_all"], serde_json::json!([]));
         assert!(r["accepted_warnings"].is_array());
@@ -476,6 +490,10 @@ fn inventory_never_shows_literal_header_values_or_url_paths() {
     }
     let md = stdout(&run(&["inventory", p(&f)]));
     assert!(md.contains("| `user.email` | drop | removed |"), "{md}");
+    assert!(
+        md.contains("Any path leaves as written once no segment holds"),
+        "{md}"
+    );
     assert!(md.contains("Everything else is dropped: every other body field."));
 }
 

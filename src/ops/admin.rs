@@ -102,6 +102,8 @@ pub fn rules_json(state: &State) -> String {
                 "hosts": p.hosts,
                 "fields": p.fields.rules().iter().map(|r| serde_json::json!({"selector": r.text, "action": r.action.name()})).collect::<Vec<_>>(),
                 "query": p.query.rules().iter().map(|r| serde_json::json!({"selector": r.text, "action": r.action.name()})).collect::<Vec<_>>(),
+                "paths": p.paths.as_ref().map(|r| r.templates.iter().map(|t| t.text.clone()).collect::<Vec<_>>()),
+                "path_params": p.paths.as_ref().map_or_else(Vec::new, |r| r.params.iter().map(|pp| serde_json::json!({"name": pp.name, "action": pp.action.name()})).collect::<Vec<_>>()),
                 "headers_allowed": p.headers.allow,
                 "headers_set": p.headers.set.iter().map(|(k, _)| k).collect::<Vec<_>>(),
                 "rate_limit": p.rate_limit.map(|rl| serde_json::json!({"per_second": rl.per_second.get(), "burst": rl.burst.get()})),

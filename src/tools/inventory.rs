@@ -41,6 +41,11 @@ pub struct Recipient {
     pub fields: Vec<Entry>,
     /// Query parameter rules, sorted by selector.
     pub query: Vec<Entry>,
+    /// The URL paths that may leave (`paths`, as written, most specific
+    /// first); `None`: any path, screened for personal data.
+    pub paths: Option<Vec<String>>,
+    /// What is done to each `{name}` placeholder of `paths`.
+    pub path_params: Vec<Entry>,
     /// Request headers passed through (lower case).
     pub headers_allowed: Vec<String>,
     /// Headers set on the upstream request.
@@ -271,6 +276,24 @@ pub fn build(policies: &[std::sync::Arc<CompiledPolicy>]) -> Inventory {
                 routing_hosts: p.hosts.clone(),
                 fields: entries(p.fields.rules(), p),
                 query: entries(p.query.rules(), p),
+                paths: p
+                    .paths
+                    .as_ref()
+                    .map(|r| r.templates.iter().map(|t| t.text.clone()).collect()),
+                path_params: p.paths.as_ref().map_or_else(Vec::new, |r| {
+                    let mut e: Vec<Entry> = r
+                        .params
+                        .iter()
+                        .map(|pp| Entry {
+                            selector: format!("{{{}}}", pp.name),
+                            action: pp.action.name().to_string(),
+                            detail: describe(&pp.action, p),
+                            leaves: true,
+                        })
+                        .collect();
+                    e.sort_by(|a, b| a.selector.cmp(&b.selector));
+                    e
+                }),
                 headers_allowed: p.headers.allow.clone(),
                 headers_set: p
                     .headers
@@ -377,6 +400,40 @@ impl Inventory {
                         .collect::<Vec<_>>()
                         .join(", ")
                 );
+            }
+            let _ = writeln!(s, "\n### URL paths\n");
+            match &r.paths {
+                None => {
+                    let _ = writeln!(
+                        s,
+                        "Any path leaves as written once no segment holds an email, phone \
+                         number, IP address, card number, IBAN or secret token."
+                    );
+                }
+                Some(paths) => {
+                    let _ = writeln!(
+                        s,
+                        "Only these paths leave (any other is refused): {}.",
+                        paths
+                            .iter()
+                            .map(|p| cell(p, true))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                    if !r.path_params.is_empty() {
+                        let _ = writeln!(s, "\n| Placeholder | Action | In plain words |");
+                        let _ = writeln!(s, "| --- | --- | --- |");
+                        for e in &r.path_params {
+                            let _ = writeln!(
+                                s,
+                                "| {} | {} | {} |",
+                                cell(&e.selector, true),
+                                cell(&e.action, false),
+                                cell(&e.detail, false)
+                            );
+                        }
+                    }
+                }
             }
             for (title, items, what) in [
                 ("Body fields", &r.fields, "body field"),
