@@ -82,6 +82,11 @@ struct RawListen {
     /// PEM CA bundle: require client certificates it signs (mTLS; needs
     /// `tls_cert` and `tls_key`).
     client_ca: Option<PathBuf>,
+    /// Service workers: each is one thread with its own event loop, its own
+    /// listening socket on `address` (the kernel spreads connections over
+    /// them, `SO_REUSEPORT`) and its own connection pool to partners, so a
+    /// request never hops between threads. Default 0: one per CPU core.
+    workers: Option<usize>,
 }
 
 /// `[admin]`: the admin listener.
@@ -264,6 +269,8 @@ pub enum LogFormat {
 pub struct Config {
     /// Service listener (default `127.0.0.1:8080`).
     pub listen: SocketAddr,
+    /// Service workers (`listen.workers`); 0: one per CPU core.
+    pub workers: usize,
     /// Service-side TLS (default: none, plain HTTP/1.1 and h2c).
     pub tls: Option<TlsConfig>,
     /// Admin listener (default `127.0.0.1:9090`, loopback).
@@ -496,6 +503,7 @@ impl Config {
         };
         Ok(Config {
             listen,
+            workers: raw.listen.workers.unwrap_or(0),
             tls,
             admin,
             captured_max: raw.admin.captured_max.unwrap_or(100),

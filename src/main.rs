@@ -9,6 +9,9 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use scrim::policy::{self, BodyFormat, CompiledPolicy, PolicyError};
 use scrim::pseudonym::{self, KeyRing};
 use scrim::rewrite::Engine;

@@ -97,8 +97,17 @@ pub struct Running {
     /// Shared state.
     pub state: Arc<State>,
     shutdown: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
     admin_task: JoinHandle<()>,
+}
+
+impl Drop for Running {
+    /// Dropping the handle stops the gateway (the workers run on threads of
+    /// their own, which would otherwise serve on).
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        self.admin_task.abort();
+    }
 }
 
 impl Running {
@@ -110,8 +119,10 @@ impl Running {
     }
 
     /// Waits until the gateway has stopped.
-    pub async fn wait(self) {
-        let _ = self.task.await;
+    pub async fn wait(mut self) {
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
         self.admin_task.abort();
     }
 
@@ -160,12 +171,14 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         Some(t) => Some(tls_acceptor(t)?),
         None => None,
     };
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+    let workers = match config.workers {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        n => n,
+    };
+    let listeners = bind_service(config.listen, workers).map_err(|source| ServeError::Bind {
+        addr: config.listen,
+        source,
+    })?;
     let admin_listener =
         TcpListener::bind(config.admin)
             .await
@@ -173,10 +186,12 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
                 addr: config.admin,
                 source,
             })?;
-    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
-        addr: config.listen,
-        source,
-    })?;
+    let addr = listeners[0]
+        .local_addr()
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
     let admin_addr = admin_listener
         .local_addr()
         .map_err(|source| ServeError::Bind {
@@ -201,7 +216,21 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
     let (shutdown, shutdown_rx) = watch::channel(false);
     crate::ops::reload::spawn_watchers(state.clone(), shutdown_rx.clone());
     let admin_task = tokio::spawn(crate::ops::admin::serve(state.clone(), admin_listener));
-    let task = tokio::spawn(accept_loop(state.clone(), listener, tls, shutdown_rx));
+    let mut threads = Vec::with_capacity(listeners.len());
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let (state, tls, shutdown_rx) = (state.clone(), tls.clone(), shutdown_rx.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("scrim-worker-{i}"))
+            .spawn(move || worker(state, listener, tls, shutdown_rx))
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        threads.push(thread);
+    }
+    // Done when every worker has drained and stopped.
+    let task = tokio::task::spawn_blocking(move || {
+        for t in threads {
+            let _ = t.join();
+        }
+    });
     state.ready.store(true, Ordering::SeqCst);
     tracing::info!(%addr, %admin_addr, recipients = state.rules.load().routes.len(), "scrim listening");
     Ok(Running {
@@ -209,7 +238,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         admin_addr,
         state,
         shutdown,
-        task,
+        task: Some(task),
         admin_task,
     })
 }
@@ -246,6 +275,59 @@ fn tls_acceptor(t: &TlsConfig) -> Result<tokio_rustls::TlsAcceptor, ServeError> 
         .map_err(|e| ServeError::Tls(e.to_string()))?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
+}
+
+/// Binds one listening socket per worker on `addr`, all with
+/// `SO_REUSEPORT`, so the kernel spreads new connections over the workers.
+/// A plain bind first makes sure no other process holds the port (with
+/// `SO_REUSEPORT` alone, a second gateway started by mistake would silently
+/// share it) and fixes the port when `addr` asks for any (port 0).
+fn bind_service(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let addr = std::net::TcpListener::bind(addr)?.local_addr()?;
+    (0..workers.max(1))
+        .map(|_| {
+            let socket = socket2::Socket::new(
+                socket2::Domain::for_address(addr),
+                socket2::Type::STREAM,
+                Some(socket2::Protocol::TCP),
+            )?;
+            socket.set_reuse_address(true)?;
+            #[cfg(unix)]
+            socket.set_reuse_port(true)?;
+            socket.set_nonblocking(true)?;
+            socket.set_tcp_nodelay(true)?;
+            socket.bind(&addr.into())?;
+            socket.listen(1024)?;
+            Ok(socket.into())
+        })
+        .collect()
+}
+
+/// One service worker: a single-threaded runtime serving the connections
+/// its own listener accepts, so a request and its upstream call stay on one
+/// thread (no cross-thread wake-ups on the request path).
+fn worker(
+    state: Arc<State>,
+    listener: std::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start a worker runtime");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        match TcpListener::from_std(listener) {
+            Ok(listener) => accept_loop(state, listener, tls, shutdown).await,
+            Err(e) => tracing::error!(error = %e, "cannot register a worker listener"),
+        }
+    });
 }
 
 fn connection_builder(state: &State) -> auto::Builder<TokioExecutor> {
