@@ -452,7 +452,7 @@ fn init_logging(
     let filter = scrim::ops::log_filter(level);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer);
+        .with_writer(scrim::ops::logbuf::Batched::new(writer));
     match format {
         scrim::config::LogFormat::Json => builder.json().flatten_event(true).init(),
         scrim::config::LogFormat::Text => builder.with_ansi(false).init(),

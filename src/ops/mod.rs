@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod logbuf;
 pub mod metrics;
 pub mod reload;
 

@@ -24,6 +24,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, TlsConfig};
+use crate::ops::logbuf;
 use crate::ops::metrics::Metrics;
 use crate::policy;
 use crate::pseudonym::KeyRing;
@@ -323,11 +324,23 @@ fn worker(
         }
     };
     runtime.block_on(async move {
+        // Audit lines leave in batches (see `ops::logbuf`), at the latest
+        // after `FLUSH_EVERY`.
+        logbuf::batch_this_thread();
+        let flusher = tokio::spawn(async {
+            let mut tick = tokio::time::interval(logbuf::FLUSH_EVERY);
+            loop {
+                tick.tick().await;
+                logbuf::flush_this_thread();
+            }
+        });
         match TcpListener::from_std(listener) {
             Ok(listener) => accept_loop(state, listener, tls, shutdown).await,
             Err(e) => tracing::error!(error = %e, "cannot register a worker listener"),
         }
+        flusher.abort();
     });
+    logbuf::flush_this_thread();
 }
 
 fn connection_builder(state: &State) -> auto::Builder<TokioExecutor> {
