@@ -15,9 +15,10 @@ use crate::policy::{CompiledPolicy, HeaderValueSource, RateLimit};
 use crate::pseudonym::KeyRing;
 use crate::rewrite::Engine;
 
-/// Where a recipient's traffic goes.
+/// Where a recipient's traffic goes (the request path sends it through the
+/// `Upstream` implementation for it).
 #[derive(Debug, Clone)]
-pub enum Upstream {
+pub enum Destination {
     /// The built-in capture upstream: records, answers 202, sends nothing.
     Capture,
     /// A partner base URL.
@@ -38,7 +39,7 @@ pub struct Route {
     /// Policy with its keys.
     pub engine: Engine,
     /// Where requests go.
-    pub upstream: Upstream,
+    pub upstream: Destination,
     /// Request headers that may pass.
     pub allow: Vec<HeaderName>,
     /// Headers set on every upstream request (values may be credentials).
@@ -138,7 +139,7 @@ fn build_route(
     previous: Option<&RuleSet>,
 ) -> Result<Route, String> {
     let upstream = if p.upstream == "capture:" {
-        Upstream::Capture
+        Destination::Capture
     } else {
         let uri: http::Uri = p
             .upstream
@@ -146,7 +147,7 @@ fn build_route(
             .map_err(|_| "upstream is not a valid URI".to_string())?;
         let scheme = uri.scheme().cloned().ok_or("upstream has no scheme")?;
         let authority = uri.authority().cloned().ok_or("upstream has no host")?;
-        Upstream::Http {
+        Destination::Http {
             scheme,
             authority,
             base_path: uri.path().trim_end_matches('/').to_string(),

@@ -1,7 +1,10 @@
-//! The upstream client: pooled (hyper-util legacy client with its pool timer
+//! Where a minimised request goes: the [`Upstream`] trait and its two
+//! implementations, the partner over HTTP ([`HttpUpstream`]) and the
+//! built-in capture upstream ([`CaptureUpstream`]).
+//!
+//! The HTTP client is pooled (hyper-util legacy client with its pool timer
 //! set, so idle connections really expire), rustls with verified
-//! certificates, HTTP/2 when the partner offers it; and the built-in capture
-//! upstream.
+//! certificates, HTTP/2 when the partner offers it.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -11,15 +14,353 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::uri::{Authority, Scheme};
+use http::{Response, Uri};
+use http_body_util::BodyExt;
+use http_body_util::channel::{Channel, Sender};
+use hyper::body::{Body, Frame, Incoming};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::RootCertStore;
 use serde::Serialize;
+use tokio::task::JoinHandle;
 
-use super::ProxyBody;
+use super::error::ProxyError;
+use super::handler::outbound::{OutboundBody, OutboundHead, RewritingBody};
+use super::routes::{Destination, Route};
+use super::{ProxyBody, State, full, headers};
 use crate::config::{Roots, UpstreamConfig};
+
+/// Where a minimised request goes.
+///
+/// The request path builds the outbound head with [`Upstream::target`],
+/// reads the body whole or lets it stream as [`Upstream::streams`] allows,
+/// and hands both to [`Upstream::send`]. The body is an [`OutboundBody`]:
+/// the rewriter's output (or no body, or a body the rule file lets through
+/// untouched), never the caller's bytes otherwise.
+pub(crate) trait Upstream {
+    /// The URI for the rewritten `path` (starting with `/`) and `query`
+    /// (empty: none). 500 `internal` if they do not make one.
+    fn target(&self, path: &str, query: &str) -> Result<Uri, ProxyError>;
+
+    /// Whether a body over `limits.stream_threshold_bytes` may stream to
+    /// this upstream. Default: it may; an upstream that needs bodies whole
+    /// says no, and then every body is read whole under the buffer budget.
+    fn streams(&self) -> bool {
+        true
+    }
+
+    /// Sends the request and gives the answer: the partner's response, or
+    /// that it was recorded instead. Failures are 502 (`connect`, `reset`)
+    /// and 504 (no response head within `upstream.response_timeout` once
+    /// the body is sent); a streaming body's own refusal aborts the request
+    /// and is returned.
+    async fn send(
+        &self,
+        head: OutboundHead,
+        body: OutboundBody<'_, '_>,
+    ) -> Result<Reply, ProxyError>;
+}
+
+/// What an upstream answered.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    /// The partner's response, cleaned (hop-by-hop fields and `Set-Cookie`
+    /// removed), to relay to the caller.
+    Relayed(Response<ProxyBody>),
+    /// Recorded by the capture upstream; nothing was sent.
+    Captured,
+}
+
+/// A recipient's upstream, either implementation, chosen per request
+/// without boxing.
+pub(crate) enum RouteUpstream<'a> {
+    /// The partner over HTTP(S).
+    Http(HttpUpstream<'a>),
+    /// The capture upstream.
+    Capture(CaptureUpstream<'a>),
+}
+
+impl<'a> RouteUpstream<'a> {
+    /// The upstream of `route`.
+    pub(crate) fn of(route: &'a Route, state: &'a State) -> RouteUpstream<'a> {
+        match &route.upstream {
+            Destination::Capture => RouteUpstream::Capture(CaptureUpstream {
+                log: &state.captured,
+                recipient: &route.name,
+                set: &route.set,
+            }),
+            Destination::Http {
+                scheme,
+                authority,
+                base_path,
+            } => RouteUpstream::Http(HttpUpstream {
+                client: route.client.as_ref().unwrap_or(&state.client),
+                scheme,
+                authority,
+                base_path,
+                response_timeout: state.config.upstream.response_timeout,
+            }),
+        }
+    }
+}
+
+impl Upstream for RouteUpstream<'_> {
+    fn target(&self, path: &str, query: &str) -> Result<Uri, ProxyError> {
+        match self {
+            RouteUpstream::Http(u) => u.target(path, query),
+            RouteUpstream::Capture(u) => u.target(path, query),
+        }
+    }
+
+    fn streams(&self) -> bool {
+        match self {
+            RouteUpstream::Http(u) => u.streams(),
+            RouteUpstream::Capture(u) => u.streams(),
+        }
+    }
+
+    async fn send(
+        &self,
+        head: OutboundHead,
+        body: OutboundBody<'_, '_>,
+    ) -> Result<Reply, ProxyError> {
+        match self {
+            RouteUpstream::Http(u) => u.send(head, body).await,
+            RouteUpstream::Capture(u) => u.send(head, body).await,
+        }
+    }
+}
+
+/// `path` and `query` after `base`, in one allocation.
+fn path_and_query(base: &str, path: &str, query: &str) -> String {
+    let mut pq = String::with_capacity(base.len() + path.len() + 1 + query.len());
+    pq.push_str(base);
+    pq.push_str(path);
+    if !query.is_empty() {
+        pq.push('?');
+        pq.push_str(query);
+    }
+    pq
+}
+
+/// The partner over HTTP(S), through the pooled client.
+pub(crate) struct HttpUpstream<'a> {
+    client: &'a HttpClient,
+    scheme: &'a Scheme,
+    authority: &'a Authority,
+    /// Base path of the upstream URL, without trailing slash.
+    base_path: &'a str,
+    response_timeout: Duration,
+}
+
+impl Upstream for HttpUpstream<'_> {
+    fn target(&self, path: &str, query: &str) -> Result<Uri, ProxyError> {
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query(self.base_path, path, query))
+            .build()
+            .map_err(|_| ProxyError::Internal("upstream uri"))
+    }
+
+    async fn send(
+        &self,
+        mut head: OutboundHead,
+        body: OutboundBody<'_, '_>,
+    ) -> Result<Reply, ProxyError> {
+        let body = match body {
+            OutboundBody::Whole(whole) => whole.into_bytes(&mut head.headers),
+            OutboundBody::Streaming(body) => return self.stream(head, body).await,
+        };
+        let sent = self.client.request(head.into_request(full(body)));
+        match tokio::time::timeout(self.response_timeout, sent).await {
+            Err(_) => Err(ProxyError::Timeout(self.response_timeout)),
+            Ok(result) => relay(result).map(Reply::Relayed),
+        }
+    }
+}
+
+impl HttpUpstream<'_> {
+    /// Sends a body that outgrew the buffering threshold: the request starts
+    /// with what is rewritten so far and takes each rewritten frame as it
+    /// comes. A refusal after that aborts it, so the partner never sees a
+    /// clean end of body.
+    async fn stream(
+        &self,
+        mut head: OutboundHead,
+        body: &mut RewritingBody<'_>,
+    ) -> Result<Reply, ProxyError> {
+        let (sender, channel) = Channel::<Bytes, BoxError>::new(4);
+        head.headers.remove(header::CONTENT_LENGTH);
+        let request = head.into_request(channel.boxed());
+        let client = self.client.clone();
+        // The response timeout starts once the body is complete (`end`), not
+        // while the caller is still uploading.
+        let task = tokio::spawn(async move { relay(client.request(request).await) });
+        let mut request = StreamingRequest {
+            sender: Some(sender),
+            task,
+        };
+        while let Some(frame) = body.frame().await {
+            let chunk = match frame.map(Frame::into_data) {
+                Ok(Ok(chunk)) => chunk,
+                Ok(Err(_)) => continue,
+                Err(e) => return Err(request.abort(e).await),
+            };
+            if request.send(chunk).await.is_err() {
+                if body.is_end_stream() {
+                    // The last frame: the whole body was rewritten.
+                    request.task.abort();
+                    return Err(ProxyError::Unreachable("reset"));
+                }
+                let e = body.fail(ProxyError::Unreachable("reset"));
+                return Err(request.abort(e).await);
+            }
+        }
+        request.end(self.response_timeout).await.map(Reply::Relayed)
+    }
+}
+
+/// A request whose body is still being sent. Dropped before it ends (the
+/// caller went away), it is aborted, never ended cleanly.
+struct StreamingRequest {
+    sender: Option<Sender<Bytes, BoxError>>,
+    task: JoinHandle<Result<Response<ProxyBody>, ProxyError>>,
+}
+
+impl StreamingRequest {
+    async fn send(&mut self, chunk: Bytes) -> Result<(), ()> {
+        match self.sender.as_mut() {
+            Some(sender) => sender.send_data(chunk).await.map_err(|_| ()),
+            None => Err(()),
+        }
+    }
+
+    /// A late refusal: the partner must not see a clean end of body. The
+    /// partner may have failed first (refused the connection, answered
+    /// early): then that is the error.
+    async fn abort(mut self, mut e: ProxyError) -> ProxyError {
+        if let Some(sender) = self.sender.take() {
+            sender.abort("request refused after streaming began".into());
+        }
+        if self.task.is_finished() {
+            if let Ok(Err(upstream)) = (&mut self.task).await {
+                e = upstream;
+            }
+        } else {
+            self.task.abort();
+        }
+        e
+    }
+
+    /// A clean end of body, then the response head within `timeout`.
+    async fn end(mut self, timeout: Duration) -> Result<Response<ProxyBody>, ProxyError> {
+        drop(self.sender.take());
+        match tokio::time::timeout(timeout, &mut self.task).await {
+            Err(_) => {
+                self.task.abort();
+                Err(ProxyError::Timeout(timeout))
+            }
+            Ok(Ok(response)) => response,
+            Ok(Err(_)) => Err(ProxyError::Internal("upstream task")),
+        }
+    }
+}
+
+impl Drop for StreamingRequest {
+    fn drop(&mut self) {
+        if let Some(sender) = self.sender.take() {
+            sender.abort("request abandoned before its body ended".into());
+        }
+    }
+}
+
+/// The partner's answer as it goes back to the caller: hop-by-hop fields
+/// and `Set-Cookie` removed. No answer is 502.
+fn relay(
+    result: Result<Response<Incoming>, hyper_util::client::legacy::Error>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let response = result
+        .map_err(|e| ProxyError::Unreachable(if e.is_connect() { "connect" } else { "reset" }))?;
+    let (mut parts, body) = response.into_parts();
+    headers::inbound_response(&mut parts.headers);
+    let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed();
+    Ok(Response::from_parts(parts, body))
+}
+
+/// The built-in capture upstream: records what would have left (see
+/// `/captured` on the admin listener) and sends nothing.
+pub(crate) struct CaptureUpstream<'a> {
+    log: &'a CaptureLog,
+    recipient: &'a str,
+    /// The rule file's set headers, shown as `(set by rule)`.
+    set: &'a [(HeaderName, HeaderValue)],
+}
+
+impl Upstream for CaptureUpstream<'_> {
+    fn target(&self, path: &str, query: &str) -> Result<Uri, ProxyError> {
+        Uri::try_from(path_and_query("", path, query))
+            .map_err(|_| ProxyError::Internal("upstream uri"))
+    }
+
+    /// Records whole bodies only.
+    fn streams(&self) -> bool {
+        false
+    }
+
+    async fn send(
+        &self,
+        mut head: OutboundHead,
+        body: OutboundBody<'_, '_>,
+    ) -> Result<Reply, ProxyError> {
+        let OutboundBody::Whole(whole) = body else {
+            return Err(ProxyError::Internal(
+                "capture upstream given a streaming body",
+            ));
+        };
+        let body = whole.into_bytes(&mut head.headers);
+        let headers = head
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                let shown = if self.set.iter().any(|(n, _)| n == k) {
+                    "(set by rule)".to_string()
+                } else {
+                    String::from_utf8_lossy(v.as_bytes()).into_owned()
+                };
+                (k.as_str().to_string(), shown)
+            })
+            .collect();
+        let shown = &body[..body.len().min(64 * 1024)];
+        let captured = Captured {
+            at: 0,
+            recipient: self.recipient.to_string(),
+            method: head.method.to_string(),
+            path: head
+                .uri
+                .path_and_query()
+                .map_or("/", |pq| pq.as_str())
+                .to_string(),
+            headers,
+            body: String::from_utf8_lossy(shown).into_owned(),
+            body_bytes: body.len(),
+        };
+        tracing::info!(
+            target: "scrim::capture",
+            recipient = %self.recipient,
+            method = %captured.method,
+            body_bytes = captured.body_bytes,
+            "captured (not forwarded): see /captured on the admin listener"
+        );
+        self.log.record(captured);
+        Ok(Reply::Captured)
+    }
+}
 
 /// The pooled HTTPS (and loopback / in-cluster HTTP) client.
 pub type HttpClient = Client<Deadline<HttpsConnector<HttpConnector>>, ProxyBody>;
