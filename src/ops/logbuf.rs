@@ -151,7 +151,7 @@ mod tests {
     fn batched_threads_pass_lines_on_by_size_and_on_flush_others_write_through() {
         let out = Collect::default();
         let make = Batched::new(out.clone());
-        let line = [b'x'; 100];
+        let line = [b'x'; 128];
         std::thread::scope(|s| {
             s.spawn(|| {
                 make.make_writer().write_all(&line).unwrap();
