@@ -56,6 +56,10 @@ pub struct State {
     pub metrics: Metrics,
     /// Shared upstream client.
     pub client: HttpClient,
+    /// One upstream client (and so one connection pool) per service
+    /// worker, so a request and its partner connection stay on one thread;
+    /// see [`State::client`].
+    worker_clients: Vec<HttpClient>,
     /// Capture upstream records.
     pub captured: CaptureLog,
     /// Concurrency cap.
@@ -65,6 +69,23 @@ pub struct State {
     pub buffered: Arc<Semaphore>,
     /// Rules loaded and listeners up.
     pub ready: AtomicBool,
+}
+
+thread_local! {
+    /// The index of the service worker running on this thread.
+    static WORKER: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+impl State {
+    /// The upstream client for a request served on this thread: the
+    /// worker's own (its pool's connections are driven by the same thread),
+    /// or the shared one off the workers.
+    pub fn client(&self) -> &HttpClient {
+        WORKER
+            .with(std::cell::Cell::get)
+            .and_then(|i| self.worker_clients.get(i))
+            .unwrap_or(&self.client)
+    }
 }
 
 /// Why the gateway did not start.
@@ -180,6 +201,10 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         addr: config.listen,
         source,
     })?;
+    let worker_clients = (0..listeners.len())
+        .map(|_| build_client(&config.upstream, &[]))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ServeError::Tls)?;
     let admin_listener =
         TcpListener::bind(config.admin)
             .await
@@ -212,6 +237,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         rules: ArcSwap::from_pointee(rules),
         metrics,
         client,
+        worker_clients,
         ready: AtomicBool::new(false),
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -222,7 +248,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         let (state, tls, shutdown_rx) = (state.clone(), tls.clone(), shutdown_rx.clone());
         let thread = std::thread::Builder::new()
             .name(format!("scrim-worker-{i}"))
-            .spawn(move || worker(state, listener, tls, shutdown_rx))
+            .spawn(move || worker(i, state, listener, tls, shutdown_rx))
             .map_err(|source| ServeError::Bind { addr, source })?;
         threads.push(thread);
     }
@@ -308,6 +334,7 @@ fn bind_service(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<std::ne
 /// its own listener accepts, so a request and its upstream call stay on one
 /// thread (no cross-thread wake-ups on the request path).
 fn worker(
+    index: usize,
     state: Arc<State>,
     listener: std::net::TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -323,6 +350,7 @@ fn worker(
             return;
         }
     };
+    WORKER.with(|w| w.set(Some(index)));
     runtime.block_on(async move {
         // Audit lines leave in batches (see `ops::logbuf`), at the latest
         // after `FLUSH_EVERY`.

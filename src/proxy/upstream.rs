@@ -99,7 +99,7 @@ impl<'a> RouteUpstream<'a> {
                 authority,
                 base_path,
             } => RouteUpstream::Http(HttpUpstream {
-                client: route.client.as_ref().unwrap_or(&state.client),
+                client: route.client.as_ref().unwrap_or_else(|| state.client()),
                 scheme,
                 authority,
                 base_path,
