@@ -15,8 +15,13 @@
 #   4. checks every target once (status, and what the upstream received);
 #   5. drives each target with wrk for DURATION seconds at each connection
 #      count and body size: req/s, p50, p99 and peak RSS of the proxy;
-#   6. streams a SIZE-byte NDJSON body through scrim and reports its peak RSS;
-#   7. prints a Markdown report and writes it to benches/results/load-<date>.md.
+#   6. sends 1 KB events at a constant rate (half of nginx passthrough's
+#      saturated rate; benches/rate.rs, open-loop, latency counted from when
+#      each request was due) to nginx passthrough and both scrim targets: p99
+#      below saturation;
+#   7. streams a SIZE-byte NDJSON body through scrim and reports its peak RSS;
+#   8. prints a Markdown report, with every target of the gateway issue met
+#      or missed, and writes it to benches/results/load-<date>.md.
 #
 # Targets:
 #   direct            wrk -> upstream (nginx, 204)
@@ -36,6 +41,8 @@
 #   ACCESS_LOGS [1]  1: scrim logs at info (one audit line per request) and the
 #                  proxy nginx keeps a buffered access log; 0: both off (scrim at warn)
 #   SKIP_INSTALL [0], SKIP_BUILD [0]   RESULTS_DIR [benches/results]   KEEP_TMP [0]
+#   RATE_SECONDS [5]  seconds per constant-rate latency row (0 skips them)
+#   RATE [half of nginx-passthrough's best 1k req/s]  requests/s of those rows
 #   MAX_SECONDS    hard limit for the measuring part (default from the above)
 set -euo pipefail
 
@@ -49,6 +56,8 @@ THREADS=${THREADS:-2}
 CONNS=${CONNS:-"32 64"}
 TARGETS=${TARGETS:-"direct nginx-passthrough nginx-njs scrim-keepall scrim-realistic"}
 SIZE=${SIZE:-1073741824}
+RATE_SECONDS=${RATE_SECONDS:-5}
+RATE=${RATE:-}
 STREAM_TIMEOUT=${STREAM_TIMEOUT:-120}
 NGINX_WORKERS=${NGINX_WORKERS:-$(nproc)}
 ACCESS_LOGS=${ACCESS_LOGS:-1}
@@ -96,6 +105,17 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 if [ "$SKIP_BUILD" != 1 ]; then
     log "cargo build --release (in $ROOT)"
     (cd "$ROOT" && timeout 3600 cargo build --release >&2) || die "cargo build failed"
+fi
+# The constant-rate load generator (benches/rate.rs), for the latency rows.
+RATE_BIN=""
+if [ "$RATE_SECONDS" -gt 0 ]; then
+    RATE_BIN=$(cd "$ROOT" && timeout 3600 cargo bench --bench rate --no-run --message-format=json 2>/dev/null |
+        python3 -c 'import sys, json
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == "rate" and m.get("executable"):
+        print(m["executable"])' | tail -n 1) || true
+    [ -x "$RATE_BIN" ] || die "cannot build the constant-rate generator (cargo bench --bench rate --no-run)"
 fi
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
@@ -398,8 +418,31 @@ CPU_NOTE=$(awk -v b=$((CPU_BUSY1 - CPU_BUSY0)) -v a=$((CPU_ALL1 - CPU_ALL0)) -v 
             100 * b / a, n, 100 * h / a, 100 * (b - h) / a, 100 * st / a }')
 log "CPU during the load rows: $CPU_NOTE"
 
-# ----------------------------------------------------------- 6. streaming
+# ------------------------------------------------- 6. latency at a fixed rate
+RATES="$TMP/rates.tsv"
+: >"$RATES"
+if [ -n "$RATE_BIN" ]; then
+    if [ -z "$RATE" ]; then
+        RATE=$(awk -F'\t' '$1 == "nginx-passthrough" && $2 == "1k" {
+            for (i = 4; i <= NF; i++) if ($i ~ /rps=/) { split($i, a, "rps="); split(a[2], b, " "); if (b[1] > m) m = b[1] } }
+            END { printf "%d", m / 2 }' "$RESULTS")
+    fi
+    if [ "${RATE:-0}" -gt 0 ]; then
+        for target in nginx-passthrough scrim-keepall scrim-realistic; do
+            case " $TARGETS " in *" $target "*) ;; *) continue ;; esac
+            res=$(timeout -k 5 $((RATE_SECONDS + 60)) "$RATE_BIN" "$(url_for "$target" 1k)" "$(payload_for 1k)" \
+                "$RATE" "$RATE_SECONDS" 64 2>&1 | tail -n 1 || true)
+            printf '%s\t%s\n' "$target" "$res" >>"$RATES"
+            log "$target 1k at $RATE req/s: $res"
+        done
+    else
+        log "no nginx-passthrough 1k row to take the rate from; latency rows skipped"
+    fi
+fi
+
+# ----------------------------------------------------------- 7. streaming
 STREAM="skipped"
+STREAM_HWM=0
 if [ "$SIZE" -gt 0 ]; then
     line_file="$TMP/payloads/event.ndjson-line"
     line_bytes=$(($(wc -c <"$line_file") + 1))
@@ -418,6 +461,7 @@ if [ "$SIZE" -gt 0 ]; then
         -H 'Expect:' "http://127.0.0.1:$SCRIM_PORT/realistic/v1/import") 2>"$TMP/stream.err" || true)
     s1=$(date +%s.%N)
     stream_hwm=$(hwm_sum "$SCRIM_PID")
+    STREAM_HWM=$stream_hwm
     in1=$(metric scrim_request_bytes); out1=$(metric scrim_forwarded_bytes)
     code=${res%% *}; up=${res##* }
     secs=$(awk -v a="$s0" -v b="$s1" 'BEGIN{printf "%.1f", b - a}')
@@ -440,7 +484,8 @@ mkdir -p "$RESULTS_DIR"
 REPORT="$RESULTS_DIR/load-$(date +%Y-%m-%d-%H%M%S).md"
 export T0 T_BUILT T_END DURATION WARMUP THREADS CONNS NGINX_WORKERS ACCESS_LOGS SIZE HWM_RESET \
     SCRIM_IDLE_RSS SCRIM_IDLE_HWM STREAM SCRIM_WARN SCRIM_WARN_SAMPLE NGINX_ERR STATUS_METRICS \
-    RESULTS CHECKS TMP P1K P16K NJS_MODULE NGINX TARGETS LOAD_START CPU_NOTE
+    RESULTS CHECKS TMP P1K P16K NJS_MODULE NGINX TARGETS LOAD_START CPU_NOTE RATES RATE RATE_SECONDS \
+    STREAM_HWM
 python3 - >"$REPORT" <<'PY'
 import os, subprocess, time
 E = os.environ
@@ -517,10 +562,63 @@ k = [(s, R.get(("scrim-keepall", s, 32)), R.get(("direct", s, 32))) for s in ("1
 w("p99 added over direct at 32 connections, scrim-keepall: " + ", ".join(
   "%s %+.2f ms" % (s, (a["p99"] - b["p99"]) / 1000.0) for s, a, b in k if a and b) + ".")
 w("")
+lat = {}
+for line in open(E["RATES"]):
+    t, res = line.rstrip("\n").split("\t", 1)
+    kv = dict(x.split("=", 1) for x in res.split() if "=" in x)
+    lat[t] = kv
+if lat:
+    w("Latency at a constant rate of %s req/s (half of nginx passthrough's best saturated 1k rate; "
+      "`benches/rate.rs`, open-loop, 64 connections, %s s, latency counted from when each request was due):" % (
+      E["RATE"], E["RATE_SECONDS"]))
+    w("")
+    w("| target | achieved req/s | ok | errors | p50 | p99 | p99.9 | max |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for t, kv in lat.items():
+        g = lambda k: int(kv.get(k, 0) or 0)
+        w("| %s | %s | %s | %s | %s | %s | %s | %s |" % (t, kv.get("rate", "?"), kv.get("ok", "?"), kv.get("errors", "?"),
+          ms(g("p50_us")), ms(g("p99_us")), ms(g("p999_us")), ms(g("max_us"))))
+    w("")
 w("scrim idle RSS (after start, rules and key ring loaded, before any load): **%s** (VmRSS %s kB, VmHWM %s kB)." % (
   mib(int(E["SCRIM_IDLE_RSS"])), E["SCRIM_IDLE_RSS"], E["SCRIM_IDLE_HWM"]))
 w("")
 w("Streaming, one %s-byte NDJSON body (1 KB events, chunked) through scrim-realistic to the 204 upstream: %s." % (E["SIZE"], E["STREAM"]))
+w("")
+w("Targets of the gateway issue, from this run:")
+w("")
+w("| target | measured | status |")
+w("|---|---|---|")
+def rps_ratio(a, b, s, c):
+    x, y = R.get((a, s, c)), R.get((b, s, c))
+    return (x["rps"] / y["rps"]) if x and y and y["rps"] else None
+def verdict(vals, want):
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return "not measured", "n/a"
+    return ", ".join("%.2fx" % v for v in vals), ("met" if min(vals) >= want else "**missed**")
+conns = sorted({r["conns"] for r in rows})
+for label, a, b, s, want in [
+        ("1 KB, keep-everything: at least nginx passthrough's req/s", "scrim-keepall", "nginx-passthrough", "1k", 1.0),
+        ("1 KB, realistic: at least 0.9x nginx passthrough", "scrim-realistic", "nginx-passthrough", "1k", 0.9),
+        ("16 KB, realistic: at least 0.6x nginx passthrough", "scrim-realistic", "nginx-passthrough", "16k", 0.6),
+        ("16 KB, realistic: at least 10x nginx+njs", "scrim-realistic", "nginx-njs", "16k", 10.0)]:
+    m, v = verdict([rps_ratio(a, b, s, c) for c in conns], want)
+    w("| %s | %s (connections %s) | %s |" % (label, m, " / ".join(map(str, conns)), v))
+if lat.get("nginx-passthrough"):
+    base = int(lat["nginx-passthrough"].get("p99_us", 0) or 0)
+    for t in ("scrim-keepall", "scrim-realistic"):
+        if t in lat:
+            d = int(lat[t].get("p99_us", 0) or 0) - base
+            ok = d <= 1000 and int(lat[t].get("errors", 1) or 0) == 0
+            w("| p99 at %s req/s, %s: at most 1 ms above nginx passthrough's | %+.2f ms | %s |" % (
+              E["RATE"], t, d / 1000.0, "met" if ok else "**missed**"))
+else:
+    w("| p99 at half of nginx's rate: at most 1 ms above nginx passthrough's | not measured | n/a |")
+idle = int(E["SCRIM_IDLE_RSS"])
+w("| idle RSS under 20 MiB | %s | %s |" % (mib(idle), "met" if idle < 20 * 1024 else "**missed**"))
+hwm = int(E.get("STREAM_HWM", "0") or 0)
+if hwm:
+    w("| 1 GiB stream under 64 MiB | %s | %s |" % (mib(hwm), "met" if hwm < 64 * 1024 else "**missed**"))
 w("")
 w("Check run (one request each before the load; `captured` = the body the upstream received, checked field by field):")
 w("")
