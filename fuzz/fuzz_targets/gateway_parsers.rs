@@ -42,12 +42,12 @@ id = "pseudonymise"
 
 fn templated() -> &'static Engine {
     static E: OnceLock<Engine> = OnceLock::new();
-    E.get_or_init(|| {
-        Engine::new(
-            Arc::new(compile_str(PATH_RULES, "paths.toml", "paths").expect("rules")),
-            &KeyRing::test_ring(),
-        )
-    })
+    E.get_or_init(|| build(PATH_RULES, "paths"))
+}
+
+fn build(rules: &str, name: &str) -> Engine {
+    let file = format!("{name}.toml");
+    Engine::new(Arc::new(compile_str(rules, &file, name).expect("rules")), &KeyRing::test_ring())
 }
 
 /// No segment of a path that leaves reads, decoded once or twice, as a
@@ -70,12 +70,7 @@ fn assert_plain(path: &str) {
 
 fn engine() -> &'static Engine {
     static E: OnceLock<Engine> = OnceLock::new();
-    E.get_or_init(|| {
-        Engine::new(
-            Arc::new(compile_str(RULES, "gw.toml", "gw").expect("rules")),
-            &KeyRing::test_ring(),
-        )
-    })
+    E.get_or_init(|| build(RULES, "gw"))
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -206,25 +206,30 @@ pub fn lint(policy: &CompiledPolicy, text: &str) -> Vec<PolicyError> {
             found.push((Some(t), e));
         }
     }
-    if policy.tests.is_empty() {
-        let e = PolicyError::whole_file(
+    // File-level lints: (applies, code, message, how to fix).
+    let file_lints = [
+        (
+            policy.tests.is_empty(),
             NO_TESTS,
-            &file,
             "no [[tests]]: nothing shows what this file lets out",
-        )
-        .with_help("add a [[tests]] case with an `input` and an `expect`; or accept it: [[allow]] lint = \"P005\", reason = \"...\"")
-        .warning();
-        found.push((None, e));
-    }
-    if policy.paths.is_none() {
-        let e = PolicyError::whole_file(
+            "add a [[tests]] case with an `input` and an `expect`",
+        ),
+        (
+            policy.paths.is_none(),
             NO_PATHS,
-            &file,
             "no `paths`: every URL path goes out as written once it passes the personal-data screening, which cannot see user names or internal ids",
-        )
-        .with_help("list the paths the partner documents: paths = [\"/v1/batch\", \"/users/{id}/events\"] with [path_params] id = \"pseudonymise\"; or accept it: [[allow]] lint = \"P007\", reason = \"...\"")
-        .warning();
-        found.push((None, e));
+            "list the paths the partner documents: paths = [\"/v1/batch\", \"/users/{id}/events\"] with [path_params] id = \"pseudonymise\"",
+        ),
+    ];
+    for (applies, code, message, help) in file_lints {
+        if applies {
+            let e = PolicyError::whole_file(code, &file, message)
+                .with_help(format!(
+                    "{help}; or accept it: [[allow]] lint = \"{code}\", reason = \"...\""
+                ))
+                .warning();
+            found.push((None, e));
+        }
     }
     let mut used = vec![false; policy.allows.len()];
     let mut out = Vec::new();

@@ -351,6 +351,22 @@ fn cell(s: &str, code: bool) -> String {
     }
 }
 
+/// A Markdown table of entries: what each names, its action, in plain words.
+fn entry_table(s: &mut String, what: &str, entries: &[Entry]) {
+    use std::fmt::Write;
+    let _ = writeln!(s, "| {what} | Action | In plain words |");
+    let _ = writeln!(s, "| --- | --- | --- |");
+    for e in entries {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} |",
+            cell(&e.selector, true),
+            cell(&e.action, false),
+            cell(&e.detail, false)
+        );
+    }
+}
+
 impl Inventory {
     /// Markdown: a heading per recipient, tables of fields, query parameters
     /// and headers, and the default deny spelt out.
@@ -421,17 +437,8 @@ impl Inventory {
                             .join(", ")
                     );
                     if !r.path_params.is_empty() {
-                        let _ = writeln!(s, "\n| Placeholder | Action | In plain words |");
-                        let _ = writeln!(s, "| --- | --- | --- |");
-                        for e in &r.path_params {
-                            let _ = writeln!(
-                                s,
-                                "| {} | {} | {} |",
-                                cell(&e.selector, true),
-                                cell(&e.action, false),
-                                cell(&e.detail, false)
-                            );
-                        }
+                        s.push('\n');
+                        entry_table(&mut s, "Placeholder", &r.path_params);
                     }
                 }
             }
@@ -444,17 +451,7 @@ impl Inventory {
                     let _ = writeln!(s, "No {what} leaves.");
                     continue;
                 }
-                let _ = writeln!(s, "| Selector | Action | In plain words |");
-                let _ = writeln!(s, "| --- | --- | --- |");
-                for e in items {
-                    let _ = writeln!(
-                        s,
-                        "| {} | {} | {} |",
-                        cell(&e.selector, true),
-                        cell(&e.action, false),
-                        cell(&e.detail, false)
-                    );
-                }
+                entry_table(&mut s, "Selector", items);
                 if what == "body field" && items.iter().any(|e| e.action == "keep") {
                     let _ = writeln!(
                         s,
