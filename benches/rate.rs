@@ -24,7 +24,10 @@ use hyper_util::rt::TokioExecutor;
 use tokio::sync::Semaphore;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let [url, body_file, rate, seconds, rest @ ..] = args.as_slice() else {
         eprintln!("usage: cargo bench --bench rate -- URL BODY_FILE RATE SECONDS [CONNECTIONS]");
         std::process::exit(2);
