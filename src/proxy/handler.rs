@@ -219,19 +219,7 @@ fn body_plan<'r>(
         ),
         None => None,
     };
-    // A declared length over the limit is refused before anything is read or
-    // sent (encoded bodies are checked as they decode).
-    let limit = limits.body_bytes;
-    if encoding_str.is_none_or(|e| e.trim().eq_ignore_ascii_case("identity"))
-        && let Some(declared) = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-        && declared > limit
-    {
-        return Err(ProxyError::TooLarge { limit });
-    }
+    check_declared_length(&parts.headers, encoding_str, limits.body_bytes)?;
     Ok(match kind {
         BodyKind::Empty => BodyPlan::Empty,
         BodyKind::Passthrough => {
@@ -253,6 +241,25 @@ fn body_plan<'r>(
             BodyPlan::Rewrite(encoding, route.engine.body_rewriter(format))
         }
     })
+}
+
+/// A declared length over the limit is refused before anything is read or
+/// sent (encoded bodies are checked as they decode).
+fn check_declared_length(
+    headers: &HeaderMap,
+    encoding: Option<&str>,
+    limit: u64,
+) -> Result<(), ProxyError> {
+    if encoding.is_none_or(|e| e.trim().eq_ignore_ascii_case("identity"))
+        && let Some(declared) = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        && declared > limit
+    {
+        return Err(ProxyError::TooLarge { limit });
+    }
+    Ok(())
 }
 
 /// Body and upstream: the body read as planned, at its pace, and the

@@ -324,6 +324,23 @@ impl Upstream for CaptureUpstream<'_> {
             ));
         };
         let body = whole.into_bytes(&mut head.headers);
+        let captured = self.record_of(&head, &body);
+        tracing::info!(
+            target: "scrim::capture",
+            recipient = %self.recipient,
+            method = %captured.method,
+            body_bytes = captured.body_bytes,
+            "captured (not forwarded): see /captured on the admin listener"
+        );
+        self.log.record(captured);
+        Ok(Reply::Captured)
+    }
+}
+
+impl CaptureUpstream<'_> {
+    /// The record of `head` and `body`: headers set by the rule file shown
+    /// as `(set by rule)`, the body's first 64 KiB as text.
+    fn record_of(&self, head: &OutboundHead, body: &Bytes) -> Captured {
         let headers = head
             .headers
             .iter()
@@ -337,7 +354,7 @@ impl Upstream for CaptureUpstream<'_> {
             })
             .collect();
         let shown = &body[..body.len().min(64 * 1024)];
-        let captured = Captured {
+        Captured {
             at: 0,
             recipient: self.recipient.to_string(),
             method: head.method.to_string(),
@@ -349,16 +366,7 @@ impl Upstream for CaptureUpstream<'_> {
             headers,
             body: String::from_utf8_lossy(shown).into_owned(),
             body_bytes: body.len(),
-        };
-        tracing::info!(
-            target: "scrim::capture",
-            recipient = %self.recipient,
-            method = %captured.method,
-            body_bytes = captured.body_bytes,
-            "captured (not forwarded): see /captured on the admin listener"
-        );
-        self.log.record(captured);
-        Ok(Reply::Captured)
+        }
     }
 }
 

@@ -256,3 +256,31 @@ impl Drop for Exchange {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn a_capture_is_accepted_with_202_and_its_json_body() {
+        let resp = Accepted::Captured.into_response();
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"{\"captured\":true}");
+    }
+
+    #[test]
+    fn only_a_streamed_body_that_did_not_end_whole_was_aborted() {
+        let tally = |streamed, complete| Tally {
+            streamed,
+            complete,
+            ..Tally::default()
+        };
+        assert!(tally(true, false).aborted());
+        assert!(!tally(true, true).aborted());
+        assert!(!tally(false, false).aborted());
+        assert!(!tally(false, true).aborted());
+    }
+}
