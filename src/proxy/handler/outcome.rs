@@ -45,10 +45,11 @@ impl From<Reply> for Outcome {
     }
 }
 
-/// Why a request was answered 202 instead of being forwarded. Requests
-/// stored for an aggregate recipient and requests whose events were all
-/// withheld (consent, suppression) end here too, each as a variant with its
-/// own 202 body, answered and counted by [`Exchange::finish`].
+/// Why a request was answered 202 instead of being forwarded. This is the
+/// place for the contract's other 202s too (events stored for an aggregate
+/// recipient, every event withheld by consent or suppression): each a
+/// variant with its own 202 body, answered and counted by
+/// [`Exchange::finish`].
 #[derive(Debug)]
 pub enum Accepted {
     /// Recorded by the capture upstream (see `/captured`), sent nowhere.
