@@ -56,16 +56,32 @@ fn assert_plain(path: &str) {
     for seg in path.split('/').skip(1) {
         let mut reading = seg.to_string();
         for _ in 0..2 {
-            let bytes = scrim::rewrite::form::decode(reading.as_bytes(), 0).map(|b| String::from_utf8_lossy(&b).into_owned());
-            // `form::decode` reads `+` as a space; paths keep it, which only
-            // matters for the dot check below.
-            let Ok(next) = bytes else { break };
+            let Some(next) = percent_decode(&reading) else { break };
             let name = next.split(';').next().unwrap_or("").trim();
             assert!(name.is_empty() || name.chars().any(|c| c != '.'), "dot-segment {seg:?} left in {path:?}");
             assert!(!next.contains(['/', '\\', '\0']), "separator or NUL in {seg:?} left in {path:?}");
             reading = next;
         }
     }
+}
+
+/// Percent-decoding as a path reader does it (`+` stays `+`); `None` on a
+/// malformed escape.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit))?;
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
 }
 
 fn engine() -> &'static Engine {
