@@ -20,6 +20,8 @@ CONNS=${CONNS:-64}
 THREADS=${THREADS:-2}
 BAD_EVERY=${BAD_EVERY:-20}
 SLACK_KB=${SLACK_KB:-8192}
+# Debian installs nginx in /usr/sbin, which a non-login shell may not have.
+PATH="$PATH:/usr/sbin:/sbin"
 log() { printf '[soak] %s\n' "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
 
