@@ -31,7 +31,9 @@ if [ "${SKIP_INSTALL:-0}" != 1 ] && ! { command -v wrk && command -v nginx; } >/
         || DEBIAN_FRONTEND=noninteractive timeout 900 $SUDO apt-get install -y wrk nginx >/dev/null
 fi
 [ "${SKIP_BUILD:-0}" = 1 ] || (cd "$ROOT" && timeout 3600 cargo build --release --locked >&2)
-SCRIM="$ROOT/target/release/scrim"
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
+SCRIM="$TARGET_DIR/release/scrim"
 
 TMP=$(mktemp -d /tmp/scrim-soak.XXXXXX)
 PIDS=()
