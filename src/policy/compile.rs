@@ -362,11 +362,8 @@ fn compile_paths(
     errors: &mut Vec<PolicyError>,
 ) -> Option<PathRules> {
     let mut params = Vec::new();
-    let mut spans = Vec::new();
-    let mut declared = Vec::new();
     for (k, v) in &raw.path_params {
         let name = k.get_ref();
-        declared.push(name.as_str());
         if !paths::is_param_name(name) {
             errors.push(src.err(
                 diag::PATH,
@@ -400,7 +397,6 @@ fn compile_paths(
             action,
             line: line_col(src.text, k.span().start).0,
         });
-        spans.push(k.span());
     }
     let Some(list) = &raw.paths else {
         if let Some((k, _)) = raw.path_params.iter().next() {
@@ -454,7 +450,7 @@ fn compile_paths(
                         complete = false;
                         // A declared parameter with a bad action was
                         // reported already.
-                        if !declared.contains(&n.as_str()) {
+                        if !raw.path_params.keys().any(|k| *k.get_ref() == n) {
                             errors.push(
                                 src.err(
                                     diag::PATH,
@@ -502,11 +498,12 @@ fn compile_paths(
         });
     }
     for (i, p) in params.iter().enumerate() {
-        if !used[i] {
+        let key = raw.path_params.keys().find(|k| *k.get_ref() == p.name);
+        if let (false, Some(key)) = (used[i], key) {
             errors.push(
                 src.err(
                     diag::PATH,
-                    spans[i].clone(),
+                    key.span(),
                     format!(
                         "path parameter `{}` is used by no template in `paths`",
                         p.name

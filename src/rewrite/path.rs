@@ -128,8 +128,11 @@ impl Engine {
                     out.push_str(l);
                 }
                 Part::Param(p) => {
-                    let param = &rules.params[*p];
-                    let seg = &segs[i];
+                    // `matches` saw a segment here for the template's
+                    // placeholder; refuse rather than trust it.
+                    let (Some(param), Some(seg)) = (rules.params.get(*p), segs.get(i)) else {
+                        return Err(PathError::NotAllowed);
+                    };
                     let outcome = self.param(&param.action, seg, &mut out).ok_or_else(|| {
                         PathError::NotApplicable {
                             segment: i + 1,
@@ -214,7 +217,8 @@ fn split(path: &str) -> Result<Vec<Seg<'_>>, PathError> {
                     Cow::Owned(String::from_utf8(bytes).map_err(|_| PathError::NotUtf8(n))?)
                 }
             };
-            check(raw, n)?;
+            // Decoding only replaces escapes, so what the raw segment holds
+            // the decoded one holds too: one check covers both readings.
             check(&decoded, n)?;
             if decoded.contains('%') {
                 // A server that decodes twice reads this.

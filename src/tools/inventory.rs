@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 use super::{describe, upstream_host};
-use crate::policy::{CompiledPolicy, FieldRules, HeaderValueSource, Rule, Segment};
+use crate::policy::{Action, CompiledPolicy, FieldRules, HeaderValueSource, Rule, Segment};
 
 /// Version of the JSON shape (bumped on any incompatible change). 2:
 /// `everything_else` may be `"leaves"` (see `catch_all`); `catch_all`,
@@ -134,17 +134,21 @@ pub struct HeaderSet {
 }
 
 fn entries(rules: &[Rule], p: &CompiledPolicy) -> Vec<Entry> {
-    let mut rules: Vec<&Rule> = rules.iter().collect();
-    rules.sort_by(|a, b| a.text.cmp(&b.text));
-    rules
-        .into_iter()
-        .map(|r| Entry {
-            selector: r.text.clone(),
-            action: r.action.name().to_string(),
-            detail: describe(&r.action, p),
-            leaves: r.action.allows(),
+    sorted(rules.iter().map(|r| (r.text.clone(), &r.action)), p)
+}
+
+/// Entries for (name, action) pairs, sorted by name.
+fn sorted<'a>(items: impl Iterator<Item = (String, &'a Action)>, p: &CompiledPolicy) -> Vec<Entry> {
+    let mut out: Vec<Entry> = items
+        .map(|(selector, action)| Entry {
+            selector,
+            action: action.name().to_string(),
+            detail: describe(action, p),
+            leaves: action.allows(),
         })
-        .collect()
+        .collect();
+    out.sort_by(|a, b| a.selector.cmp(&b.selector));
+    out
 }
 
 /// Root-level `**` and `*` rules that let something leave.
@@ -281,18 +285,12 @@ pub fn build(policies: &[std::sync::Arc<CompiledPolicy>]) -> Inventory {
                     .as_ref()
                     .map(|r| r.templates.iter().map(|t| t.text.clone()).collect()),
                 path_params: p.paths.as_ref().map_or_else(Vec::new, |r| {
-                    let mut e: Vec<Entry> = r
-                        .params
-                        .iter()
-                        .map(|pp| Entry {
-                            selector: format!("{{{}}}", pp.name),
-                            action: pp.action.name().to_string(),
-                            detail: describe(&pp.action, p),
-                            leaves: true,
-                        })
-                        .collect();
-                    e.sort_by(|a, b| a.selector.cmp(&b.selector));
-                    e
+                    sorted(
+                        r.params
+                            .iter()
+                            .map(|pp| (format!("{{{}}}", pp.name), &pp.action)),
+                        p,
+                    )
                 }),
                 headers_allowed: p.headers.allow.clone(),
                 headers_set: p

@@ -304,6 +304,17 @@ struct Cand {
     kind: Detector,
 }
 
+impl Cand {
+    /// The order in which candidates win: earliest start, then longest,
+    /// then by kind (see [`Scanner::scan`]).
+    fn order(a: &Cand, b: &Cand) -> std::cmp::Ordering {
+        a.start
+            .cmp(&b.start)
+            .then(b.end.cmp(&a.end))
+            .then(a.kind.priority().cmp(&b.kind.priority()))
+    }
+}
+
 /// A compiled free-text scanner for a fixed [`DetectorSet`].
 ///
 /// Build it once per rule (it holds the Aho-Corasick automaton); it is
@@ -444,12 +455,7 @@ impl Scanner {
         if cands.is_empty() {
             return None;
         }
-        cands.sort_unstable_by(|a, b| {
-            a.start
-                .cmp(&b.start)
-                .then(b.end.cmp(&a.end))
-                .then(a.kind.priority().cmp(&b.kind.priority()))
-        });
+        cands.sort_unstable_by(Cand::order);
         let mut out = String::with_capacity(text.len());
         let mut last = 0;
         let mut emit = |c: Cand, out: &mut String| {
@@ -482,12 +488,7 @@ impl Scanner {
         self.find(text, &mut cands);
         cands
             .iter()
-            .min_by(|a, b| {
-                a.start
-                    .cmp(&b.start)
-                    .then(b.end.cmp(&a.end))
-                    .then(a.kind.priority().cmp(&b.kind.priority()))
-            })
+            .min_by(|a, b| Cand::order(a, b))
             .map(|c| c.kind)
     }
 
