@@ -322,6 +322,7 @@ pub fn compile_str_all(
         // Checked once the rules they name are valid.
         _ => Vec::new(),
     };
+    let per_event = super::aggregate::compile(text, file, &raw, fields.as_ref(), &mut errors);
     let (Some(fields), Some(query), Some(headers), true) =
         (fields, query, headers, errors.is_empty())
     else {
@@ -350,6 +351,9 @@ pub fn compile_str_all(
         tests,
         allows,
         version,
+        mode: per_event.mode,
+        records: per_event.records,
+        aggregate: per_event.aggregate,
     })
 }
 
