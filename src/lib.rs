@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod aggregate;
 pub mod config;
 pub mod ops;
 pub mod policy;
@@ -18,4 +19,5 @@ pub mod proxy;
 pub mod pseudonym;
 pub mod rewrite;
 pub mod schema;
+pub mod store;
 pub mod tools;

@@ -629,7 +629,7 @@ fn compile_noise(cx: &mut Ctx<'_>, n: &Spanned<RawNoise>) -> Option<Noise> {
         ok = false;
     }
     let span = raw.epsilon.span();
-    ok.then(|| Noise {
+    ok.then_some(Noise {
         epsilon,
         max_events_per_subject: cap as u32,
         epsilon_span: (span.start, span.end),
@@ -769,7 +769,7 @@ fn measure_kind(cx: &mut Ctx<'_>, value: &Spanned<RawValue>, noise: bool) -> Opt
                 min,
                 max,
             };
-            ok.then(|| match key {
+            ok.then_some(match key {
                 "sum" => MeasureKind::Sum(field),
                 "avg" => MeasureKind::Avg(field),
                 "min_of" => MeasureKind::Min(field),
