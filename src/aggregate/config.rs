@@ -16,6 +16,10 @@ pub struct RawAggregateConfig {
     /// Directory of the embedded store (`scrim.redb`), created if missing
     /// (default `spool`). One replica per directory.
     pub dir: Option<PathBuf>,
+    /// A shared store for every replica, `redis://host:port[/db]`
+    /// (default: none, the embedded store in `dir`). Windows then cover
+    /// the events of all replicas, and one replica sends each report.
+    pub store: Option<String>,
     /// Groups one window may hold (default 100000); events of further
     /// groups are not folded and are reported as `cut`.
     #[schemars(range(min = 1))]
@@ -38,6 +42,8 @@ pub struct RawAggregateConfig {
 pub struct AggregateConfig {
     /// Directory of the embedded store (default `spool`).
     pub dir: PathBuf,
+    /// `redis://...`: the shared store; `None`: the embedded one.
+    pub store: Option<String>,
     /// Groups per window (default 100000).
     pub max_groups_per_window: u64,
     /// Flusher tick (default 500 ms).
@@ -71,7 +77,13 @@ impl AggregateConfig {
         if retry_max < retry_initial {
             return Err("aggregate.retry_max_ms must not be below retry_initial_ms".into());
         }
+        if let Some(url) = &raw.store
+            && !url.starts_with("redis://")
+        {
+            return Err("aggregate.store must be a redis:// URL".into());
+        }
         Ok(AggregateConfig {
+            store: raw.store,
             dir: raw.dir.unwrap_or_else(|| PathBuf::from("spool")),
             max_groups_per_window: positive(
                 raw.max_groups_per_window,

@@ -251,14 +251,18 @@ pub struct WindowMeta {
     pub capped_events: u64,
 }
 
-/// The stable id of the report of one window: the same on every retry,
-/// after a restart, and on every replica.
-pub fn report_id(recipient: &str, start: u64, window_secs: u64) -> String {
+/// The stable id of the report of one window of one store: the same on
+/// every retry and after a restart. `store` names the store the window
+/// lives in (empty for the shared store, whose replicas make one report;
+/// each embedded store has its own name, so replicas that each report
+/// their part of a window never share an id).
+pub fn report_id(recipient: &str, start: u64, window_secs: u64, store: &str) -> String {
     let mut h = Sha256::new();
     h.update(recipient.as_bytes());
     h.update([0]);
     h.update(start.to_be_bytes());
     h.update(window_secs.to_be_bytes());
+    h.update(store.as_bytes());
     h.finalize()
         .iter()
         .take(16)
@@ -307,15 +311,18 @@ pub struct ReportBuilder<'r> {
     window_secs: u64,
     groups: Vec<Value>,
     counts: ReportCounts,
+    store: String,
 }
 
 impl<'r> ReportBuilder<'r> {
-    /// The report of the window starting at `start` (unix seconds).
+    /// The report of the window starting at `start` (unix seconds) in
+    /// the store named `store` (see [`report_id`]).
     pub fn new(
         rules: &'r AggregateRules,
         recipient: &str,
         start: u64,
         window_secs: u64,
+        store: &str,
     ) -> ReportBuilder<'r> {
         ReportBuilder {
             rules,
@@ -324,6 +331,7 @@ impl<'r> ReportBuilder<'r> {
             window_secs,
             groups: Vec::new(),
             counts: ReportCounts::default(),
+            store: store.to_string(),
         }
     }
 
@@ -420,7 +428,7 @@ impl<'r> ReportBuilder<'r> {
             );
         }
         Report {
-            id: report_id(&self.recipient, self.start, self.window_secs),
+            id: report_id(&self.recipient, self.start, self.window_secs, &self.store),
             recipient: self.recipient,
             start: self.start,
             body: Value::Object(body).to_string(),
@@ -550,7 +558,7 @@ revenue = {{ sum = "revenue", min = 0, max = 100 }}
     #[test]
     fn groups_below_k_are_only_counted() {
         let r = rules("");
-        let mut b = ReportBuilder::new(&r, "stats", 0, 3600);
+        let mut b = ReportBuilder::new(&r, "stats", 0, 3600, "");
         let mut big = GroupState::default();
         let mut small = GroupState::default();
         for v in [10.0, 20.0, 30.0] {
@@ -577,14 +585,15 @@ revenue = {{ sum = "revenue", min = 0, max = 100 }}
                 "late": 4
             })
         );
-        assert_eq!(report.id, report_id("stats", 0, 3600));
-        assert_ne!(report.id, report_id("stats", 3600, 3600));
+        assert_eq!(report.id, report_id("stats", 0, 3600, ""));
+        assert_ne!(report.id, report_id("stats", 3600, 3600, ""));
+        assert_ne!(report.id, report_id("stats", 0, 3600, "replica-b"));
     }
 
     #[test]
     fn noise_is_stated_and_counts_stay_whole() {
         let r = rules("noise = { epsilon = 1.0, max_events_per_subject = 2 }");
-        let mut b = ReportBuilder::new(&r, "stats", 0, 3600);
+        let mut b = ReportBuilder::new(&r, "stats", 0, 3600, "");
         let st = GroupState {
             events: 1000,
             ..GroupState::default()

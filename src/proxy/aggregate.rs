@@ -66,7 +66,10 @@ impl Aggregates {
         if let Some(s) = slot.as_ref() {
             return Ok(s.clone());
         }
-        let opened: Arc<dyn Store> = Arc::new(Embedded::open(&self.config.dir)?);
+        let opened: Arc<dyn Store> = match &self.config.store {
+            Some(url) => Arc::new(crate::store::redis::Redis::open(url)?),
+            None => Arc::new(Embedded::open(&self.config.dir)?),
+        };
         *slot = Some(opened.clone());
         Ok(opened)
     }
@@ -192,10 +195,18 @@ pub fn open_and_unsent(state: &State) -> std::collections::BTreeMap<String, (u64
     let Some(store) = state.aggregates.opened() else {
         return out;
     };
-    for (recipient, n) in store.open_windows().unwrap_or_default() {
+    let recipients: Vec<String> = state
+        .rules
+        .load()
+        .routes
+        .values()
+        .filter(|r| r.engine.policy().aggregate.is_some())
+        .map(|r| r.name.clone())
+        .collect();
+    for (recipient, n) in store.open_windows(&recipients).unwrap_or_default() {
         out.entry(recipient).or_insert((0, 0)).0 = n;
     }
-    for report in store.pending().unwrap_or_default() {
+    for report in store.pending(&recipients).unwrap_or_default() {
         out.entry(report.recipient).or_insert((0, 0)).1 += 1;
     }
     out
@@ -286,15 +297,19 @@ async fn flush_once(state: &Arc<State>, backoff: &mut HashMap<String, Backoff>) 
             Err(_) => tracing::warn!(recipient = %route.name, "aggregate window closing failed"),
         }
     }
-    let s = store.clone();
-    if let Ok(Ok(open)) = tokio::task::spawn_blocking(move || s.open_windows()).await {
+    let names: Vec<String> = aggregate_routes
+        .iter()
+        .map(|(r, _)| r.name.clone())
+        .collect();
+    let (s, n) = (store.clone(), names.clone());
+    if let Ok(Ok(open)) = tokio::task::spawn_blocking(move || s.open_windows(&n)).await {
         for (route, _) in &aggregate_routes {
             let n = open.get(&route.name).copied().unwrap_or(0);
             state.metrics.aggregate.windows_open(&route.name, n);
         }
     }
     let s = store.clone();
-    let pending = match tokio::task::spawn_blocking(move || s.pending()).await {
+    let pending = match tokio::task::spawn_blocking(move || s.pending(&names)).await {
         Ok(Ok(p)) => p,
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "aggregate reports could not be read");
@@ -318,8 +333,8 @@ async fn flush_once(state: &Arc<State>, backoff: &mut HashMap<String, Backoff>) 
         let Some(route) = rules.routes.get(&report.recipient).cloned() else {
             continue;
         };
-        let (s, id) = (store.clone(), report.id.clone());
-        match tokio::task::spawn_blocking(move || s.claim(&id, lease_ms)).await {
+        let (s, r, id) = (store.clone(), report.recipient.clone(), report.id.clone());
+        match tokio::task::spawn_blocking(move || s.claim(&r, &id, lease_ms)).await {
             Ok(Ok(true)) => {}
             _ => continue,
         }
@@ -337,8 +352,9 @@ async fn flush_once(state: &Arc<State>, backoff: &mut HashMap<String, Backoff>) 
         if (200..300).contains(&status) {
             state.metrics.aggregate.report(&report.recipient, "sent");
             backoff.remove(&report.id);
-            let (s, id) = (store.clone(), report.id.clone());
-            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.delete_report(&id)).await {
+            let (s, r, id) = (store.clone(), report.recipient.clone(), report.id.clone());
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.delete_report(&r, &id)).await
+            {
                 // Sent again later, with the same id: the partner can tell.
                 tracing::warn!(recipient = %report.recipient, error = %e, "a sent report could not be deleted");
             }

@@ -13,6 +13,7 @@
 //! | `late` | recipient | late events not yet reported |
 //! | `horizon` | recipient | windows ending at or before it are closed |
 //! | `reports` | report id | [`Report`] (JSON) |
+//! | `store` | `id` | this store's name, random, made when the file is |
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -30,6 +31,7 @@ const CONTRIB: TableDefinition<(&str, u64, &str), u64> = TableDefinition::new("c
 const LATE: TableDefinition<&str, u64> = TableDefinition::new("late");
 const HORIZON: TableDefinition<&str, u64> = TableDefinition::new("horizon");
 const REPORTS: TableDefinition<&str, &[u8]> = TableDefinition::new("reports");
+const STORE: TableDefinition<&str, &str> = TableDefinition::new("store");
 
 /// The file name under `[aggregate] dir`.
 pub const FILE_NAME: &str = "scrim.redb";
@@ -37,6 +39,9 @@ pub const FILE_NAME: &str = "scrim.redb";
 /// Windows and reports in a redb file.
 pub struct Embedded {
     db: Database,
+    /// The store's name, part of its report ids (see
+    /// [`crate::aggregate::report_id`]).
+    id: String,
 }
 
 impl std::fmt::Debug for Embedded {
@@ -80,8 +85,23 @@ impl Embedded {
             tx.open_table(HORIZON).map_err(err)?;
             tx.open_table(REPORTS).map_err(err)?;
         }
+        let id = {
+            let mut store = tx.open_table(STORE).map_err(err)?;
+            let existing = store.get("id").map_err(err)?.map(|v| v.value().to_string());
+            match existing {
+                Some(id) => id,
+                None => {
+                    let mut b = [0u8; 8];
+                    getrandom::fill(&mut b)
+                        .map_err(|e| StoreError(format!("no randomness: {e}")))?;
+                    let id: String = b.iter().map(|x| format!("{x:02x}")).collect();
+                    store.insert("id", id.as_str()).map_err(err)?;
+                    id
+                }
+            }
+        };
         tx.commit().map_err(err)?;
-        Ok(Embedded { db })
+        Ok(Embedded { db, id })
     }
 }
 
@@ -173,7 +193,8 @@ impl Store for Embedded {
             }
             let mut late = late_t.get(recipient).map_err(err)?.map_or(0, |v| v.value());
             for (start, meta) in due {
-                let mut builder = ReportBuilder::new(rules, recipient, start, meta.window_secs);
+                let mut builder =
+                    ReportBuilder::new(rules, recipient, start, meta.window_secs, &self.id);
                 let next = start + 1;
                 for entry in groups
                     .range((recipient, start, "")..(recipient, next, ""))
@@ -229,13 +250,15 @@ impl Store for Embedded {
         Ok(made)
     }
 
-    fn pending(&self) -> Result<Vec<Report>, StoreError> {
+    fn pending(&self, recipients: &[String]) -> Result<Vec<Report>, StoreError> {
         let tx = self.db.begin_read().map_err(err)?;
         let reports = tx.open_table(REPORTS).map_err(err)?;
         let mut out = Vec::new();
         for entry in reports.iter().map_err(err)? {
             let (_, v) = entry.map_err(err)?;
-            if let Ok(r) = serde_json::from_slice::<Report>(v.value()) {
+            if let Ok(r) = serde_json::from_slice::<Report>(v.value())
+                && recipients.contains(&r.recipient)
+            {
                 out.push(r);
             }
         }
@@ -243,7 +266,7 @@ impl Store for Embedded {
         Ok(out)
     }
 
-    fn delete_report(&self, id: &str) -> Result<(), StoreError> {
+    fn delete_report(&self, _recipient: &str, id: &str) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(err)?;
         tx.open_table(REPORTS)
             .map_err(err)?
@@ -252,13 +275,16 @@ impl Store for Embedded {
         tx.commit().map_err(err)
     }
 
-    fn open_windows(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+    fn open_windows(&self, recipients: &[String]) -> Result<BTreeMap<String, u64>, StoreError> {
         let tx = self.db.begin_read().map_err(err)?;
         let windows = tx.open_table(WINDOWS).map_err(err)?;
         let mut out = BTreeMap::new();
         for entry in windows.iter().map_err(err)? {
             let (k, _) = entry.map_err(err)?;
-            *out.entry(k.value().0.to_string()).or_insert(0) += 1;
+            let recipient = k.value().0;
+            if recipients.iter().any(|r| r == recipient) {
+                *out.entry(recipient.to_string()).or_insert(0) += 1;
+            }
         }
         Ok(out)
     }
@@ -373,7 +399,8 @@ users = "distinct_subjects"
         // A third group is over the cap of 2: cut.
         let out = store.fold("x", &r, &[ev(10, "c", "s3")], LIMITS).unwrap();
         assert_eq!(out.cut, 1);
-        assert_eq!(store.open_windows().unwrap().get("x"), Some(&1));
+        let x = ["x".to_string()];
+        assert_eq!(store.open_windows(&x).unwrap().get("x"), Some(&1));
         // Not yet due.
         assert!(store.close("x", &r, 19).unwrap().is_empty());
         drop(store);
@@ -391,16 +418,17 @@ users = "distinct_subjects"
             serde_json::json!({"groups": 1, "events": 1})
         );
         assert_eq!(body["cut"], serde_json::json!({"events": 1}));
-        assert!(store.open_windows().unwrap().is_empty());
+        assert!(store.open_windows(&x).unwrap().is_empty());
         // The window is closed: a new event for it is late, and shows in
         // the next report.
         let out = store
             .fold("x", &r, &[ev(10, "a", "s1"), ev(20, "a", "s1")], LIMITS)
             .unwrap();
         assert_eq!((out.late, out.folded), (1, 1));
-        assert_eq!(store.pending().unwrap().len(), 1);
-        store.delete_report(&made[0].id).unwrap();
-        assert!(store.pending().unwrap().is_empty());
+        assert_eq!(store.pending(&x).unwrap().len(), 1);
+        assert!(store.pending(&["y".to_string()]).unwrap().is_empty());
+        store.delete_report("x", &made[0].id).unwrap();
+        assert!(store.pending(&x).unwrap().is_empty());
         let made = store.close("x", &r, 30).unwrap();
         let body: serde_json::Value = serde_json::from_str(&made[0].body).unwrap();
         assert_eq!(body["late"], 1);

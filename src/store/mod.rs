@@ -1,5 +1,7 @@
 //! Where aggregate windows and unsent reports live: behind one trait, the
-//! embedded store ([`embedded`], a redb file under `[aggregate] dir`).
+//! embedded store ([`embedded`], a redb file under `[aggregate] dir`, one
+//! per replica) and the shared store ([`redis`], `[aggregate] store =
+//! "redis://..."`, one for all replicas).
 //!
 //! A store keeps, per recipient and window, each group's [`GroupState`],
 //! the set of the group's subjects (pseudonyms, for exact distinct counts
@@ -16,6 +18,7 @@
 //! [`WindowMeta`]: crate::aggregate::WindowMeta
 
 pub mod embedded;
+pub mod redis;
 
 use std::collections::BTreeMap;
 
@@ -75,22 +78,22 @@ pub trait Store: Send + Sync + 'static {
         horizon: u64,
     ) -> Result<Vec<Report>, StoreError>;
 
-    /// Reports stored and not yet taken by their partner, oldest window
-    /// first.
-    fn pending(&self) -> Result<Vec<Report>, StoreError>;
+    /// Reports of `recipients` stored and not yet taken by their partner,
+    /// oldest window first.
+    fn pending(&self, recipients: &[String]) -> Result<Vec<Report>, StoreError>;
 
     /// A partner took the report: forget it.
-    fn delete_report(&self, id: &str) -> Result<(), StoreError>;
+    fn delete_report(&self, recipient: &str, id: &str) -> Result<(), StoreError>;
 
-    /// Open windows per recipient.
-    fn open_windows(&self) -> Result<BTreeMap<String, u64>, StoreError>;
+    /// Open windows of `recipients`, per recipient.
+    fn open_windows(&self, recipients: &[String]) -> Result<BTreeMap<String, u64>, StoreError>;
 
     /// Whether this replica may send report `id` now. A shared store hands
     /// each report to one replica at a time for `lease_ms` (a lease), so
     /// only one sends it; a replica that dies leaves it to another when the
     /// lease runs out. Default: always (the store is this replica's own).
-    fn claim(&self, id: &str, lease_ms: u64) -> Result<bool, StoreError> {
-        let _ = (id, lease_ms);
+    fn claim(&self, recipient: &str, id: &str, lease_ms: u64) -> Result<bool, StoreError> {
+        let _ = (recipient, id, lease_ms);
         Ok(true)
     }
 }

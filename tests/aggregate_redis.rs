@@ -1,0 +1,312 @@
+//! The shared aggregate store on a real `redis-server` (started here on a
+//! free loopback port, stopped at the end): two replicas fold into one
+//! window, one of them sends the one report, distinct counts and the `k`
+//! test are global, a report lease goes to one replica at a time, and a
+//! store that is down is 503 `store_unavailable`.
+//!
+//! Needs `redis-server` (Debian package `redis-server`; `.ci/run` installs
+//! it). Without it these tests say they were skipped, unless
+//! `SCRIM_REQUIRE_TOOLS` names `redis-server`: then they fail.
+
+mod support;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use support::*;
+
+use scrim::store::Store;
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+}
+
+/// Whether redis-server can be run (see the module comment).
+fn redis_present() -> bool {
+    if on_path("redis-server") {
+        return true;
+    }
+    let required = std::env::var("SCRIM_REQUIRE_TOOLS").unwrap_or_default();
+    assert!(
+        !required
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .any(|t| t == "redis-server"),
+        "redis-server is not installed, and SCRIM_REQUIRE_TOOLS says it must be"
+    );
+    println!("skipped: redis-server is not installed");
+    false
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `redis-server` of this test: loopback, no persistence, its own port
+/// and directory; killed on drop.
+struct RedisServer {
+    child: Child,
+    port: u16,
+    _dir: TempDir,
+}
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        let dir = TempDir::new("redis");
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let server = RedisServer {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if scrim::store::redis::Redis::open(&server.url()).is_ok() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "redis-server did not come up");
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn rule(upstream: &str) -> String {
+    format!(
+        r#"recipient = "stats"
+upstream  = "{upstream}/ingest"
+mode      = "aggregate"
+records   = "batch"
+[fields]
+"batch.userId"  = "pseudonymise"
+"batch.event"   = "keep"
+"batch.ts"      = "keep"
+"batch.revenue" = "keep"
+[aggregate]
+window   = "1s"
+lateness = "2s"
+time     = "ts"
+subject  = "userId"
+k        = 2
+group_by = ["event"]
+[aggregate.measures]
+events  = "count"
+users   = "distinct_subjects"
+revenue = {{ sum = "revenue", min = 0, max = 100 }}
+[[allow]]
+lint = "P008"
+reason = "test threshold"
+[[allow]]
+lint = "P005"
+reason = "tested here"
+"#
+    )
+}
+
+fn opts(redis: &str) -> Opts {
+    Opts {
+        aggregate: format!(
+            "store = \"{redis}\"\nflush_interval_ms = 50\nretry_initial_ms = 100\nretry_max_ms = 400\n"
+        ),
+        ..Opts::default()
+    }
+}
+
+async fn post(gw: &Gateway, events: Vec<Value>) -> Resp {
+    send(
+        &client(),
+        request(
+            "POST",
+            &gw.url("/stats/e"),
+            &[("content-type", "application/json")],
+            Bytes::from(json!({ "batch": events }).to_string()),
+        ),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn two_replicas_share_one_window_and_one_report() {
+    if !redis_present() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let up = Upstream::ok().await;
+    let a = Gateway::start(&[("stats.toml", &rule(&up.url()))], opts(&redis.url())).await;
+    // The same key ring on both replicas, as in production.
+    let b = start_with_keys(&a, &rule(&up.url()), &opts(&redis.url())).await;
+    let t = now();
+    let ev = |user: &str, event: &str, revenue: f64| json!({"userId": user, "event": event, "ts": t, "revenue": revenue});
+    // "view": u1..u3 on a, u3..u5 on b: 5 users, u3 on both.
+    // "buy": one user on each replica: 2 users globally, so k = 2 holds.
+    let r = post(
+        &a,
+        vec![
+            ev("u1", "view", 1.0),
+            ev("u2", "view", 2.0),
+            ev("u3", "view", 3.0),
+            ev("u1", "buy", 10.0),
+        ],
+    )
+    .await;
+    assert_eq!(r.json(), json!({"accepted": 4}), "{}", r.text());
+    let r = post(
+        &b,
+        vec![
+            ev("u3", "view", 4.0),
+            ev("u4", "view", 5.0),
+            ev("u5", "view", 6.0),
+            ev("u9", "buy", 20.0),
+        ],
+    )
+    .await;
+    assert_eq!(r.json(), json!({"accepted": 4}), "{}", r.text());
+
+    up.wait_for(Duration::from_secs(15), |r| !r.is_empty())
+        .await;
+    // Both replicas run a flusher: still one report.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let got = up.records();
+    assert_eq!(got.len(), 1, "one report for one window: {got:?}");
+    let report: Value = serde_json::from_slice(&got[0].body).unwrap();
+    let group = |event: &str| {
+        report["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["key"]["event"] == event)
+            .cloned()
+            .unwrap_or_else(|| panic!("{event} missing: {report}"))
+    };
+    assert_eq!(group("view")["events"], 6, "{report}");
+    assert_eq!(
+        group("view")["users"],
+        5,
+        "u3 counted once across replicas: {report}"
+    );
+    assert_eq!(group("view")["revenue"], 21, "{report}");
+    assert_eq!(group("buy")["users"], 2, "{report}");
+    assert_eq!(report["suppressed"], json!({"groups": 0, "events": 0}));
+    assert_eq!(got[0].header("scrim-report-id").map(str::len), Some(32));
+    for u in ["u1", "u3", "u9"] {
+        assert!(!got[0].body_str().contains(&a.pseudonym("stats", u)));
+    }
+    drop(b);
+}
+
+/// A second gateway with the key ring of `a` (pseudonyms must agree
+/// across replicas for distinct counts to be global).
+async fn start_with_keys(a: &Gateway, rule: &str, opts: &Opts) -> Gateway {
+    // Gateway::start makes a key ring of its own: this one uses a's.
+    let dir = TempDir::new("replica");
+    let rules_dir = dir.join("rules");
+    std::fs::create_dir_all(&rules_dir).unwrap();
+    std::fs::write(rules_dir.join("stats.toml"), rule).unwrap();
+    let config = format!(
+        "[listen]\naddress = \"127.0.0.1:0\"\n[admin]\naddress = \"127.0.0.1:0\"\n\
+         [rules]\ndir = {}\nwatch = false\n[keys]\nfile = {}\nallow_ephemeral = false\n\
+         [aggregate]\ndir = {}\n{}\n",
+        toml_path(&rules_dir),
+        toml_path(&a.keys_file),
+        toml_path(&dir.join("spool")),
+        opts.aggregate
+    );
+    let config = scrim::config::Config::parse(&config, "replica.toml").unwrap();
+    let running = scrim::proxy::start(config).await.unwrap();
+    Gateway {
+        audit: leaks::AuditOnDrop {
+            state: running.state.clone(),
+            secret_hex: a.secret_hex.clone(),
+        },
+        running,
+        rules_dir,
+        keys_file: a.keys_file.clone(),
+        secret_hex: a.secret_hex.clone(),
+        dir,
+    }
+}
+
+#[tokio::test]
+async fn a_report_lease_goes_to_one_replica_at_a_time() {
+    if !redis_present() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let one = scrim::store::redis::Redis::open(&redis.url()).unwrap();
+    let two = scrim::store::redis::Redis::open(&redis.url()).unwrap();
+    assert!(one.claim("stats", "r1", 300).unwrap());
+    assert!(!two.claim("stats", "r1", 300).unwrap(), "held by the first");
+    assert!(
+        one.claim("stats", "r1", 300).unwrap(),
+        "the holder keeps it"
+    );
+    assert!(
+        two.claim("stats", "r2", 300).unwrap(),
+        "one lease per report"
+    );
+    // The holder dies: its lease runs out, another replica takes over.
+    drop(one);
+    std::thread::sleep(Duration::from_millis(450));
+    assert!(two.claim("stats", "r1", 300).unwrap());
+}
+
+#[tokio::test]
+async fn a_store_that_is_down_is_503_and_stores_nothing() {
+    if !redis_present() {
+        return;
+    }
+    let up = Upstream::ok().await;
+    let nothing = format!("redis://127.0.0.1:{}", free_port());
+    let gw = Gateway::start(&[("stats.toml", &rule(&up.url()))], opts(&nothing)).await;
+    let r = post(&gw, vec![json!({"userId": "u1", "event": "view"})]).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.error().0, "store_unavailable");
+    // Up now: the next body is stored (the store is opened on demand).
+    let redis = RedisServer::start();
+    drop(gw);
+    let gw = Gateway::start(&[("stats.toml", &rule(&up.url()))], opts(&redis.url())).await;
+    let r = post(&gw, vec![json!({"userId": "u1", "event": "view"})]).await;
+    assert_eq!(r.json(), json!({"accepted": 1}));
+}
