@@ -85,7 +85,7 @@ impl RedisServer {
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if scrim::store::redis::Redis::open(&server.url()).is_ok() {
+            if scrim::store::redis::Redis::open(&server.url()).is_ok_and(|r| r.ping().is_ok()) {
                 break;
             }
             assert!(Instant::now() < deadline, "redis-server did not come up");

@@ -197,8 +197,9 @@ fn prefix(recipient: &str) -> String {
 }
 
 impl Redis {
-    /// A store on `url` (`redis://host:port[/db]`); the connection is
-    /// checked now.
+    /// A store on `url` (`redis://host:port[/db]`). Nothing connects yet:
+    /// the first call does (on the blocking pool, never on a request's
+    /// thread), and a Redis that is down fails that call, not this one.
     pub fn open(url: &str) -> Result<Redis, StoreError> {
         let client = redis::Client::open(url)
             .map_err(|_| StoreError("aggregate.store is not a valid redis:// URL".to_string()))?;
@@ -213,8 +214,13 @@ impl Redis {
             seal: Script::new(SEAL),
             commit: Script::new(COMMIT),
         };
-        store.with(|c| redis::cmd("PING").query::<String>(c))?;
         Ok(store)
+    }
+
+    /// Checks that Redis answers.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.with(|c| redis::cmd("PING").query::<String>(c))
+            .map(|_| ())
     }
 
     /// Runs `f` on a connection (an idle one, or a new one); a connection
