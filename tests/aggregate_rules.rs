@@ -260,3 +260,35 @@ fn inventory_shows_groups_and_measures_never_events() {
         assert!(out.contains(needed), "{needed} missing: {out}");
     }
 }
+
+#[test]
+fn tests_can_state_the_report() {
+    let case = |report: &str| {
+        format!(
+            "{}\n[[tests]]\nname = \"report\"\ninput = '{{\"batch\":[{{\"userId\":\"a\",\"event\":\"v\",\"country\":\"DE\",\"revenue\":20000}},{{\"userId\":\"b\",\"event\":\"v\",\"country\":\"DE\",\"revenue\":5}}]}}'\nreport = '{report}'\n",
+            file(&GOOD.replace("k        = 10", "k        = 2"))
+        )
+    };
+    // Two users in one group: reported, the revenue clamped to the max.
+    let good = case(
+        r#"{"groups":[{"key":{"event":"v","country":"DE"},"events":2,"users":2,"revenue":10005}],"suppressed":{"groups":0,"events":0}}"#,
+    );
+    let r = scrim(&["test"], "report-ok", &good);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let bad = case(r#"{"groups":[],"suppressed":{"groups":1,"events":2}}"#);
+    let r = check("report-bad", &bad);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("error[E008]"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("report differs at `groups`"),
+        "{}",
+        r.stderr
+    );
+    let r = check("report-not-json", &case("[1"));
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("`report` must be a JSON object"),
+        "{}",
+        r.stderr
+    );
+}

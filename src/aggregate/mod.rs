@@ -437,6 +437,82 @@ impl<'r> ReportBuilder<'r> {
     }
 }
 
+/// The arrival time of a `[[tests]]` case's events without a time:
+/// 2026-01-01T00:00:00Z.
+pub const TEST_ARRIVAL: u64 = 1_767_225_600;
+
+/// The reports a rewritten body's events make on their own (in memory,
+/// without noise, one per window, oldest first): what `[[tests]]` `report`
+/// is compared with.
+pub fn reports_of(
+    rules: &AggregateRules,
+    policy: &crate::policy::CompiledPolicy,
+    body: &[u8],
+    format: BodyFormat,
+    arrival: u64,
+) -> Result<Vec<Value>, EventError> {
+    use std::collections::BTreeSet;
+    let rules = AggregateRules {
+        noise: None,
+        ..rules.clone()
+    };
+    let events = events_of(body, format, policy.records.as_ref())?;
+    let mut windows: BTreeMap<u64, BTreeMap<String, (GroupState, BTreeSet<String>)>> =
+        BTreeMap::new();
+    for (i, e) in events.iter().enumerate() {
+        let f = fold(&rules, e, i, arrival)?;
+        let (state, subjects) = windows
+            .entry(f.window)
+            .or_default()
+            .entry(f.group.clone())
+            .or_default();
+        state.add(&rules, &f);
+        subjects.insert(f.subject);
+    }
+    Ok(windows
+        .into_iter()
+        .map(|(start, groups)| {
+            let mut b = ReportBuilder::new(&rules, &policy.recipient, start, rules.window_secs, "");
+            for (key, (state, subjects)) in &groups {
+                b.group(key, state, subjects.len() as u64);
+            }
+            let report = b.finish(0, &WindowMeta::default());
+            serde_json::from_str(&report.body).unwrap_or(Value::Null)
+        })
+        .collect())
+}
+
+/// Compares a `[[tests]]` `report` (an object: the only report; an array:
+/// one per window) with the reports made, on the keys the test gives.
+pub fn compare_reports(want: &Value, got: &[Value]) -> Result<(), String> {
+    let wants: Vec<&Value> = match want {
+        Value::Array(items) => items.iter().collect(),
+        one => vec![one],
+    };
+    if wants.len() != got.len() {
+        return Err(format!(
+            "expected {} report(s), the events make {}\n    actual: {}",
+            wants.len(),
+            got.len(),
+            Value::Array(got.to_vec())
+        ));
+    }
+    for (w, g) in wants.iter().zip(got) {
+        let Value::Object(keys) = w else {
+            return Err("a report is a JSON object".into());
+        };
+        for (k, v) in keys {
+            if g.get(k) != Some(v) {
+                return Err(format!(
+                    "report differs at `{k}`\n    expected: {v}\n    actual:   {}",
+                    g.get(k).unwrap_or(&Value::Null)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A count, noised and rounded to a whole number no lower than 0.
 fn count(exact: u64, scale: Option<f64>) -> Value {
     match scale {

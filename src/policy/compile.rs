@@ -1123,6 +1123,7 @@ fn compile_test(src: &Source<'_>, t: &Spanned<RawTest>) -> Result<RuleTest, Poli
         && raw.present.is_empty()
         && raw.transformed.is_empty()
         && !raw.refused
+        && raw.report.is_none()
     {
         return Err(src
             .err(
@@ -1132,6 +1133,19 @@ fn compile_test(src: &Source<'_>, t: &Spanned<RawTest>) -> Result<RuleTest, Poli
             )
             .with_help("give `expect`, `absent`, `present`, `transformed` or `refused = true`"));
     }
+    let report = match &raw.report {
+        None => None,
+        Some(r) => match serde_json::from_str::<serde_json::Value>(r.get_ref()) {
+            Ok(v @ (serde_json::Value::Object(_) | serde_json::Value::Array(_))) => Some(v),
+            _ => {
+                return Err(src.err(
+                    diag::TEST,
+                    r.span(),
+                    "`report` must be a JSON object (or an array of them)",
+                ));
+            }
+        },
+    };
     Ok(RuleTest {
         name: raw.name.get_ref().clone(),
         line,
@@ -1143,6 +1157,7 @@ fn compile_test(src: &Source<'_>, t: &Spanned<RawTest>) -> Result<RuleTest, Poli
         present: raw.present.clone(),
         transformed: raw.transformed.clone(),
         refused: raw.refused,
+        report,
     })
 }
 

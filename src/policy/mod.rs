@@ -333,6 +333,8 @@ pub struct RuleTest {
     pub transformed: Vec<String>,
     /// The input must be refused.
     pub refused: bool,
+    /// The expected aggregate report(s), as JSON.
+    pub report: Option<serde_json::Value>,
 }
 
 /// A recipient's rule file, validated and compiled. Immutable; shared behind

@@ -329,6 +329,13 @@ pub struct RawTest {
     /// deep ...).
     #[serde(default)]
     pub refused: bool,
+    /// Aggregate recipients: the report the input's events produce (a JSON
+    /// object; an array for one report per window, oldest first). Only the
+    /// keys written are compared (`groups`, `suppressed`, `late`,
+    /// `window`...). Events without a time count at
+    /// 2026-01-01T00:00:00Z; noise is left out.
+    #[schemars(with = "Option<String>")]
+    pub report: Option<Spanned<String>>,
 }
 
 /// Body format of a `[[tests]]` case.
