@@ -2,7 +2,9 @@
 //!
 //! redb commits are durable when `commit` returns (it writes with
 //! `fsync`, copy-on-write, so a crash leaves the last committed state),
-//! which is what the caller's 202 waits for. Tables:
+//! which is what the caller's 202 waits for. Bodies are folded by one
+//! writer thread, which commits every body waiting in one transaction
+//! (group commit), so concurrent requests share an `fsync`. Tables:
 //!
 //! | table | key | value |
 //! |---|---|---|
@@ -17,6 +19,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex, mpsc};
 
 use redb::{Database, ReadableTable, TableDefinition};
 
@@ -38,7 +41,12 @@ pub const FILE_NAME: &str = "scrim.redb";
 
 /// Windows and reports in a redb file.
 pub struct Embedded {
-    db: Database,
+    db: Arc<Database>,
+    /// Bodies to fold, for the writer thread (`None` once dropping).
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    /// The writer thread, joined on drop so the file is closed when the
+    /// store is.
+    writer: Option<std::thread::JoinHandle<()>>,
     /// The store's name, part of its report ids (see
     /// [`crate::aggregate::report_id`]).
     id: String,
@@ -101,11 +109,135 @@ impl Embedded {
             }
         };
         tx.commit().map_err(err)?;
-        Ok(Embedded { db, id })
+        let db = Arc::new(db);
+        let (jobs, queue) = mpsc::channel();
+        let for_writer = db.clone();
+        let thread = std::thread::Builder::new()
+            .name("scrim-store-writer".into())
+            .spawn(move || writer(for_writer, queue))
+            .map_err(|e| StoreError(format!("cannot start the store's writer: {e}")))?;
+        Ok(Embedded {
+            db,
+            jobs: Mutex::new(Some(jobs)),
+            writer: Some(thread),
+            id,
+        })
+    }
+}
+
+/// One body's events, waiting for the writer.
+struct Job {
+    recipient: String,
+    rules: AggregateRules,
+    events: Vec<Folded>,
+    limits: WindowLimits,
+    done: mpsc::SyncSender<Result<FoldOutcome, StoreError>>,
+}
+
+/// Bodies committed together at most (one `fsync` for all of them).
+const MAX_GROUP_COMMIT: usize = 256;
+
+/// The writer: takes the bodies waiting, folds them in one transaction
+/// and commits it (group commit: one `fsync` for every body that came in
+/// meanwhile), then answers each. The transaction commits all of them or
+/// none, so each body is still all or none. Ends when the store is gone.
+fn writer(db: Arc<Database>, jobs: mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_GROUP_COMMIT {
+            match jobs.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let committed = (|| {
+            let tx = db.begin_write().map_err(err)?;
+            let outs = batch
+                .iter()
+                .map(|j| fold_in(&tx, j))
+                .collect::<Result<Vec<_>, _>>()?;
+            tx.commit().map_err(err)?;
+            Ok::<_, StoreError>(outs)
+        })();
+        match committed {
+            Ok(outs) => {
+                for (job, out) in batch.iter().zip(outs) {
+                    let _ = job.done.send(Ok(out));
+                }
+            }
+            Err(e) => {
+                for job in &batch {
+                    let _ = job.done.send(Err(StoreError(e.0.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// Folds one body's events inside `tx`.
+fn fold_in(tx: &redb::WriteTransaction, job: &Job) -> Result<FoldOutcome, StoreError> {
+    let (recipient, rules, events, limits) =
+        (job.recipient.as_str(), &job.rules, &job.events, job.limits);
+    let mut out = FoldOutcome::default();
+    {
+        let mut windows = tx.open_table(WINDOWS).map_err(err)?;
+        let mut groups = tx.open_table(GROUPS).map_err(err)?;
+        let mut subjects = tx.open_table(SUBJECTS).map_err(err)?;
+        let mut contrib = tx.open_table(CONTRIB).map_err(err)?;
+        let horizon = tx
+            .open_table(HORIZON)
+            .map_err(err)?
+            .get(recipient)
+            .map_err(err)?
+            .map_or(0, |v| v.value());
+        for f in events {
+            if f.window + rules.window_secs <= horizon {
+                out.late += 1;
+                continue;
+            }
+            let key = (recipient, f.window);
+            let mut meta: WindowMeta = match windows.get(key).map_err(err)? {
+                Some(v) => parse(v.value()),
+                None => WindowMeta {
+                    window_secs: rules.window_secs,
+                    ..WindowMeta::default()
+                },
+            };
+            let folded = fold_one(
+                &mut groups,
+                &mut subjects,
+                &mut contrib,
+                (recipient, rules, f, limits),
+                &mut meta,
+            )?;
+            match folded {
+                Folding::Folded => out.folded += 1,
+                Folding::Cut => out.cut += 1,
+                Folding::Capped => out.capped += 1,
+            }
+            windows.insert(key, json(&meta).as_slice()).map_err(err)?;
+        }
+        if out.late > 0 {
+            let mut late = tx.open_table(LATE).map_err(err)?;
+            let before = late.get(recipient).map_err(err)?.map_or(0, |v| v.value());
+            late.insert(recipient, before + out.late).map_err(err)?;
+        }
+    }
+    Ok(out)
+}
+
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        // The writer ends when its queue closes, and with it the file.
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = self.writer.take() {
+            let _ = t.join();
+        }
     }
 }
 
 impl Store for Embedded {
+    /// Hands the body to the writer thread and waits for its commit.
     fn fold(
         &self,
         recipient: &str,
@@ -113,54 +245,24 @@ impl Store for Embedded {
         events: &[Folded],
         limits: WindowLimits,
     ) -> Result<FoldOutcome, StoreError> {
-        let mut out = FoldOutcome::default();
-        let tx = self.db.begin_write().map_err(err)?;
-        {
-            let mut windows = tx.open_table(WINDOWS).map_err(err)?;
-            let mut groups = tx.open_table(GROUPS).map_err(err)?;
-            let mut subjects = tx.open_table(SUBJECTS).map_err(err)?;
-            let mut contrib = tx.open_table(CONTRIB).map_err(err)?;
-            let horizon = tx
-                .open_table(HORIZON)
-                .map_err(err)?
-                .get(recipient)
-                .map_err(err)?
-                .map_or(0, |v| v.value());
-            for f in events {
-                if f.window + rules.window_secs <= horizon {
-                    out.late += 1;
-                    continue;
-                }
-                let key = (recipient, f.window);
-                let mut meta: WindowMeta = match windows.get(key).map_err(err)? {
-                    Some(v) => parse(v.value()),
-                    None => WindowMeta {
-                        window_secs: rules.window_secs,
-                        ..WindowMeta::default()
-                    },
-                };
-                let folded = fold_one(
-                    &mut groups,
-                    &mut subjects,
-                    &mut contrib,
-                    (recipient, rules, f, limits),
-                    &mut meta,
-                )?;
-                match folded {
-                    Folding::Folded => out.folded += 1,
-                    Folding::Cut => out.cut += 1,
-                    Folding::Capped => out.capped += 1,
-                }
-                windows.insert(key, json(&meta).as_slice()).map_err(err)?;
-            }
-            if out.late > 0 {
-                let mut late = tx.open_table(LATE).map_err(err)?;
-                let before = late.get(recipient).map_err(err)?.map_or(0, |v| v.value());
-                late.insert(recipient, before + out.late).map_err(err)?;
-            }
-        }
-        tx.commit().map_err(err)?;
-        Ok(out)
+        let (done, result) = mpsc::sync_channel(1);
+        let job = Job {
+            recipient: recipient.to_string(),
+            rules: rules.clone(),
+            events: events.to_vec(),
+            limits,
+            done,
+        };
+        self.jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .ok_or_else(|| StoreError("the store is closing".into()))?
+            .send(job)
+            .map_err(|_| StoreError("the store's writer has stopped".into()))?;
+        result
+            .recv()
+            .map_err(|_| StoreError("the store's writer has stopped".into()))?
     }
 
     fn close(
