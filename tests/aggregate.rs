@@ -13,8 +13,9 @@ use serde_json::{Value, json};
 use support::*;
 
 /// The current second: events of a test carry it as their time (epoch
-/// seconds), so they land in one window, which closes 1 s after it ends
-/// (`lateness = "1s"`): a margin of at least a second to send them.
+/// seconds), so they land in one window, which closes 2 s after it ends
+/// (`lateness = "2s"`): a margin of at least two seconds to send them,
+/// also on a busy machine.
 fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -41,7 +42,7 @@ set = {{ authorization = "Bearer partner-token-123" }}
 
 [aggregate]
 window   = "1s"
-lateness = "1s"
+lateness = "2s"
 time     = "ts"
 subject  = "userId"
 k        = 2

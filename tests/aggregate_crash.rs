@@ -168,7 +168,7 @@ records   = "batch"
 "batch.ts"     = "keep"
 [aggregate]
 window   = "1s"
-lateness = "3s"
+lateness = "5s"
 time     = "ts"
 subject  = "userId"
 k        = 2

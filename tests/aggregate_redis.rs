@@ -126,7 +126,7 @@ records   = "batch"
 "batch.revenue" = "keep"
 [aggregate]
 window   = "1s"
-lateness = "2s"
+lateness = "3s"
 time     = "ts"
 subject  = "userId"
 k        = 2
