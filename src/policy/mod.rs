@@ -243,6 +243,14 @@ impl FieldRules {
         self.dfa.step(state, canonical)
     }
 
+    /// [`Self::step_canonical`] with the key's first eight bytes as a
+    /// little-endian number, zero-padded (the JSON fast path has them in a
+    /// register already).
+    #[inline(always)]
+    pub fn step_canonical_head(&self, state: StateId, canonical: &[u8], head: u64) -> StateId {
+        self.dfa.step_head(state, canonical, head)
+    }
+
     /// What is known at a state.
     #[inline]
     pub fn info(&self, state: StateId) -> StateInfo {

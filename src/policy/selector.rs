@@ -18,9 +18,19 @@ pub fn canonical_key<'a>(key: &'a [u8], buf: &'a mut Vec<u8>) -> &'a [u8] {
         return key;
     }
     buf.clear();
-    if kinds & OTHER == 0 {
+    if kinds & (OTHER | BLANK) == 0 {
         // Visible ASCII (`userId`): only case to fold.
         buf.extend(key.iter().map(u8::to_ascii_lowercase));
+        return buf;
+    }
+    if kinds & OTHER == 0 {
+        // ASCII with blanks or controls (`Google Analytics`): those go, as
+        // `fold_unicode_key` removes them.
+        buf.extend(
+            key.iter()
+                .filter(|&&b| KEY_BYTE[b as usize] != BLANK)
+                .map(u8::to_ascii_lowercase),
+        );
         return buf;
     }
     fold_unicode_key(key, buf)
@@ -127,14 +137,22 @@ static NEWER_FOLDS: &[(char, &str)] = &[
 ];
 
 /// Kinds of key byte for [`canonical_key`]: visible ASCII that is not upper
-/// case never changes; upper-case ASCII only folds; anything else (blanks,
-/// controls, non-ASCII) takes the Unicode path.
+/// case never changes; upper-case ASCII only folds; ASCII blanks and
+/// controls are removed; non-ASCII takes the Unicode path.
 const PLAIN: u8 = 0;
 const UPPER: u8 = 1;
 const OTHER: u8 = 2;
+/// ASCII whitespace and controls: removed from keys.
+const BLANK: u8 = 4;
 
 static KEY_BYTE: [u8; 256] = {
     let mut t = [OTHER; 256];
+    let mut b = 0;
+    while b <= 0x20 {
+        t[b] = BLANK;
+        b += 1;
+    }
+    t[0x7f] = BLANK;
     let mut b = 0x21;
     while b < 0x7f {
         t[b] = if b >= b'A' as usize && b <= b'Z' as usize {

@@ -525,7 +525,7 @@ impl<'e> JsonRewriter<'e> {
             rules: self.rules,
             max_depth: self.max_depth,
             lines: self.lines,
-            buf: &buf[..valid],
+            buf: &buf[..valid.min(fast::MAX_BUF)],
             out,
             stats: &mut self.stats,
             scratch: &mut self.scratch,
