@@ -548,7 +548,7 @@ fn check(rules: &[PathBuf], strict: bool, output: OutputArgs) -> ExitCode {
     };
     let mut problems = Vec::new();
     for p in &policies {
-        problems.extend(policy::test_failures(p));
+        problems.extend(scrim::selftest::test_failures(p));
         let text = std::fs::read_to_string(&p.source).unwrap_or_default();
         problems.extend(policy::lint::lint(p, &text));
     }
@@ -597,7 +597,7 @@ fn test(rules: &[PathBuf], output: OutputArgs) -> ExitCode {
         if p.tests.is_empty() {
             println!("{}: no [[tests]]", p.source.display());
         }
-        let failures = policy::test_failures(p);
+        let failures = scrim::selftest::test_failures(p);
         for t in &p.tests {
             match failures
                 .iter()

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::pseudonym::Normalise;
-use crate::rewrite::transform::{DetectorSet, Scanner, TimeUnit};
+use crate::transform::{DetectorSet, Scanner, TimeUnit};
 
 /// A compiled action. Options are validated; the hot path only reads them.
 #[derive(Debug, Clone)]

@@ -20,7 +20,7 @@ use super::{
     PolicyError, Rule, RuleTest,
 };
 use crate::pseudonym::Normalise;
-use crate::rewrite::transform::{DetectorSet, Scanner, TimeUnit};
+use crate::transform::{DetectorSet, Scanner, TimeUnit};
 
 /// Locates byte offsets in the file text.
 struct Source<'a> {
@@ -956,7 +956,7 @@ fn parse_action(
                         )
                         .with_help(format!(
                             "leave `detect` out to use all of them ({}), or use `keep` if the text may leave as it is",
-                            crate::rewrite::transform::Detector::NAMES.join(", ")
+                            crate::transform::Detector::NAMES.join(", ")
                         )));
                 }
                 Some(RawValue::Array(items)) => {
@@ -970,10 +970,7 @@ fn parse_action(
                                     item.span(),
                                     format!("unknown detector \"{}\"", n.escape_debug()),
                                 )
-                                .with_help(did_you_mean(
-                                    n,
-                                    crate::rewrite::transform::Detector::NAMES,
-                                )));
+                                .with_help(did_you_mean(n, crate::transform::Detector::NAMES)));
                         }
                     }
                     set
