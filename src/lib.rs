@@ -10,11 +10,13 @@
 //!   rewriter driven by a compiled policy (bytes in, bytes out, no I/O);
 //! * [`pseudonym`]: the key ring, per-scope key derivation, HMAC and normalisation;
 //! * [`selftest`]: a rule file's own `[[tests]]`, run through the engine;
-//! * [`tools`]: `scrim diff` and `scrim inventory`, for rule authors and reviewers.
+//! * [`tools`]: `scrim diff` and `scrim inventory`, for rule authors and reviewers;
+//! * [`cli`]: the `scrim` commands, one file each (`main.rs` parses and dispatches).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod chars;
+pub mod cli;
 pub mod config;
 pub mod ops;
 pub mod policy;
