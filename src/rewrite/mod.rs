@@ -13,7 +13,9 @@ pub mod json;
 pub mod path;
 #[cfg(feature = "oracle")]
 pub mod reference;
-pub mod transform;
+
+/// The value transforms, also at their former path.
+pub use crate::transform;
 
 use std::fmt;
 use std::sync::Arc;
