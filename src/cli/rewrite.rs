@@ -12,7 +12,9 @@ use super::{Reporter, load, sniff};
 use crate::policy::BodyFormat;
 use crate::pseudonym::KeyRing;
 use crate::rewrite::Engine;
-use ndjson::rewrite_ndjson;
+use ndjson::{rewrite_ndjson, write_pieces};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
 
 /// How `scrim rewrite` reports and what it does with refused NDJSON lines.
 pub struct RewriteOptions {
@@ -132,35 +134,66 @@ pub fn run(
             return ExitCode::from(2);
         }
     };
-    let mut out = Vec::new();
-    // A single JSON document (or form body) is read whole and written only
-    // once it is complete, so a refusal leaves nothing on stdout; NDJSON
-    // (here only with --explain) streams.
+    // A refusal leaves no part of a single JSON document (or form body)
+    // behind: into a regular file it is written as it is rewritten and the
+    // file is cut back to where it started if the document is refused;
+    // anywhere else (a pipe, a terminal) it is held and written once
+    // complete. NDJSON (here only with --explain) streams whole lines.
+    // Chunks of a mebibyte keep almost every event whole in one, for the
+    // fast path, and the input is never held whole.
     let stream = format == BodyFormat::Ndjson;
-    let mut chunk = vec![0u8; 64 * 1024];
-    let mut whole = Vec::with_capacity(size.map_or(0, |s| s as usize));
+    let mut spill = match if stream { None } else { Spill::into(&stdout) } {
+        Some(Ok(s)) => Some(s),
+        Some(Err(e)) => {
+            eprintln!("stdout: {e}");
+            return ExitCode::from(2);
+        }
+        None => None,
+    };
+    let mut out = Vec::with_capacity(match (stream, &spill, size) {
+        (false, None, Some(s)) => usize::try_from(s).unwrap_or(0).saturating_add(4096),
+        _ => SPILL_AT + (64 << 10),
+    });
+    // Input is read on a thread of its own, so that copying it out of the
+    // kernel overlaps with rewriting.
+    let piece = if stream { 64 * 1024 } else { 1 << 20 };
+    let (chunks_tx, chunks) = sync_channel::<std::io::Result<Vec<u8>>>(2);
+    let (spare_in, spare_in_rx) = sync_channel::<Vec<u8>>(4);
+    std::thread::spawn(move || read_pieces(input, piece, &chunks_tx, &spare_in_rx));
     let result = loop {
-        let n = match input.read(&mut chunk) {
-            Ok(0) if stream => break rw.finish(&mut out),
-            Ok(0) => {
-                out.reserve(whole.len() + whole.len() / 8);
-                break rw.feed(&whole, &mut out).and_then(|()| rw.finish(&mut out));
-            }
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
+        let chunk = match chunks.recv() {
+            Ok(Ok(c)) if c.is_empty() => break rw.finish(&mut out),
+            Ok(Ok(c)) => c,
+            failed => {
                 bar.finish_and_clear();
-                eprintln!("read error: {e}");
+                match failed {
+                    Ok(Err(e)) => eprintln!("read error: {e}"),
+                    _ => eprintln!("read error: the input stopped"),
+                }
+                if let Some(s) = spill {
+                    s.cut_back();
+                }
                 return ExitCode::from(2);
             }
         };
-        bar.inc(n as u64);
-        if !stream {
-            whole.extend_from_slice(&chunk[..n]);
-            continue;
-        }
-        if let Err(e) = rw.feed(&chunk[..n], &mut out) {
+        bar.inc(chunk.len() as u64);
+        let fed = rw.feed(&chunk, &mut out);
+        let _ = spare_in.try_send(chunk);
+        if let Err(e) = fed {
             break Err(e);
+        }
+        if !stream {
+            if let Some(s) = &mut spill
+                && out.len() >= SPILL_AT
+                && !s.send(&mut out)
+            {
+                bar.finish_and_clear();
+                if let Some(s) = spill {
+                    s.cut_back();
+                }
+                return ExitCode::from(2);
+            }
+            continue;
         }
         show_records(&bar, rw.documents());
         if out.len() >= 64 * 1024 {
@@ -174,8 +207,20 @@ pub fn run(
     bar.finish_and_clear();
     match result {
         Ok(stats) => {
-            // In pieces the size of a cache, not one write of the whole.
-            if out.chunks(1 << 20).any(|c| stdout.write_all(c).is_err()) {
+            let wrote = match spill {
+                Some(mut s) => {
+                    if s.send(&mut out) {
+                        s.finish()
+                    } else {
+                        s.cut_back();
+                        return ExitCode::from(2);
+                    }
+                }
+                // In pieces the size of a cache, not one write of the whole.
+                None => out.chunks(1 << 20).try_for_each(|c| stdout.write_all(c)),
+            };
+            if let Err(e) = wrote {
+                eprintln!("write error: {e}");
                 return ExitCode::from(2);
             }
             if format == BodyFormat::Json && stdout.is_terminal() {
@@ -192,6 +237,9 @@ pub fn run(
         Err(e) => {
             if stream {
                 let _ = stdout.write_all(&out[..completed_lines(&out)]);
+            }
+            if let Some(s) = spill {
+                s.cut_back();
             }
             if explain {
                 print_explain(rw.explained());
@@ -210,6 +258,116 @@ pub fn run(
             eprintln!("{}", field_counts(&stats));
             eprintln!("{}", summary(&stats, stats.documents, 1));
             ExitCode::from(1)
+        }
+    }
+}
+
+/// Output held before a part of a single document is written to a file.
+const SPILL_AT: usize = 1 << 20;
+
+/// A single document's output on its way into a regular file (`> file`,
+/// or `>> file` onto an empty one): written by a thread of its own as it
+/// is rewritten, and cut back to where it started if the document is
+/// refused or a write fails.
+struct Spill {
+    file: std::fs::File,
+    start: u64,
+    pieces: Option<SyncSender<Vec<u8>>>,
+    spare: Receiver<Vec<u8>>,
+    writer: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Spill {
+    /// `None` when `out` is anything else (a pipe, a terminal, a file
+    /// written elsewhere than at its end): nothing is written there before
+    /// the document is complete.
+    fn into(out: &std::fs::File) -> Option<std::io::Result<Spill>> {
+        use std::io::Seek as _;
+        let meta = out.metadata().ok()?;
+        if !meta.is_file() {
+            return None;
+        }
+        let mut f = out;
+        let start = f.stream_position().ok()?;
+        if start != meta.len() {
+            return None;
+        }
+        let file = match out.try_clone() {
+            Ok(f) => f,
+            Err(e) => return Some(Err(e)),
+        };
+        let (pieces, pieces_rx) = sync_channel::<Vec<u8>>(2);
+        let (spare_tx, spare) = sync_channel::<Vec<u8>>(4);
+        let writer = std::thread::spawn(move || write_pieces(file, &pieces_rx, &spare_tx));
+        Some(out.try_clone().map(|file| Spill {
+            file,
+            start,
+            pieces: Some(pieces),
+            spare,
+            writer: Some(writer),
+        }))
+    }
+
+    /// Hands `out` to the writer and leaves an empty buffer in its place;
+    /// false when the writer has stopped (a write failed).
+    fn send(&mut self, out: &mut Vec<u8>) -> bool {
+        let mut next = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(out.capacity()));
+        next.clear();
+        let full = std::mem::replace(out, next);
+        self.pieces.as_ref().is_some_and(|p| p.send(full).is_ok())
+    }
+
+    /// Waits for everything sent to be written.
+    fn finish(&mut self) -> std::io::Result<()> {
+        drop(self.pieces.take());
+        match self.writer.take().map(JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(std::io::Error::other("the writer thread failed")),
+            None => Ok(()),
+        }
+    }
+
+    /// Cuts the file back to where the document started.
+    fn cut_back(mut self) {
+        if let Err(e) = self.finish() {
+            eprintln!("write error: {e}");
+        }
+        if let Err(e) = self.file.set_len(self.start) {
+            eprintln!("error: could not cut the output back to where it started: {e}");
+        }
+    }
+}
+
+/// The reader thread of a single document: sends the input in pieces of
+/// `size` bytes, then an empty piece at the end (or the error that stopped
+/// it).
+fn read_pieces(
+    mut input: Box<dyn Read + Send>,
+    size: usize,
+    pieces: &SyncSender<std::io::Result<Vec<u8>>>,
+    spare: &Receiver<Vec<u8>>,
+) {
+    loop {
+        let mut buf = spare.try_recv().unwrap_or_default();
+        buf.resize(size, 0);
+        let n = loop {
+            match input.read(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => break r,
+            }
+        };
+        let (piece, last) = match n {
+            Ok(n) => {
+                buf.truncate(n);
+                (Ok(buf), n == 0)
+            }
+            Err(e) => (Err(e), true),
+        };
+        if pieces.send(piece).is_err() || last {
+            return;
         }
     }
 }

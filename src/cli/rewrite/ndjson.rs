@@ -137,7 +137,7 @@ fn read_lines(
 }
 
 /// The writer thread: writes each piece, hands the buffer back.
-fn write_pieces(
+pub(super) fn write_pieces(
     mut stdout: std::fs::File,
     pieces: &std::sync::mpsc::Receiver<Vec<u8>>,
     spare: &std::sync::mpsc::SyncSender<Vec<u8>>,
