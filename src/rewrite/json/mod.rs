@@ -148,9 +148,6 @@ pub struct JsonRewriter<'e> {
     /// path last gave up: they reach past the buffer (or hold an error), so
     /// they are not handed to it again.
     spine: Vec<u64>,
-    /// The fast path's output for a container it reads inside a document
-    /// (see `fast_inner`), before it is known to stay.
-    tmp: Vec<u8>,
     /// Start of the kept byte range being copied, in the current buffer.
     copy_from: Option<usize>,
     copy_depth: usize,
@@ -213,7 +210,6 @@ impl<'e> JsonRewriter<'e> {
             slow_from: None,
             fast_off: false,
             fast_documents: 0,
-            tmp: Vec::new(),
             spine: Vec::new(),
             copy_from: None,
             copy_depth: 0,
@@ -562,28 +558,30 @@ impl<'e> JsonRewriter<'e> {
     /// after it); `None` when it does not, with nothing written or counted.
     fn fast_inner(&mut self, buf: &[u8], i: usize, ctx: Ctx, out: &mut Vec<u8>) -> Option<usize> {
         let depth = self.stack.len();
-        let mut tmp = std::mem::take(&mut self.tmp);
-        tmp.clear();
+        // What goes before the value is written on speculation, and the
+        // value straight after it: taken back if nothing stays.
+        let mark = out.len();
+        self.write_prefix(out);
         let paths = self.stats.dropped_paths.len();
-        let done = self.with_fast(buf, i, &mut tmp, |f| f.inner(i, ctx, depth));
-        if let Some((end, stayed)) = done {
-            // Dropped paths inside were written from the container down.
-            if self.stats.dropped_paths.len() > paths {
-                let outer = self.path();
-                for p in &mut self.stats.dropped_paths[paths..] {
-                    *p = join_path(&outer, p);
-                }
+        let done = self.with_fast(buf, i, out, |f| f.inner(i, ctx, depth));
+        let Some((end, stayed)) = done else {
+            out.truncate(mark);
+            return None;
+        };
+        // Dropped paths inside were written from the container down.
+        if self.stats.dropped_paths.len() > paths {
+            let outer = self.path();
+            for p in &mut self.stats.dropped_paths[paths..] {
+                *p = join_path(&outer, p);
             }
-            if stayed {
-                self.emit_prefix(out);
-                out.extend_from_slice(&tmp);
-            }
-            self.tmp = tmp;
-            self.after_value(out);
-            return Some(end);
         }
-        self.tmp = tmp;
-        None
+        if stayed {
+            self.commit_prefix();
+        } else {
+            out.truncate(mark);
+        }
+        self.after_value(out);
+        Some(end)
     }
 
     /// A value finished.
@@ -670,8 +668,32 @@ impl<'e> JsonRewriter<'e> {
     /// containers still waiting, then comma, key, colon.
     #[inline]
     fn emit_prefix(&mut self, out: &mut Vec<u8>) {
+        self.write_prefix(out);
+        self.commit_prefix();
+    }
+
+    /// The bytes [`Self::emit_prefix`] writes, without recording that they
+    /// were written.
+    #[inline]
+    fn write_prefix(&self, out: &mut Vec<u8>) {
         if self.unshown > 0 {
             out.extend_from_slice(&self.deferred);
+        }
+        if let Some(f) = self.stack.last() {
+            if f.emitted {
+                out.push(b',');
+            }
+            if f.obj {
+                out.extend_from_slice(&self.member_key);
+                out.push(b':');
+            }
+        }
+    }
+
+    /// Records that the prefix of a value was written.
+    #[inline]
+    fn commit_prefix(&mut self) {
+        if self.unshown > 0 {
             self.deferred.clear();
             let n = self.stack.len();
             for idx in n - self.unshown..n {
@@ -683,14 +705,7 @@ impl<'e> JsonRewriter<'e> {
             self.unshown = 0;
         }
         if let Some(f) = self.stack.last_mut() {
-            if f.emitted {
-                out.push(b',');
-            }
             f.emitted = true;
-            if f.obj {
-                out.extend_from_slice(&self.member_key);
-                out.push(b':');
-            }
         }
     }
 
