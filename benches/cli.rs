@@ -46,11 +46,14 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(if smoke { 2 } else { 64 });
     let runs = if smoke { 1 } else { 5 };
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let dir = root.join("target/cli-bench");
+    // Where cargo builds: `CARGO_TARGET_DIR` when set, as for cargo itself.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let dir = target.join("cli-bench");
     let rules = dir.join("rules");
-    std::fs::create_dir_all(&rules).expect("target/cli-bench");
-    let scrim = root.join("target/release/scrim");
+    std::fs::create_dir_all(&rules).expect("cli-bench directory");
+    let scrim = target.join("release/scrim");
     if !scrim.exists() {
         eprintln!(
             "{}: not built; run `cargo build --release --locked` first",

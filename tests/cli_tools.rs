@@ -711,6 +711,86 @@ fn rewrite_summary_counts_per_action_exactly() {
     );
 }
 
+/// Runs scrim with standard output sent to `out`, opened as the shell opens
+/// it for `>` (`append`: as for `>>`).
+fn run_into(args: &[&str], out: &Path, append: bool) -> Output {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(out)
+        .unwrap();
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(file)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn rewrite_into_a_file_leaves_nothing_of_a_refused_document() {
+    let d = Dir::new("rw-spill");
+    let rules = d.write("shop.toml", NEW);
+    // The kept part is larger than what is held before writing to a file
+    // (a mebibyte), so parts of the document reach the file before the
+    // refusal at its end.
+    let events: Vec<String> = (0..40_000)
+        .map(|i| format!("{{\"event\":\"e{i:040}\",\"x\":{i}}}"))
+        .collect();
+    let good = format!("[{}]", events.join(","));
+    let bad = format!(
+        "{},{{\"event\":\"a\",\"event\":\"b\"}}]",
+        &good[..good.len() - 1]
+    );
+    let good_f = d.write("good.json", &good);
+    let bad_f = d.write("bad.json", &bad);
+    let args = |f: &Path| {
+        [
+            "rewrite",
+            "--rules",
+            p(&rules),
+            "--recipient",
+            "shop",
+            "--test-key",
+            p(f),
+        ]
+        .map(str::to_string)
+    };
+    let (good_args, bad_args) = (args(&good_f), args(&bad_f));
+    let good_args: Vec<&str> = good_args.iter().map(String::as_str).collect();
+    let bad_args: Vec<&str> = bad_args.iter().map(String::as_str).collect();
+
+    // Written as it goes, the same bytes as through a pipe.
+    let piped = run(&good_args);
+    assert_eq!(piped.status.code(), Some(0), "{}", stderr(&piped));
+    assert!(piped.stdout.len() > 2 << 20, "{}", piped.stdout.len());
+    let out = d.0.join("out.json");
+    let o = run_into(&good_args, &out, false);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&out).unwrap(), piped.stdout);
+
+    // Refused at its very end: the file is cut back to nothing.
+    let o = run_into(&bad_args, &out, false);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("duplicate"), "{}", stderr(&o));
+    assert_eq!(std::fs::metadata(&out).unwrap().len(), 0);
+
+    // Appended to a file that holds something: that stays, and nothing of
+    // the refused document is added.
+    std::fs::write(&out, "earlier output\n").unwrap();
+    let o = run_into(&bad_args, &out, true);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(std::fs::read(&out).unwrap(), b"earlier output\n");
+    let o = run_into(&good_args, &out, true);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let mut want = b"earlier output\n".to_vec();
+    want.extend_from_slice(&piped.stdout);
+    assert_eq!(std::fs::read(&out).unwrap(), want);
+}
+
 #[test]
 fn rewrite_detects_ndjson_on_stdin_and_hints_at_it_for_json() {
     let d = Dir::new("rw-sniff");

@@ -16,9 +16,10 @@ mod common;
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
-use scrim::policy::{BodyFormat, compile_str, selftest};
+use scrim::policy::{BodyFormat, compile_str};
 use scrim::pseudonym::KeyRing;
 use scrim::rewrite::{Engine, ErrorKind, reference};
+use scrim::selftest;
 
 const FILE: &str = "fuzz.toml";
 

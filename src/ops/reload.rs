@@ -11,12 +11,13 @@ use tokio::sync::watch;
 use crate::policy;
 use crate::proxy::State;
 use crate::proxy::routes::RuleSet;
+use crate::selftest;
 
 /// Validates and swaps in the rules directory. Returns the number of
 /// recipients loaded.
 pub fn reload(state: &State) -> Result<usize, Vec<String>> {
     let dir = std::slice::from_ref(&state.config.rules_dir);
-    let result = policy::load_verified(dir)
+    let result = selftest::load_verified(dir)
         .map_err(|errors| errors.iter().map(|e| e.to_string()).collect::<Vec<_>>())
         .and_then(|policies| {
             log_lint_warnings(&policies);

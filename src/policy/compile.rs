@@ -1,14 +1,13 @@
 //! From [`RawRuleFile`] to [`CompiledPolicy`]: every check with its location.
 
+pub(super) mod action;
+
 use std::ops::Range;
-use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
-use super::action::{
-    ACTION_NAMES, Action, ENCODING_NAMES, SCAN_REPLACE_NAMES, ScanReplace, options_of,
-};
+use super::action::Action;
 use super::dfa::{Dfa, DfaError};
 use super::diag;
 use super::lint::{self, Allow, LintScope};
@@ -19,8 +18,7 @@ use super::{
     BodyFormat, CompiledPolicy, DEFAULT_MAX_DEPTH, FieldRules, HeaderRules, HeaderValueSource,
     PolicyError, Rule, RuleTest,
 };
-use crate::pseudonym::Normalise;
-use crate::rewrite::transform::{DetectorSet, Scanner, TimeUnit};
+use action::parse_action;
 
 /// Locates byte offsets in the file text.
 struct Source<'a> {
@@ -287,11 +285,11 @@ pub fn compile_str_all(
         let Some(action) = noted(&mut errors, action) else {
             continue;
         };
-        if matches!(action, Action::EmbeddedJson { .. }) {
+        if !action.spec().in_query {
             errors.push(src.err(
                 diag::ACTION,
                 action_name_span(v),
-                "embedded_json is not available for query parameters",
+                format!("{} is not available for query parameters", action.name()),
             ));
             continue;
         }
@@ -703,343 +701,6 @@ fn action_name_span(value: &Spanned<RawValue>) -> Range<usize> {
         Some(a) => a.span(),
         None => value.span(),
     }
-}
-
-/// An action table's entries, each with its location.
-type Options = [(Spanned<String>, Spanned<RawValue>)];
-
-fn parse_action(
-    src: &Source<'_>,
-    value: &Spanned<RawValue>,
-    scopes: &mut Vec<String>,
-) -> Result<Action, PolicyError> {
-    let (name, name_span, opts): (&str, Range<usize>, &Options) = match value.get_ref() {
-        RawValue::String(s) => (s.as_str(), value.span(), &[]),
-        RawValue::Table(t) => match value.get_ref().get("action") {
-            Some(a) => match a.get_ref() {
-                RawValue::String(s) => (s.as_str(), a.span(), t.as_slice()),
-                other => {
-                    return Err(src.err(
-                        diag::ACTION,
-                        a.span(),
-                        format!("`action` must be a string, not {}", other.kind()),
-                    ));
-                }
-            },
-            // Field tables without `action` were flattened into selectors;
-            // anywhere else (a query parameter) the table is a mistake.
-            None => {
-                return Err(src
-                    .err(diag::ACTION, value.span(), "this table has no `action`")
-                    .with_help("write `action = \"...\"` in it, or an action name (\"keep\")"));
-            }
-        },
-        other => {
-            return Err(src
-                    .err(
-                        diag::ACTION,
-                        value.span(),
-                        format!("expected an action, found {}", other.kind()),
-                    )
-                    .with_help("write an action name (\"keep\") or a table with `action = \"...\"` and its options"));
-        }
-    };
-    if !ACTION_NAMES.contains(&name) {
-        return Err(src
-            .err(
-                diag::ACTION,
-                name_span,
-                format!("unknown action \"{}\"", name.escape_debug()),
-            )
-            .with_help(did_you_mean(name, ACTION_NAMES)));
-    }
-    let allowed = options_of(name);
-    for (k, _) in opts {
-        let k_name = k.get_ref().as_str();
-        if k_name == "action" || allowed.contains(&k_name) {
-            continue;
-        }
-        let e = if allowed.is_empty() {
-            src.err(
-                diag::ACTION,
-                k.span(),
-                format!(
-                    "action \"{name}\" takes no option \"{}\"",
-                    k_name.escape_debug()
-                ),
-            )
-            .with_help(format!("remove \"{}\"", k_name.escape_debug()))
-        } else {
-            src.err(
-                diag::ACTION,
-                k.span(),
-                format!(
-                    "unknown option \"{}\" for action \"{name}\"",
-                    k_name.escape_debug()
-                ),
-            )
-            .with_help(did_you_mean(k_name, allowed))
-        };
-        return Err(e);
-    }
-    let opt = |k: &str| -> Option<&Spanned<RawValue>> {
-        opts.iter()
-            .find(|(key, _)| key.get_ref() == k)
-            .map(|(_, v)| v)
-    };
-    // Errors about an option's value point at the value.
-    let at = |k: &str| opt(k).map_or(value.span(), |v| v.span());
-    let str_opt = |k: &str| -> Result<Option<&str>, PolicyError> {
-        match opt(k) {
-            None => Ok(None),
-            Some(v) => match v.get_ref() {
-                RawValue::String(s) => Ok(Some(s.as_str())),
-                other => Err(src.err(
-                    diag::ACTION,
-                    v.span(),
-                    format!("option \"{k}\" must be a string, not {}", other.kind()),
-                )),
-            },
-        }
-    };
-    let int_opt = |k: &str, range: Range<i64>| -> Result<Option<i64>, PolicyError> {
-        match opt(k) {
-            None => Ok(None),
-            Some(v) => match v.get_ref() {
-                RawValue::Integer(i) if range.contains(i) => Ok(Some(*i)),
-                _ => Err(src.err(
-                    diag::ACTION,
-                    v.span(),
-                    format!(
-                        "option \"{k}\" must be an integer from {} to {}",
-                        range.start,
-                        range.end - 1
-                    ),
-                )),
-            },
-        }
-    };
-    let normalise = || -> Result<Normalise, PolicyError> {
-        match str_opt("normalise")? {
-            None | Some("none") => Ok(Normalise::None),
-            Some(n) => Normalise::parse(n).ok_or_else(|| {
-                src.err(
-                    diag::ACTION,
-                    at("normalise"),
-                    format!("unknown normalise \"{}\"", n.escape_debug()),
-                )
-                .with_help(did_you_mean(n, Normalise::NAMES))
-            }),
-        }
-    };
-    let scope_of = |scopes: &mut Vec<String>| -> Result<usize, PolicyError> {
-        match str_opt("scope")? {
-            None => Ok(0),
-            Some("") => Err(src.err(diag::ACTION, at("scope"), "scope must not be empty")),
-            Some(s) => Ok(match scopes.iter().position(|x| x == s) {
-                Some(i) => i,
-                None => {
-                    scopes.push(s.to_string());
-                    scopes.len() - 1
-                }
-            }),
-        }
-    };
-    let bits = || -> Result<u16, PolicyError> {
-        // Shorter pseudonyms collide and are easier to enumerate: 64 bits
-        // is the floor, not a lint.
-        let b = int_opt("bits", 64..257)?.unwrap_or(128);
-        if b % 8 != 0 {
-            return Err(src
-                .err(
-                    diag::ACTION,
-                    at("bits"),
-                    "option \"bits\" must be a multiple of 8",
-                )
-                .with_help(format!("use {} or {}", b / 8 * 8, b / 8 * 8 + 8)));
-        }
-        Ok(b as u16)
-    };
-    Ok(match name {
-        "keep" => Action::Keep,
-        "drop" => Action::Drop,
-        "mask_email" => Action::MaskEmail,
-        "pseudonymise" => Action::Pseudonymise {
-            normalise: normalise()?,
-            scope: scope_of(scopes)?,
-            bits: bits()?,
-        },
-        "hash_sha256" => Action::HashSha256 {
-            normalise: normalise()?,
-        },
-        "truncate_ip" => Action::TruncateIp {
-            v4_prefix: int_opt("v4_prefix", 0..33)?.unwrap_or(24) as u8,
-            v6_prefix: int_opt("v6_prefix", 0..129)?.unwrap_or(48) as u8,
-        },
-        "coarsen_time" => {
-            let unit = match str_opt("unit")? {
-                None => TimeUnit::Hour,
-                Some(u) => TimeUnit::parse(u).ok_or_else(|| {
-                    src.err(
-                        diag::ACTION,
-                        at("unit"),
-                        format!("unknown unit \"{}\"", u.escape_debug()),
-                    )
-                    .with_help(did_you_mean(u, TimeUnit::NAMES))
-                })?,
-            };
-            Action::CoarsenTime { unit }
-        }
-        "bucket" => {
-            let items = match opt("bounds").map(|v| v.get_ref()) {
-                Some(RawValue::Array(items)) => items,
-                _ => {
-                    return Err(src
-                        .err(
-                            diag::ACTION,
-                            opt("bounds").map_or(name_span.clone(), |v| v.span()),
-                            "bucket needs `bounds`, an array of increasing integers",
-                        )
-                        .with_help("e.g. bounds = [18, 25, 35, 45, 55, 65]"));
-                }
-            };
-            let bounds: Option<Vec<i64>> = items.iter().map(|v| v.get_ref().as_integer()).collect();
-            let bounds = bounds
-                .filter(|b| !b.is_empty() && b.windows(2).all(|w| w[0] < w[1]))
-                .ok_or_else(|| {
-                    src.err(
-                        diag::ACTION,
-                        at("bounds"),
-                        "`bounds` must be a non-empty array of strictly increasing integers",
-                    )
-                })?;
-            Action::Bucket {
-                bounds: bounds.into(),
-            }
-        }
-        "strip_query" => {
-            let bad = || {
-                src.err(
-                    diag::ACTION,
-                    at("keep_params"),
-                    "`keep_params` must be an array of strings",
-                )
-            };
-            let keep_params = match opt("keep_params").map(|v| v.get_ref()) {
-                None => Vec::new(),
-                Some(RawValue::Array(items)) => items
-                    .iter()
-                    .map(|v| v.get_ref().as_str().map(str::to_string))
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or_else(bad)?,
-                Some(_) => return Err(bad()),
-            };
-            Action::StripQuery {
-                keep_params: keep_params.into(),
-            }
-        }
-        "redact" => {
-            let with = str_opt("with")?.unwrap_or("[redacted]");
-            let with_json = serde_json::to_vec(with).unwrap_or_else(|_| b"\"[redacted]\"".to_vec());
-            Action::Redact {
-                with_json: with_json.into(),
-                with: with.into(),
-            }
-        }
-        "scan" => {
-            let detectors = match opt("detect").map(|v| v.get_ref()) {
-                None => DetectorSet::all(),
-                Some(RawValue::Array(items)) if items.is_empty() => {
-                    // Finding nothing would send the text verbatim: a `keep`
-                    // that escapes review.
-                    return Err(src
-                        .err(
-                            diag::ACTION,
-                            at("detect"),
-                            "`detect` must name at least one detector",
-                        )
-                        .with_help(format!(
-                            "leave `detect` out to use all of them ({}), or use `keep` if the text may leave as it is",
-                            crate::rewrite::transform::Detector::NAMES.join(", ")
-                        )));
-                }
-                Some(RawValue::Array(items)) => {
-                    let mut set = DetectorSet::default();
-                    for item in items {
-                        let n = item.get_ref().as_str().unwrap_or("");
-                        if !set.parse_name(n) {
-                            return Err(src
-                                .err(
-                                    diag::ACTION,
-                                    item.span(),
-                                    format!("unknown detector \"{}\"", n.escape_debug()),
-                                )
-                                .with_help(did_you_mean(
-                                    n,
-                                    crate::rewrite::transform::Detector::NAMES,
-                                )));
-                        }
-                    }
-                    set
-                }
-                Some(_) => {
-                    return Err(src.err(
-                        diag::ACTION,
-                        at("detect"),
-                        "`detect` must be an array of detector names",
-                    ));
-                }
-            };
-            let replace = match str_opt("replace")?.unwrap_or("pseudonymise") {
-                "pseudonymise" => {
-                    if let Some((k, _)) = opts.iter().find(|(k, _)| k.get_ref() == "with") {
-                        return Err(src
-                            .err(
-                                diag::ACTION,
-                                k.span(),
-                                "`with` only applies to replace = \"redact\"",
-                            )
-                            .with_help("remove `with`, or set replace = \"redact\""));
-                    }
-                    ScanReplace::Pseudonymise {
-                        scope: scope_of(scopes)?,
-                        bits: bits()?,
-                    }
-                }
-                "redact" => ScanReplace::Redact(str_opt("with")?.unwrap_or("[redacted]").into()),
-                other => {
-                    return Err(src
-                        .err(
-                            diag::ACTION,
-                            at("replace"),
-                            format!("unknown replace \"{}\"", other.escape_debug()),
-                        )
-                        .with_help(did_you_mean(other, SCAN_REPLACE_NAMES)));
-                }
-            };
-            Action::Scan {
-                scanner: Arc::new(Scanner::new(detectors)),
-                replace,
-            }
-        }
-        "embedded_json" => {
-            let base64 = match str_opt("encoding")?.unwrap_or("plain") {
-                "plain" => false,
-                "base64" => true,
-                other => {
-                    return Err(src
-                        .err(
-                            diag::ACTION,
-                            at("encoding"),
-                            format!("unknown encoding \"{}\"", other.escape_debug()),
-                        )
-                        .with_help(did_you_mean(other, ENCODING_NAMES)));
-                }
-            };
-            Action::EmbeddedJson { base64 }
-        }
-        _ => unreachable!("checked against ACTION_NAMES"),
-    })
 }
 
 fn compile_headers(src: &Source<'_>, raw: &RawRuleFile) -> Result<HeaderRules, PolicyError> {

@@ -159,9 +159,16 @@ impl Dfa {
     /// key on the hot path, and the JSON loop is where it must live.
     #[inline(always)]
     pub fn step(&self, state: StateId, key: &[u8]) -> StateId {
+        self.step_head(state, key, head(key))
+    }
+
+    /// [`Self::step`] for a caller that already has the key's first eight
+    /// bytes as a number (`h`, zero-padded, as [`head`] gives them).
+    #[inline(always)]
+    pub fn step_head(&self, state: StateId, key: &[u8], h: u64) -> StateId {
+        debug_assert_eq!(h, head(key));
         let t = &self.trans[state as usize];
         if t.small.len() <= 16 {
-            let h = head(key);
             for (i, &kh) in t.heads.iter().enumerate() {
                 if kh == h {
                     let (k, target) = &t.small[i];
@@ -197,7 +204,7 @@ impl Dfa {
 
 /// The first eight bytes of a key as a number, zero-padded.
 #[inline(always)]
-fn head(key: &[u8]) -> u64 {
+pub fn head(key: &[u8]) -> u64 {
     let mut w = [0u8; 8];
     let n = key.len().min(8);
     w[..n].copy_from_slice(&key[..n]);

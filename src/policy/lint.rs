@@ -579,7 +579,7 @@ fn exempt(words: &[String], a: usize, b: usize) -> bool {
 fn words(key: &str) -> Vec<String> {
     let chars: Vec<char> = key
         .chars()
-        .filter(|&c| !selector::is_invisible(c) && !c.is_control())
+        .filter(|&c| !crate::chars::is_invisible(c) && !c.is_control())
         .collect();
     let mut out = Vec::new();
     let mut cur = String::new();

@@ -20,7 +20,6 @@ pub mod lint;
 pub mod paths;
 pub mod raw;
 pub mod selector;
-pub mod selftest;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -30,6 +29,11 @@ pub use action::{Action, ScanReplace};
 pub use compile::compile_str;
 pub(crate) use compile::line_col;
 pub use selector::{Segment, Selector};
+
+// Loading with self-tests runs the engine, so it lives above policy and
+// rewrite (`crate::selftest`); it stays reachable at its former path.
+// Nothing in `policy` calls it.
+pub use crate::selftest::{load_verified, test_failures};
 
 use dfa::{Dfa, StateId, StateInfo};
 
@@ -244,6 +248,14 @@ impl FieldRules {
         self.dfa.step(state, canonical)
     }
 
+    /// [`Self::step_canonical`] with the key's first eight bytes as a
+    /// little-endian number, zero-padded (the JSON fast path has them in a
+    /// register already).
+    #[inline(always)]
+    pub fn step_canonical_head(&self, state: StateId, canonical: &[u8], head: u64) -> StateId {
+        self.dfa.step_head(state, canonical, head)
+    }
+
     /// What is known at a state.
     #[inline]
     pub fn info(&self, state: StateId) -> StateInfo {
@@ -442,61 +454,6 @@ pub fn rule_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, PolicyError> {
         }
     }
     Ok(out)
-}
-
-/// Loads every rule file and runs its `[[tests]]`: a file whose own tests
-/// fail is refused like an invalid one. This is what the gateway loads and
-/// reloads.
-pub fn load_verified(paths: &[PathBuf]) -> Result<Vec<Arc<CompiledPolicy>>, Vec<PolicyError>> {
-    let policies = load_all(paths)?;
-    let errors: Vec<PolicyError> = policies.iter().flat_map(test_failures).collect();
-    if errors.is_empty() {
-        Ok(policies)
-    } else {
-        Err(errors)
-    }
-}
-
-/// Runs a policy's `[[tests]]` and returns one error per failing case. The
-/// message names the test and the first line of why; the rest (expected
-/// and actual output, which show test input values) is in the note.
-pub fn test_failures(p: &Arc<CompiledPolicy>) -> Vec<PolicyError> {
-    let text = std::fs::read_to_string(&p.source).unwrap_or_default();
-    selftest::run(p)
-        .into_iter()
-        .filter_map(|r| {
-            let why = r.failure?;
-            let (first, rest) = why.split_once('\n').unwrap_or((why.as_str(), ""));
-            let file = p.source.display().to_string();
-            let mut e = match test_span(&text, r.line) {
-                Some(span) => PolicyError::at(diag::TEST_FAILED, file, &text, span, ""),
-                None => PolicyError {
-                    line: r.line,
-                    col: 1,
-                    ..PolicyError::whole_file(diag::TEST_FAILED, file, "")
-                },
-            };
-            e.message = format!("test \"{}\" failed: {}", r.name, first.trim());
-            if !rest.trim().is_empty() {
-                e.note = Some(rest.lines().map(str::trim).collect::<Vec<_>>().join("\n"));
-            }
-            Some(e)
-        })
-        .collect()
-}
-
-/// The `[[tests]]` header on a 1-based line (or the line itself).
-fn test_span(text: &str, line: usize) -> Option<std::ops::Range<usize>> {
-    let start: usize = text
-        .split_inclusive('\n')
-        .take(line.checked_sub(1)?)
-        .map(str::len)
-        .sum();
-    let rest = text.get(start..)?;
-    let len = rest.find('\n').unwrap_or(rest.len());
-    let l = &rest[..len];
-    let lead = l.len() - l.trim_start().len();
-    Some(start + lead..start + l.trim_end().len())
 }
 
 /// Loads every rule file of a directory (or list of files). Every file is

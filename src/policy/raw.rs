@@ -21,6 +21,8 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use toml::Spanned;
 
+use super::action::{ACTIONS, ActionKind, ActionSpec};
+
 /// A scrim rule file: what one recipient (partner) may receive. A field, query
 /// parameter or header leaves only if a rule below allows it, and then only in
 /// the form its action gives; everything else is dropped. Reference:
@@ -383,9 +385,9 @@ pub struct RawAllow {
 }
 
 // What follows describes actions as rule files write them, for the schema
-// only: the compiler reads actions from [`RawValue`] (see `parse_action`),
-// and the lists it checks against are [`super::action::ACTION_NAMES`] and
-// [`super::action::options_of`]. An action added there needs its table here.
+// only: the compiler reads actions from [`RawValue`] (see `parse_action`).
+// Each action's row in [`ACTIONS`] names its `*Table` type here, and the
+// table names its row back through [`ActionOptions::KIND`].
 
 /// The value of a `[fields]` entry: an action name, a table with `action`
 /// and its options, or a table without `action` grouping selectors under a
@@ -408,15 +410,19 @@ struct ActionName<const QUERY: bool>;
 struct ActionTable<T>(std::marker::PhantomData<T>);
 
 /// The options of one action, as a rule file writes them in the table form.
-trait ActionOptions: JsonSchema {
-    /// The action's name.
-    const NAME: &'static str;
-    /// Whether `[query]` accepts it.
-    const IN_QUERY: bool = true;
+pub(crate) trait ActionOptions: JsonSchema {
+    /// The action these are the options of.
+    const KIND: ActionKind;
+    /// The action's row.
+    const SPEC: &'static ActionSpec = &ACTIONS[Self::KIND as usize];
 }
 
+/// How an action's row in [`ACTIONS`] builds its schema pieces.
+pub(crate) type ActionSchema = fn(&mut SchemaGenerator) -> ActionEntry;
+
 /// One action's schema pieces.
-struct ActionEntry {
+pub(crate) struct ActionEntry {
+    kind: ActionKind,
     name: &'static str,
     in_query: bool,
     /// Whether the action has a required option, so that its name alone is
@@ -427,7 +433,8 @@ struct ActionEntry {
 }
 
 impl ActionEntry {
-    fn of<T: ActionOptions>(generator: &mut SchemaGenerator) -> ActionEntry {
+    /// The schema pieces of the action whose options `T` describes.
+    pub(crate) fn of<T: ActionOptions>(generator: &mut SchemaGenerator) -> ActionEntry {
         let options = T::json_schema(generator);
         let description = options.get("description").cloned().unwrap_or_default();
         let needs_options = options
@@ -435,8 +442,9 @@ impl ActionEntry {
             .and_then(serde_json::Value::as_array)
             .is_some_and(|r| !r.is_empty());
         ActionEntry {
-            name: T::NAME,
-            in_query: T::IN_QUERY,
+            kind: T::KIND,
+            name: T::SPEC.name,
+            in_query: T::SPEC.in_query,
             needs_options,
             description,
             table: generator.subschema_for::<ActionTable<T>>(),
@@ -444,22 +452,20 @@ impl ActionEntry {
     }
 }
 
-/// Every action, in [`super::action::ACTION_NAMES`] order.
+/// Every action, in [`ACTIONS`] order.
 fn actions(generator: &mut SchemaGenerator) -> Vec<ActionEntry> {
-    vec![
-        ActionEntry::of::<KeepTable>(generator),
-        ActionEntry::of::<DropTable>(generator),
-        ActionEntry::of::<PseudonymiseTable>(generator),
-        ActionEntry::of::<HashSha256Table>(generator),
-        ActionEntry::of::<TruncateIpTable>(generator),
-        ActionEntry::of::<CoarsenTimeTable>(generator),
-        ActionEntry::of::<BucketTable>(generator),
-        ActionEntry::of::<MaskEmailTable>(generator),
-        ActionEntry::of::<StripQueryTable>(generator),
-        ActionEntry::of::<RedactTable>(generator),
-        ActionEntry::of::<ScanTable>(generator),
-        ActionEntry::of::<EmbeddedJsonTable>(generator),
-    ]
+    ACTIONS
+        .iter()
+        .map(|a| {
+            let entry = (a.schema)(generator);
+            assert_eq!(
+                entry.kind, a.kind,
+                "{} names another action's table",
+                a.name
+            );
+            entry
+        })
+        .collect()
 }
 
 impl<T: ActionOptions> JsonSchema for ActionTable<T> {
@@ -480,7 +486,7 @@ impl<T: ActionOptions> JsonSchema for ActionTable<T> {
         if let serde_json::Value::Object(props) = props {
             props.insert(
                 "action".into(),
-                serde_json::json!({ "type": "string", "const": T::NAME }),
+                serde_json::json!({ "type": "string", "const": T::SPEC.name }),
             );
         }
         let required = obj
@@ -575,20 +581,20 @@ impl JsonSchema for FieldGroup {
 /// container with its subtree, except where a deeper selector says otherwise.
 #[derive(JsonSchema)]
 #[schemars(deny_unknown_fields)]
-struct KeepTable {}
+pub(crate) struct KeepTable {}
 
 impl ActionOptions for KeepTable {
-    const NAME: &'static str = "keep";
+    const KIND: ActionKind = ActionKind::Keep;
 }
 
 /// `drop`: removes the field (also the default for anything no selector
 /// allows).
 #[derive(JsonSchema)]
 #[schemars(deny_unknown_fields)]
-struct DropTable {}
+pub(crate) struct DropTable {}
 
 impl ActionOptions for DropTable {
-    const NAME: &'static str = "drop";
+    const KIND: ActionKind = ActionKind::Drop;
 }
 
 /// `pseudonymise`: a keyed HMAC-SHA256 of the normalised value,
@@ -596,7 +602,7 @@ impl ActionOptions for DropTable {
 #[derive(JsonSchema)]
 #[schemars(deny_unknown_fields)]
 #[allow(dead_code)]
-struct PseudonymiseTable {
+pub(crate) struct PseudonymiseTable {
     /// Normalisation before hashing. Default: none (hashed as it is).
     normalise: Option<NormaliseName>,
     /// Pseudonym scope; naming a shared scope in two files lets those
@@ -609,7 +615,7 @@ struct PseudonymiseTable {
 }
 
 impl ActionOptions for PseudonymiseTable {
-    const NAME: &'static str = "pseudonymise";
+    const KIND: ActionKind = ActionKind::Pseudonymise;
 }
 
 /// `hash_sha256`: unkeyed SHA-256 of the normalised value, 64 lowercase hex
@@ -617,13 +623,13 @@ impl ActionOptions for PseudonymiseTable {
 #[derive(JsonSchema)]
 #[schemars(deny_unknown_fields)]
 #[allow(dead_code)]
-struct HashSha256Table {
+pub(crate) struct HashSha256Table {
     /// Normalisation before hashing. Default: none (hashed as it is).
     normalise: Option<NormaliseName>,
 }
 
 impl ActionOptions for HashSha256Table {
-    const NAME: &'static str = "hash_sha256";
+    const KIND: ActionKind = ActionKind::HashSha256;
 }
 
 /// `truncate_ip`: zeroes the host bits of an IP address
@@ -631,7 +637,7 @@ impl ActionOptions for HashSha256Table {
 #[derive(JsonSchema)]
 #[schemars(deny_unknown_fields)]
 #[allow(dead_code)]
-struct TruncateIpTable {
+pub(crate) struct TruncateIpTable {
     /// IPv4 prefix length kept, 0 to 32 (default 24).
     #[schemars(range(min = 0, max = 32))]
     v4_prefix: Option<i64>,
@@ -641,7 +647,7 @@ struct TruncateIpTable {
 }
 
 impl ActionOptions for TruncateIpTable {
-    const NAME: &'static str = "truncate_ip";
+    const KIND: ActionKind = ActionKind::TruncateIp;
 }
 
 /// `coarsen_time`: rounds an RFC 3339 timestamp or an epoch number down,
@@ -649,13 +655,13 @@ impl ActionOptions for TruncateIpTable {
 #[derive(JsonSchema)]
 #[schemars(deny_unknown_fields)]
 #[allow(dead_code)]
-struct CoarsenTimeTable {
+pub(crate) struct CoarsenTimeTable {
     /// The unit rounded down to (default `hour`).
     unit: Option<TimeUnitName>,
 }
 
 impl ActionOptions for CoarsenTimeTable {
-    const NAME: &'static str = "coarsen_time";
+    const KIND: ActionKind = ActionKind::CoarsenTime;
 }
 
 /// `bucket`: a number into a band label such as `"25-34"`, `"<18"` or
@@ -663,23 +669,23 @@ impl ActionOptions for CoarsenTimeTable {
 #[derive(JsonSchema)]
 #[schemars(deny_unknown_fields)]
 #[allow(dead_code)]
-struct BucketTable {
+pub(crate) struct BucketTable {
     /// Band bounds: strictly increasing integers, e.g. `[18, 25, 35, 45, 55, 65]`.
     #[schemars(length(min = 1))]
     bounds: Vec<i64>,
 }
 
 impl ActionOptions for BucketTable {
-    const NAME: &'static str = "bucket";
+    const KIND: ActionKind = ActionKind::Bucket;
 }
 
 /// `mask_email`: keeps only the domain of an email address, lower-cased.
 #[derive(JsonSchema)]
 #[schemars(deny_unknown_fields)]
-struct MaskEmailTable {}
+pub(crate) struct MaskEmailTable {}
 
 impl ActionOptions for MaskEmailTable {
-    const NAME: &'static str = "mask_email";
+    const KIND: ActionKind = ActionKind::MaskEmail;
 }
 
 /// `strip_query`: removes the query, fragment and userinfo of a URL; the
@@ -687,14 +693,14 @@ impl ActionOptions for MaskEmailTable {
 #[derive(JsonSchema)]
 #[schemars(deny_unknown_fields)]
 #[allow(dead_code)]
-struct StripQueryTable {
+pub(crate) struct StripQueryTable {
     /// Query parameters that stay, by raw name, in their original order.
     /// Default: none.
     keep_params: Option<Vec<String>>,
 }
 
 impl ActionOptions for StripQueryTable {
-    const NAME: &'static str = "strip_query";
+    const KIND: ActionKind = ActionKind::StripQuery;
 }
 
 /// `redact`: replaces the value (string, number or whole object) by a
@@ -702,13 +708,13 @@ impl ActionOptions for StripQueryTable {
 #[derive(JsonSchema)]
 #[schemars(deny_unknown_fields)]
 #[allow(dead_code)]
-struct RedactTable {
+pub(crate) struct RedactTable {
     /// The replacement (default `"[redacted]"`).
     with: Option<String>,
 }
 
 impl ActionOptions for RedactTable {
-    const NAME: &'static str = "redact";
+    const KIND: ActionKind = ActionKind::Redact;
 }
 
 /// `scan`: finds personal data inside free text and replaces each find.
@@ -719,7 +725,7 @@ impl ActionOptions for RedactTable {
     "with": { "required": ["replace"], "properties": { "replace": { "const": "redact" } } }
 }))]
 #[allow(dead_code)]
-struct ScanTable {
+pub(crate) struct ScanTable {
     /// What to look for, at least one detector. Default: every detector.
     #[schemars(length(min = 1))]
     detect: Option<Vec<DetectorName>>,
@@ -738,7 +744,7 @@ struct ScanTable {
 }
 
 impl ActionOptions for ScanTable {
-    const NAME: &'static str = "scan";
+    const KIND: ActionKind = ActionKind::Scan;
 }
 
 /// `embedded_json`: the string holds a JSON document, rewritten by the
@@ -746,14 +752,13 @@ impl ActionOptions for ScanTable {
 #[derive(JsonSchema)]
 #[schemars(deny_unknown_fields)]
 #[allow(dead_code)]
-struct EmbeddedJsonTable {
+pub(crate) struct EmbeddedJsonTable {
     /// How the document is encoded in the string (default `plain`).
     encoding: Option<EncodingName>,
 }
 
 impl ActionOptions for EmbeddedJsonTable {
-    const NAME: &'static str = "embedded_json";
-    const IN_QUERY: bool = false;
+    const KIND: ActionKind = ActionKind::EmbeddedJson;
 }
 
 /// Normalisation before hashing.

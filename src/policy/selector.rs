@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::chars::is_invisible;
+
 /// The form in which keys are compared with selector literals: case-folded
 /// (upper then lower case, so `ſ`, `ﬁ` and `ß` meet `s`, `fi` and `ss`),
 /// fullwidth ASCII read as ASCII, with whitespace, control and invisible
@@ -18,9 +20,19 @@ pub fn canonical_key<'a>(key: &'a [u8], buf: &'a mut Vec<u8>) -> &'a [u8] {
         return key;
     }
     buf.clear();
-    if kinds & OTHER == 0 {
+    if kinds & (OTHER | BLANK) == 0 {
         // Visible ASCII (`userId`): only case to fold.
         buf.extend(key.iter().map(u8::to_ascii_lowercase));
+        return buf;
+    }
+    if kinds & OTHER == 0 {
+        // ASCII with blanks or controls (`Google Analytics`): those go, as
+        // `fold_unicode_key` removes them.
+        buf.extend(
+            key.iter()
+                .filter(|&&b| KEY_BYTE[b as usize] != BLANK)
+                .map(u8::to_ascii_lowercase),
+        );
         return buf;
     }
     fold_unicode_key(key, buf)
@@ -127,14 +139,22 @@ static NEWER_FOLDS: &[(char, &str)] = &[
 ];
 
 /// Kinds of key byte for [`canonical_key`]: visible ASCII that is not upper
-/// case never changes; upper-case ASCII only folds; anything else (blanks,
-/// controls, non-ASCII) takes the Unicode path.
+/// case never changes; upper-case ASCII only folds; ASCII blanks and
+/// controls are removed; non-ASCII takes the Unicode path.
 const PLAIN: u8 = 0;
 const UPPER: u8 = 1;
 const OTHER: u8 = 2;
+/// ASCII whitespace and controls: removed from keys.
+const BLANK: u8 = 4;
 
 static KEY_BYTE: [u8; 256] = {
     let mut t = [OTHER; 256];
+    let mut b = 0;
+    while b <= 0x20 {
+        t[b] = BLANK;
+        b += 1;
+    }
+    t[0x7f] = BLANK;
     let mut b = 0x21;
     while b < 0x7f {
         t[b] = if b >= b'A' as usize && b <= b'Z' as usize {
@@ -146,44 +166,6 @@ static KEY_BYTE: [u8; 256] = {
     }
     t
 };
-
-/// Characters that render as nothing: every format character (Unicode
-/// category Cf: zero-width space and joiners, bidi controls, the BOM, tag
-/// characters...), the Hangul fillers, the combining grapheme joiner and
-/// variation selectors. All are commonly used to disguise text.
-pub(crate) fn is_invisible(c: char) -> bool {
-    matches!(
-        c,
-        '\u{00AD}'
-            | '\u{034F}'
-            | '\u{0600}'..='\u{0605}'
-            | '\u{061C}'
-            | '\u{06DD}'
-            | '\u{070F}'
-            | '\u{0890}'..='\u{0891}'
-            | '\u{08E2}'
-            | '\u{115F}'
-            | '\u{1160}'
-            | '\u{17B4}'
-            | '\u{17B5}'
-            | '\u{180B}'..='\u{180F}'
-            | '\u{200B}'..='\u{200F}'
-            | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{206F}'
-            | '\u{3164}'
-            | '\u{FE00}'..='\u{FE0F}'
-            | '\u{FEFF}'
-            | '\u{FFA0}'
-            | '\u{FFF9}'..='\u{FFFB}'
-            | '\u{110BD}'
-            | '\u{110CD}'
-            | '\u{13430}'..='\u{1343F}'
-            | '\u{1BCA0}'..='\u{1BCA3}'
-            | '\u{1D173}'..='\u{1D17A}'
-            | '\u{E0000}'..='\u{E007F}'
-            | '\u{E0100}'..='\u{E01EF}'
-    )
-}
 
 /// [`canonical_key`] of a string.
 pub fn canonical(key: &str) -> String {

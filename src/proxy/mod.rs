@@ -27,8 +27,8 @@ use tokio::task::JoinHandle;
 use crate::config::{Config, TlsConfig};
 use crate::ops::logbuf;
 use crate::ops::metrics::Metrics;
-use crate::policy;
 use crate::pseudonym::KeyRing;
+use crate::selftest;
 use routes::RuleSet;
 use upstream::{CaptureLog, HttpClient, build_client};
 
@@ -179,7 +179,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
     let metrics = Metrics::new();
     let client = build_client(&config.upstream, &[]).map_err(ServeError::Tls)?;
     let policies =
-        policy::load_verified(std::slice::from_ref(&config.rules_dir)).map_err(|errors| {
+        selftest::load_verified(std::slice::from_ref(&config.rules_dir)).map_err(|errors| {
             ServeError::Rules(
                 errors
                     .iter()

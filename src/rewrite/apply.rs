@@ -7,7 +7,8 @@ use base64::Engine as _;
 use crate::policy::{Action, ScanReplace};
 use crate::pseudonym::{Normalise, normalise, sha256_hex_into};
 
-use super::{Engine, transform};
+use super::Engine;
+use crate::transform;
 
 /// The result of a value action.
 pub(crate) enum Out {

@@ -355,7 +355,7 @@ fn json_prefix(raw: &[u8], complete: bool) -> Prefix {
 /// space, control and format characters (the BOM among them), and the
 /// other characters that render as nothing.
 fn skipped_before_json(c: char) -> bool {
-    c.is_whitespace() || c.is_control() || crate::policy::selector::is_invisible(c)
+    c.is_whitespace() || c.is_control() || crate::chars::is_invisible(c)
 }
 
 fn hex(b: u8) -> Option<u8> {

@@ -13,7 +13,9 @@ pub mod json;
 pub mod path;
 #[cfg(feature = "oracle")]
 pub mod reference;
-pub mod transform;
+
+/// The value transforms, also at their former path.
+pub use crate::transform;
 
 use std::fmt;
 use std::sync::Arc;
@@ -563,7 +565,12 @@ fn looks_like_a_value(key: &[u8]) -> bool {
         b"glpat-",
         b"tok_",
     ];
-    if SECRET_PREFIXES.iter().any(|p| key.starts_with(p)) {
+    // Every prefix starts with one of these letters: most keys skip the list.
+    let may_be_secret = matches!(
+        key.first(),
+        Some(b's' | b'p' | b'r' | b'g' | b'x' | b'A' | b'e' | b't')
+    );
+    if may_be_secret && SECRET_PREFIXES.iter().any(|p| key.starts_with(p)) {
         return true;
     }
     // IBAN: country letters, check digits, then the account.
@@ -611,6 +618,11 @@ pub(crate) fn push_path_key(path: &mut String, key: &[u8], rules: &FieldRules) {
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'$'))
         && !looks_like_a_value(key);
+    if ident {
+        // Identifier bytes are ASCII, and none needs quoting.
+        path.extend(key.iter().map(|&b| char::from(b)));
+        return;
+    }
     let named = || {
         rules.rules().iter().any(|r| {
             r.selector
@@ -620,7 +632,7 @@ pub(crate) fn push_path_key(path: &mut String, key: &[u8], rules: &FieldRules) {
         })
     };
     match std::str::from_utf8(key) {
-        Ok(k) if ident || named() => {
+        Ok(k) if named() => {
             if k.contains(['.', '"', '*']) {
                 path.push_str(&format!("{k:?}"));
             } else {

@@ -12,8 +12,8 @@ use crate::policy::Action;
 use crate::policy::paths::{Part, PathRules};
 
 use super::apply::{self, Out, Scalar};
-use super::transform::{DetectorSet, Scanner};
 use super::{Engine, Outcome, Stats};
+use crate::transform::{DetectorSet, Scanner};
 
 /// Every `scan` detector, for paths without templates and for `**` rests.
 static SCREEN: LazyLock<Scanner> = LazyLock::new(|| Scanner::new(DetectorSet::all()));

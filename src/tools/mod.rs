@@ -120,7 +120,7 @@ pub fn describe(action: &Action, policy: &CompiledPolicy) -> String {
 /// fewer `scan` detectors. Other option changes (scope, bits, normalisation,
 /// replacement text) change the form, not how much is revealed.
 pub fn options_reveal_more(old: &Action, new: &Action) -> bool {
-    use crate::rewrite::transform::TimeUnit;
+    use crate::transform::TimeUnit;
     let fineness = |u: &TimeUnit| match u {
         TimeUnit::Day => 0,
         TimeUnit::Hour => 1,

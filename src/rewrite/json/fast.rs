@@ -21,6 +21,7 @@
 use std::collections::HashSet;
 
 use super::{LINEAR_DUP_LIMIT, MAX_NUMBER_LEN, Memo, needs_attention, unescape};
+use crate::policy::dfa::head;
 use crate::policy::selector::canonical_key;
 use crate::policy::{Action, FieldRules};
 use crate::rewrite::apply::{self, Out, Scalar};
@@ -54,14 +55,44 @@ struct PathNode<'p> {
     seg: Option<Seg>,
 }
 
+/// The fast path reads at most this many bytes of a buffer (a key's place
+/// in it must fit [`SeenKey`]); a document reaching past it is the state
+/// machine's.
+pub(super) const MAX_BUF: usize = (1 << 31) - 1;
+
 /// A key seen in an object being read (duplicate checks): the hash of its
-/// canonical form and where its raw bytes are.
+/// canonical form and where its raw bytes are. Sixteen bytes, built in
+/// registers: a wider struct is assembled on the stack and read back whole,
+/// which stalls on every key.
 #[derive(Clone, Copy)]
 struct SeenKey {
     hash: u64,
-    start: u32,
-    end: u32,
-    escaped: bool,
+    /// Start (bits 0-30), whether it holds escapes (bit 31), end (bits
+    /// 32-63).
+    at: u64,
+}
+
+impl SeenKey {
+    #[inline(always)]
+    fn new(hash: u64, start: usize, end: usize, escaped: bool) -> SeenKey {
+        debug_assert!(end <= MAX_BUF);
+        SeenKey {
+            hash,
+            at: start as u64 | (escaped as u64) << 31 | (end as u64) << 32,
+        }
+    }
+
+    fn start(self) -> usize {
+        (self.at & 0x7fff_ffff) as usize
+    }
+
+    fn end(self) -> usize {
+        (self.at >> 32) as usize
+    }
+
+    fn escaped(self) -> bool {
+        self.at & (1 << 31) != 0
+    }
 }
 
 /// The keys of the open objects, shared by the recursion (each object owns
@@ -450,11 +481,11 @@ impl Fast<'_, '_> {
                 return Err(Bail);
             }
             let kstart = j;
-            let (kend, escaped) = self.string(j)?;
+            let (kend, escaped, plain) = self.key_token(j)?;
             let rules = self.rules;
             let state = {
-                let canon = self.key(kstart + 1, kend - 1, escaped, &mut keys)?;
-                rules.step_canonical(ctx.state, canon)
+                let (canon, head) = self.key(kstart + 1, kend - 1, escaped, plain, &mut keys)?;
+                rules.step_canonical_head(ctx.state, canon, head)
             };
             j = self.ws(kend)?;
             if self.at(j)? != b':' {
@@ -566,8 +597,8 @@ impl Fast<'_, '_> {
             if self.at(j)? != b'"' {
                 return Err(Bail);
             }
-            let (kend, escaped) = self.string(j)?;
-            self.key(j + 1, kend - 1, escaped, &mut keys)?;
+            let (kend, escaped, plain) = self.key_token(j)?;
+            self.skipped_key(j + 1, kend - 1, escaped, plain, &mut keys)?;
             j = self.ws(kend)?;
             if self.at(j)? != b':' {
                 return Err(Bail);
@@ -616,74 +647,121 @@ impl Fast<'_, '_> {
         self.seen.keys.truncate(keys.start);
     }
 
-    /// A key (raw bytes `start..end`) of the object `keys`: checked to be
-    /// new in canonical form (keys that fold alike are duplicates); returns
-    /// the canonical form.
-    #[inline]
-    fn key(&mut self, start: usize, end: usize, escaped: bool, keys: &mut ObjectKeys) -> R<&[u8]> {
-        let raw = &self.buf[start..end];
+    /// A key (raw bytes `start..end`) of an object being entered: checked
+    /// to be new in canonical form (keys that fold alike are duplicates);
+    /// returns the canonical form and its first eight bytes as a number
+    /// (for the automaton step).
+    #[inline(always)]
+    fn key(
+        &mut self,
+        start: usize,
+        end: usize,
+        escaped: bool,
+        plain: Option<AsciiKey>,
+        keys: &mut ObjectKeys,
+    ) -> R<(&[u8], u64)> {
+        let buf = self.buf;
         // The usual key (`userId`): visible ASCII, no escape. Its canonical
-        // form is its lower case, hashed in the same pass.
+        // form is its lower case, hashed as it was scanned.
+        let Some(k) = plain else {
+            return self.unusual_key(start, end, escaped, keys);
+        };
+        let raw = &buf[start..end];
+        let canon: &[u8] = if k.upper {
+            self.canon.clear();
+            self.canon.extend(raw.iter().map(u8::to_ascii_lowercase));
+            &self.canon[..]
+        } else {
+            raw
+        };
+        let seen = SeenKey::new(k.hash, start, end, false);
+        remember(self.seen, buf, keys, seen, Some(canon))?;
+        Ok((canon, k.head))
+    }
+
+    /// A key of an object that is only validated: checked to be new.
+    #[inline(always)]
+    fn skipped_key(
+        &mut self,
+        start: usize,
+        end: usize,
+        escaped: bool,
+        plain: Option<AsciiKey>,
+        keys: &mut ObjectKeys,
+    ) -> R<()> {
+        if let Some(k) = plain {
+            let seen = SeenKey::new(k.hash, start, end, false);
+            // The canonical form is only needed when hashes meet.
+            return remember(self.seen, self.buf, keys, seen, None);
+        }
+        self.unusual_key(start, end, escaped, keys).map(|_| ())
+    }
+
+    /// A key with escapes or beyond visible ASCII: folded in full.
+    #[inline(never)]
+    fn unusual_key(
+        &mut self,
+        start: usize,
+        end: usize,
+        escaped: bool,
+        keys: &mut ObjectKeys,
+    ) -> R<(&[u8], u64)> {
+        let buf = self.buf;
+        let raw = &buf[start..end];
+        let text: &[u8] = if escaped {
+            let k = unescape(raw, true, self.scratch).as_bytes();
+            // U+0000 only comes from an escape: the state machine decides
+            // whether the readings before and after it agree.
+            if memchr::memchr(0, k).is_some() {
+                return Err(Bail);
+            }
+            k
+        } else {
+            raw
+        };
+        let canon = canonical_key(text, self.canon);
+        let seen = SeenKey::new(folded_hash(canon), start, end, escaped);
+        remember(self.seen, buf, keys, seen, Some(canon))?;
+        Ok((canon, head(canon)))
+    }
+
+    /// Scans a key token at the quote `buf[i]`: where it ends, whether it
+    /// holds escapes, and for a key of visible ASCII without escapes its
+    /// [`AsciiKey`], found in the same pass (most keys are read once).
+    #[inline(always)]
+    fn key_token(&self, i: usize) -> R<(usize, bool, Option<AsciiKey>)> {
+        let buf = self.buf;
+        let start = i + 1;
+        let mut j = start;
+        let mut k = KeyWords::new();
+        while let Some(word) = buf.get(j..j + 8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(word);
+            let w = u64::from_le_bytes(w);
+            let stop = needs_attention(w);
+            if stop == 0 {
+                k.take(w, u64::MAX);
+                j += 8;
+                continue;
+            }
+            let n = (stop.trailing_zeros() / 8) as usize;
+            if buf[j + n] != b'"' {
+                break;
+            }
+            if n > 0 {
+                let keep = u64::MAX >> (8 * (8 - n));
+                k.take(w & keep, keep);
+            }
+            return Ok((j + n + 1, false, k.finish(j + n - start)));
+        }
+        // An escape, a control character, or the end of the buffer near.
+        let (end, escaped) = self.string(i)?;
         let plain = if escaped {
             None
         } else {
-            ascii_key(self.buf, start, end)
+            ascii_key(buf, start, end - 1)
         };
-        let (canon, hash): (&[u8], u64) = match plain {
-            Some((hash, false)) => (raw, hash),
-            Some((hash, true)) => {
-                self.canon.clear();
-                self.canon.extend(raw.iter().map(u8::to_ascii_lowercase));
-                (&self.canon[..], hash)
-            }
-            None => {
-                let text: &[u8] = if escaped {
-                    let k = unescape(raw, true, self.scratch).as_bytes();
-                    // U+0000 only comes from an escape: the state machine
-                    // decides whether the readings before and after it agree.
-                    if memchr::memchr(0, k).is_some() {
-                        return Err(Bail);
-                    }
-                    k
-                } else {
-                    raw
-                };
-                let canon = canonical_key(text, self.canon);
-                (canon, folded_hash(canon))
-            }
-        };
-        if let Some(set) = &mut keys.set {
-            if !set.insert(canon.into()) {
-                return Err(Bail);
-            }
-            return Ok(canon);
-        }
-        let bit = 1u64 << (hash & 63);
-        let seen = &self.seen.keys[keys.start..];
-        // Possibly seen: compare the canonical forms of equal hashes.
-        if keys.bloom & bit != 0
-            && seen
-                .iter()
-                .any(|k| k.0.hash == hash && canonical_of(self.buf, k.0) == canon)
-        {
-            return Err(Bail);
-        }
-        keys.bloom |= bit;
-        if seen.len() >= LINEAR_DUP_LIMIT {
-            let mut set: HashSet<Box<[u8]>> = HashSet::with_capacity(seen.len() * 2);
-            for k in seen {
-                set.insert(canonical_of(self.buf, k.0).into());
-            }
-            set.insert(canon.into());
-            keys.set = Some(set);
-        }
-        self.seen.keys.push(SeenKeyRepr(SeenKey {
-            hash,
-            start: start as u32,
-            end: end as u32,
-            escaped,
-        }));
-        Ok(canon)
+        Ok((end, escaped, plain))
     }
 
     /// Scans one scalar token.
@@ -835,7 +913,6 @@ impl Fast<'_, '_> {
     /// The path of a value, as the state machine writes it.
     #[cold]
     fn path(&mut self, node: &PathNode) -> String {
-        use std::fmt::Write as _;
         // Root first: the nodes are linked from the leaf.
         fn walk(f: &mut Fast<'_, '_>, node: &PathNode, path: &mut String) {
             if let Some(parent) = node.parent {
@@ -848,11 +925,18 @@ impl Fast<'_, '_> {
                     end,
                     escaped,
                 }) => {
-                    let k = unescape(&f.buf[start..end], escaped, f.scratch);
-                    crate::rewrite::push_path_key(path, k.as_bytes(), f.rules);
+                    let raw = &f.buf[start..end];
+                    let k = if escaped {
+                        unescape(raw, true, f.scratch).as_bytes()
+                    } else {
+                        raw
+                    };
+                    crate::rewrite::push_path_key(path, k, f.rules);
                 }
                 Some(Seg::Index(i)) => {
-                    let _ = write!(path, "[{i}]");
+                    path.push('[');
+                    path.push_str(itoa(i, &mut [0u8; 20]));
+                    path.push(']');
                 }
             }
         }
@@ -860,6 +944,20 @@ impl Fast<'_, '_> {
         walk(self, node, &mut path);
         path
     }
+}
+
+/// `n` in decimal, written into `buf`.
+fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[at..]).unwrap_or("0")
 }
 
 const LOW: u64 = 0x0101_0101_0101_0101;
@@ -890,15 +988,70 @@ fn mix(h: u64, w: u64) -> u64 {
     (h.rotate_left(5) ^ w).wrapping_mul(HASH_K)
 }
 
-/// For a key (`buf[start..end]`) of visible ASCII only (what
-/// [`canonical_key`] only case-folds): the hash of its canonical
-/// (lower-case) form and whether it has upper-case letters. `None` for any
-/// other key.
+/// A key of visible ASCII only (what [`canonical_key`] only case-folds).
+struct AsciiKey {
+    /// The hash of its canonical (lower-case) form.
+    hash: u64,
+    /// Whether it has upper-case letters.
+    upper: bool,
+    /// The first eight bytes of the canonical form as a number.
+    head: u64,
+}
+
+/// [`AsciiKey`] built a word at a time.
+struct KeyWords {
+    hash: u64,
+    bad: u64,
+    upper: u64,
+    head: u64,
+    words: usize,
+}
+
+impl KeyWords {
+    #[inline(always)]
+    fn new() -> KeyWords {
+        KeyWords {
+            hash: 0,
+            bad: 0,
+            upper: 0,
+            head: 0,
+            words: 0,
+        }
+    }
+
+    /// Takes the next (up to) eight bytes of the key: `w` with only the
+    /// key's bytes kept (`keep`), the rest zero.
+    #[inline(always)]
+    fn take(&mut self, w: u64, keep: u64) {
+        let real = HIGH & keep;
+        // Below 0x21 (blanks, controls), or 0x7f and above.
+        self.bad |= ((w.wrapping_sub(LOW * 0x21) & !w) | w.wrapping_add(LOW) | w) & real;
+        // 'A'..='Z' (exact for bytes below 0x80, the only case that counts).
+        let up = (w.wrapping_add(LOW * 0x3f) ^ w.wrapping_add(LOW * 0x25)) & !w & real;
+        self.upper |= up;
+        let lower = w | (up >> 2);
+        if self.words == 0 {
+            self.head = lower;
+        }
+        self.words += 1;
+        self.hash = mix(self.hash, lower);
+    }
+
+    /// The key, `len` bytes long, if it was visible ASCII.
+    #[inline(always)]
+    fn finish(self, len: usize) -> Option<AsciiKey> {
+        (self.bad == 0).then_some(AsciiKey {
+            hash: mix(self.hash, len as u64),
+            upper: self.upper != 0,
+            head: self.head,
+        })
+    }
+}
+
+/// [`AsciiKey`] for the key `buf[start..end]`; `None` for any other key.
 #[inline(always)]
-fn ascii_key(buf: &[u8], start: usize, end: usize) -> Option<(u64, bool)> {
-    let mut h = (end - start) as u64;
-    let mut bad = 0u64;
-    let mut upper = 0u64;
+fn ascii_key(buf: &[u8], start: usize, end: usize) -> Option<AsciiKey> {
+    let mut k = KeyWords::new();
     let mut at = start;
     while at < end {
         // A whole word from the buffer where it has one (the closing quote
@@ -913,36 +1066,95 @@ fn ascii_key(buf: &[u8], start: usize, end: usize) -> Option<(u64, bool)> {
             }
             None => word(&buf[start..end], at - start).0,
         };
-        let real = HIGH & keep;
-        // Below 0x21 (blanks, controls), or 0x7f and above.
-        bad |= ((w.wrapping_sub(LOW * 0x21) & !w) | w.wrapping_add(LOW) | w) & real;
-        // 'A'..='Z' (exact for bytes below 0x80, the only case that counts).
-        let up = (w.wrapping_add(LOW * 0x3f) ^ w.wrapping_add(LOW * 0x25)) & !w & real;
-        upper |= up;
-        h = mix(h, w | (up >> 2));
+        k.take(w, keep);
         at += 8;
     }
-    (bad == 0).then_some((h, upper != 0))
+    k.finish(end - start)
 }
 
 /// The same hash as [`ascii_key`] gives, of a key already in canonical form.
 #[inline]
 fn folded_hash(canon: &[u8]) -> u64 {
-    let mut h = canon.len() as u64;
+    let mut h = 0;
     let mut at = 0;
     while at < canon.len() {
         h = mix(h, word(canon, at).0);
         at += 8;
     }
-    h
+    mix(h, canon.len() as u64)
 }
 
 /// The canonical form of a key seen earlier (rare paths: a hash matched,
 /// or an object grew large).
 fn canonical_of(buf: &[u8], k: SeenKey) -> Vec<u8> {
     let (mut tmp, mut out) = (Vec::new(), Vec::new());
-    let text = unescape(&buf[k.start as usize..k.end as usize], k.escaped, &mut tmp);
+    let text = unescape(&buf[k.start()..k.end()], k.escaped(), &mut tmp);
     canonical_key(text.as_bytes(), &mut out).to_vec()
+}
+
+/// Checks that `key` is new in its object (`keys`) and remembers it.
+/// `canon`: its canonical form, when the caller has it at hand (it is
+/// rebuilt from the buffer when two hashes meet).
+#[inline(always)]
+fn remember(
+    seen: &mut Seen,
+    buf: &[u8],
+    keys: &mut ObjectKeys,
+    key: SeenKey,
+    canon: Option<&[u8]>,
+) -> R<()> {
+    let bit = 1u64 << (key.hash & 63);
+    if keys.bloom & bit == 0
+        && keys.set.is_none()
+        && seen.keys.len() - keys.start < LINEAR_DUP_LIMIT
+    {
+        keys.bloom |= bit;
+        seen.keys.push(SeenKeyRepr(key));
+        return Ok(());
+    }
+    remember_slow(seen, buf, keys, key, canon)
+}
+
+/// [`remember`] when the filter says "maybe", or the object is large.
+#[inline(never)]
+fn remember_slow(
+    seen: &mut Seen,
+    buf: &[u8],
+    keys: &mut ObjectKeys,
+    key: SeenKey,
+    canon: Option<&[u8]>,
+) -> R<()> {
+    let canon_of_new = || canon.map_or_else(|| canonical_of(buf, key), <[u8]>::to_vec);
+    if let Some(set) = &mut keys.set {
+        return if set.insert(canon_of_new().into()) {
+            Ok(())
+        } else {
+            Err(Bail)
+        };
+    }
+    let bit = 1u64 << (key.hash & 63);
+    let here = &seen.keys[keys.start..];
+    // Possibly seen: compare the canonical forms of equal hashes.
+    if keys.bloom & bit != 0 && here.iter().any(|k| k.0.hash == key.hash) {
+        let new = canon_of_new();
+        if here
+            .iter()
+            .any(|k| k.0.hash == key.hash && canonical_of(buf, k.0) == new)
+        {
+            return Err(Bail);
+        }
+    }
+    keys.bloom |= bit;
+    if here.len() >= LINEAR_DUP_LIMIT {
+        let mut set: HashSet<Box<[u8]>> = HashSet::with_capacity(here.len() * 2);
+        for k in here {
+            set.insert(canonical_of(buf, k.0).into());
+        }
+        set.insert(canon_of_new().into());
+        keys.set = Some(set);
+    }
+    seen.keys.push(SeenKeyRepr(key));
+    Ok(())
 }
 
 /// What goes before a value in the output, if it stays.

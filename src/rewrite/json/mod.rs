@@ -19,7 +19,7 @@ mod fast;
 
 use super::apply::{self, Out, Scalar};
 use super::{Counts, Engine, ErrorKind, Explained, Observer, Outcome, RewriteError, Stats};
-use crate::policy::dfa::StateId;
+use crate::policy::dfa::{StateId, StateInfo};
 use crate::policy::selector::canonical_key;
 use crate::policy::{Action, FieldRules};
 
@@ -39,6 +39,16 @@ pub(super) struct Ctx {
     /// The root of an embedded document: the state's own decision (the
     /// `embedded_json` rule) is not applied again.
     fresh: bool,
+}
+
+/// What the rules say about the value being read: the action, the rule
+/// that chose it (`None` for the default), and whether that default is
+/// `keep` inherited from a kept container.
+#[derive(Clone, Copy)]
+struct Decision<'r> {
+    action: &'r Action,
+    rule: Option<u32>,
+    inherited: bool,
 }
 
 /// How a container's content is handled.
@@ -138,9 +148,6 @@ pub struct JsonRewriter<'e> {
     /// path last gave up: they reach past the buffer (or hold an error), so
     /// they are not handed to it again.
     spine: Vec<u64>,
-    /// The fast path's output for a container it reads inside a document
-    /// (see `fast_inner`), before it is known to stay.
-    tmp: Vec<u8>,
     /// Start of the kept byte range being copied, in the current buffer.
     copy_from: Option<usize>,
     copy_depth: usize,
@@ -203,7 +210,6 @@ impl<'e> JsonRewriter<'e> {
             slow_from: None,
             fast_off: false,
             fast_documents: 0,
-            tmp: Vec::new(),
             spine: Vec::new(),
             copy_from: None,
             copy_depth: 0,
@@ -525,7 +531,7 @@ impl<'e> JsonRewriter<'e> {
             rules: self.rules,
             max_depth: self.max_depth,
             lines: self.lines,
-            buf: &buf[..valid],
+            buf: &buf[..valid.min(fast::MAX_BUF)],
             out,
             stats: &mut self.stats,
             scratch: &mut self.scratch,
@@ -552,28 +558,30 @@ impl<'e> JsonRewriter<'e> {
     /// after it); `None` when it does not, with nothing written or counted.
     fn fast_inner(&mut self, buf: &[u8], i: usize, ctx: Ctx, out: &mut Vec<u8>) -> Option<usize> {
         let depth = self.stack.len();
-        let mut tmp = std::mem::take(&mut self.tmp);
-        tmp.clear();
+        // What goes before the value is written on speculation, and the
+        // value straight after it: taken back if nothing stays.
+        let mark = out.len();
+        self.write_prefix(out);
         let paths = self.stats.dropped_paths.len();
-        let done = self.with_fast(buf, i, &mut tmp, |f| f.inner(i, ctx, depth));
-        if let Some((end, stayed)) = done {
-            // Dropped paths inside were written from the container down.
-            if self.stats.dropped_paths.len() > paths {
-                let outer = self.path();
-                for p in &mut self.stats.dropped_paths[paths..] {
-                    *p = join_path(&outer, p);
-                }
+        let done = self.with_fast(buf, i, out, |f| f.inner(i, ctx, depth));
+        let Some((end, stayed)) = done else {
+            out.truncate(mark);
+            return None;
+        };
+        // Dropped paths inside were written from the container down.
+        if self.stats.dropped_paths.len() > paths {
+            let outer = self.path();
+            for p in &mut self.stats.dropped_paths[paths..] {
+                *p = join_path(&outer, p);
             }
-            if stayed {
-                self.emit_prefix(out);
-                out.extend_from_slice(&tmp);
-            }
-            self.tmp = tmp;
-            self.after_value(out);
-            return Some(end);
         }
-        self.tmp = tmp;
-        None
+        if stayed {
+            self.commit_prefix();
+        } else {
+            out.truncate(mark);
+        }
+        self.after_value(out);
+        Some(end)
     }
 
     /// A value finished.
@@ -660,8 +668,32 @@ impl<'e> JsonRewriter<'e> {
     /// containers still waiting, then comma, key, colon.
     #[inline]
     fn emit_prefix(&mut self, out: &mut Vec<u8>) {
+        self.write_prefix(out);
+        self.commit_prefix();
+    }
+
+    /// The bytes [`Self::emit_prefix`] writes, without recording that they
+    /// were written.
+    #[inline]
+    fn write_prefix(&self, out: &mut Vec<u8>) {
         if self.unshown > 0 {
             out.extend_from_slice(&self.deferred);
+        }
+        if let Some(f) = self.stack.last() {
+            if f.emitted {
+                out.push(b',');
+            }
+            if f.obj {
+                out.extend_from_slice(&self.member_key);
+                out.push(b':');
+            }
+        }
+    }
+
+    /// Records that the prefix of a value was written.
+    #[inline]
+    fn commit_prefix(&mut self) {
+        if self.unshown > 0 {
             self.deferred.clear();
             let n = self.stack.len();
             for idx in n - self.unshown..n {
@@ -673,14 +705,7 @@ impl<'e> JsonRewriter<'e> {
             self.unshown = 0;
         }
         if let Some(f) = self.stack.last_mut() {
-            if f.emitted {
-                out.push(b',');
-            }
             f.emitted = true;
-            if f.obj {
-                out.extend_from_slice(&self.member_key);
-                out.push(b':');
-            }
         }
     }
 
@@ -730,7 +755,8 @@ impl<'e> JsonRewriter<'e> {
                 Mode::Rewrite(_) => self.member,
             },
         };
-        if (b == b'{' || b == b'[')
+        let container = b == b'{' || b == b'[';
+        if container
             && !self.stack.is_empty()
             && self.fast_allowed()
             && let Some(end) = self.fast_inner(buf, i, ctx, out)
@@ -744,99 +770,143 @@ impl<'e> JsonRewriter<'e> {
             _ if ctx.keep => (&Action::Keep, None),
             _ => (&Action::Drop, None),
         };
-        let inherited = rule.is_none() && ctx.keep;
-        let at_root = self.stack.is_empty();
-
-        if b == b'{' || b == b'[' {
+        let decision = Decision {
+            action,
+            rule,
+            inherited: rule.is_none() && ctx.keep,
+        };
+        if container {
             let obj = b == b'{';
-            let child_fresh = ctx.fresh && !obj;
-            let mode = match action {
-                // A kept container is entered, not copied, when any deeper
-                // selector (a `drop` included) may say otherwise.
-                Action::Keep if !info.descend_any => {
-                    self.note(rule, inherited, action, Outcome::Kept);
-                    Mode::Copy
-                }
-                Action::Drop if !info.descend => {
-                    self.note(rule, inherited, action, Outcome::Dropped);
-                    Mode::Skip
-                }
-                Action::Keep | Action::Drop if obj => {
-                    self.note(rule, inherited, action, Outcome::Entered);
-                    Mode::Rewrite(Ctx {
-                        state: ctx.state,
-                        keep: matches!(action, Action::Keep),
-                        fresh: false,
-                    })
-                }
-                Action::Redact { with_json, .. } if obj => {
-                    self.note(rule, inherited, action, Outcome::Transformed);
-                    self.emit_prefix(out);
-                    out.extend_from_slice(with_json);
-                    Mode::Skip
-                }
-                _ if obj => {
-                    self.note(rule, inherited, action, Outcome::NotApplicable);
-                    Mode::Skip
-                }
-                // Arrays are transparent: each element gets the array's context.
-                _ => {
-                    self.note(rule, inherited, action, Outcome::Entered);
-                    Mode::Rewrite(Ctx {
-                        fresh: child_fresh,
-                        ..ctx
-                    })
-                }
-            };
-            match mode {
-                Mode::Copy => {
-                    self.emit_prefix(out);
-                    self.copy_from = Some(i);
-                    self.copy_depth = self.stack.len();
-                }
-                Mode::Skip => {
-                    // The document root is always present.
-                    if at_root && !matches!(action, Action::Redact { .. }) {
-                        out.extend_from_slice(if obj { b"{}" } else { b"[]" });
-                    }
-                }
-                Mode::Rewrite(_) if at_root || matches!(action, Action::Keep) => {
-                    // The root, and a container kept as such, always appear.
-                    self.emit_prefix(out);
-                    out.push(b);
-                }
-                Mode::Rewrite(_) => {
-                    let at = self.deferred.len();
-                    if let Some(p) = self.stack.last() {
-                        if p.emitted {
-                            self.deferred.push(b',');
-                        }
-                        if p.obj {
-                            self.deferred.extend_from_slice(&self.member_key);
-                            self.deferred.push(b':');
-                        }
-                    }
-                    self.deferred.push(b);
-                    self.push_frame(obj, mode, i, false)?;
-                    if let Some(f) = self.stack.last_mut() {
-                        f.deferred_at = at;
-                    }
-                    self.unshown += 1;
-                    return Ok(Some(i + 1));
-                }
-            }
-            self.push(obj, mode, i)?;
+            let mode = self.container_mode(obj, ctx, info, decision, out);
+            self.open_container(i, obj, mode, action, out)?;
             return Ok(Some(i + 1));
         }
+        self.scalar_value(buf, i, out, last, ctx, decision)
+    }
 
-        // A scalar.
+    /// How a container that the rules reach is read: copied, skipped or
+    /// entered (a redacted object is replaced here, then skipped).
+    #[inline]
+    fn container_mode(
+        &mut self,
+        obj: bool,
+        ctx: Ctx,
+        info: StateInfo,
+        d: Decision<'_>,
+        out: &mut Vec<u8>,
+    ) -> Mode {
+        match d.action {
+            // A kept container is entered, not copied, when any deeper
+            // selector (a `drop` included) may say otherwise.
+            Action::Keep if !info.descend_any => {
+                self.note(d.rule, d.inherited, d.action, Outcome::Kept);
+                Mode::Copy
+            }
+            Action::Drop if !info.descend => {
+                self.note(d.rule, d.inherited, d.action, Outcome::Dropped);
+                Mode::Skip
+            }
+            Action::Keep | Action::Drop if obj => {
+                self.note(d.rule, d.inherited, d.action, Outcome::Entered);
+                Mode::Rewrite(Ctx {
+                    state: ctx.state,
+                    keep: matches!(d.action, Action::Keep),
+                    fresh: false,
+                })
+            }
+            Action::Redact { with_json, .. } if obj => {
+                self.note(d.rule, d.inherited, d.action, Outcome::Transformed);
+                self.emit_prefix(out);
+                out.extend_from_slice(with_json);
+                Mode::Skip
+            }
+            _ if obj => {
+                self.note(d.rule, d.inherited, d.action, Outcome::NotApplicable);
+                Mode::Skip
+            }
+            // Arrays are transparent: each element gets the array's context.
+            _ => {
+                self.note(d.rule, d.inherited, d.action, Outcome::Entered);
+                Mode::Rewrite(Ctx {
+                    fresh: ctx.fresh && !obj,
+                    ..ctx
+                })
+            }
+        }
+    }
+
+    /// Opens a container at `i` in `mode`: its opening bytes are written,
+    /// deferred until something inside stays, or (skipped) left out.
+    #[inline]
+    fn open_container(
+        &mut self,
+        i: usize,
+        obj: bool,
+        mode: Mode,
+        action: &Action,
+        out: &mut Vec<u8>,
+    ) -> Result<(), (ErrorKind, usize)> {
+        let b = if obj { b'{' } else { b'[' };
+        let at_root = self.stack.is_empty();
+        match mode {
+            Mode::Copy => {
+                self.emit_prefix(out);
+                self.copy_from = Some(i);
+                self.copy_depth = self.stack.len();
+            }
+            Mode::Skip => {
+                // The document root is always present.
+                if at_root && !matches!(action, Action::Redact { .. }) {
+                    out.extend_from_slice(if obj { b"{}" } else { b"[]" });
+                }
+            }
+            Mode::Rewrite(_) if at_root || matches!(action, Action::Keep) => {
+                // The root, and a container kept as such, always appear.
+                self.emit_prefix(out);
+                out.push(b);
+            }
+            Mode::Rewrite(_) => {
+                let at = self.deferred.len();
+                if let Some(p) = self.stack.last() {
+                    if p.emitted {
+                        self.deferred.push(b',');
+                    }
+                    if p.obj {
+                        self.deferred.extend_from_slice(&self.member_key);
+                        self.deferred.push(b':');
+                    }
+                }
+                self.deferred.push(b);
+                self.push_frame(obj, mode, i, false)?;
+                if let Some(f) = self.stack.last_mut() {
+                    f.deferred_at = at;
+                }
+                self.unshown += 1;
+                return Ok(());
+            }
+        }
+        self.push(obj, mode, i)
+    }
+
+    /// Reads a scalar at `i` and writes what its action makes of it.
+    #[inline]
+    fn scalar_value(
+        &mut self,
+        buf: &[u8],
+        i: usize,
+        out: &mut Vec<u8>,
+        last: bool,
+        ctx: Ctx,
+        d: Decision<'_>,
+    ) -> Step<usize> {
+        let at_root = self.stack.is_empty();
         let (end, kind) = match self.scalar(buf, i, last)? {
             Some(x) => x,
             None => return Ok(None),
         };
         let token = &buf[i..end];
         let mut embedded_seen = None;
-        let outcome = match action {
+        let outcome = match d.action {
             Action::Keep => {
                 self.emit_prefix(out);
                 out.extend_from_slice(token);
@@ -845,74 +915,15 @@ impl<'e> JsonRewriter<'e> {
             Action::Drop => Outcome::Dropped,
             Action::EmbeddedJson { base64 } => match kind {
                 ScalarKind::Str { escaped } => {
-                    let mut scratch = std::mem::take(&mut self.scratch);
-                    let text = unescape(&token[1..token.len() - 1], escaped, &mut scratch);
-                    let depth_left = self.max_depth.saturating_sub(self.stack.len()).max(1);
-                    let done = rewrite_embedded(
-                        self.engine,
-                        self.rules,
-                        ctx.state,
-                        text,
-                        *base64,
-                        depth_left,
-                        self.observe.as_deref(),
-                    );
-                    self.scratch = scratch;
-                    match done {
-                        Some((s, sub, seen)) => {
-                            self.stats.absorb(&sub);
-                            embedded_seen = seen;
-                            self.emit_prefix(out);
-                            apply::write_json_str(out, &s);
-                            Outcome::Transformed
-                        }
-                        None => Outcome::NotApplicable,
-                    }
+                    let (outcome, seen) = self.embedded(token, escaped, *base64, ctx.state, out);
+                    embedded_seen = seen;
+                    outcome
                 }
                 _ => Outcome::NotApplicable,
             },
-            _ => {
-                let mut scratch = std::mem::take(&mut self.scratch);
-                let scalar = match kind {
-                    ScalarKind::Str { escaped } => {
-                        Scalar::Str(unescape(&token[1..token.len() - 1], escaped, &mut scratch))
-                    }
-                    ScalarKind::Num => Scalar::Num(std::str::from_utf8(token).unwrap_or("")),
-                    ScalarKind::Lit => Scalar::Other,
-                };
-                // Pseudonyms and hashes always apply to strings and numbers:
-                // they are written straight into the output.
-                let direct = apply::writes_json(action) && !matches!(scalar, Scalar::Other);
-                let outcome = if direct {
-                    self.emit_prefix(out);
-                    apply::apply_scalar(self.engine, action, scalar, Some(out));
-                    Outcome::Transformed
-                } else {
-                    match apply::apply_scalar(self.engine, action, scalar, None) {
-                        None => Outcome::NotApplicable,
-                        Some(Out::Original) => {
-                            self.emit_prefix(out);
-                            out.extend_from_slice(token);
-                            Outcome::Kept
-                        }
-                        Some(Out::Str(s)) => {
-                            self.emit_prefix(out);
-                            apply::write_json_str(out, &s);
-                            Outcome::Transformed
-                        }
-                        Some(Out::Num(s)) => {
-                            self.emit_prefix(out);
-                            out.extend_from_slice(s.as_bytes());
-                            Outcome::Transformed
-                        }
-                        Some(Out::Written) => Outcome::Transformed,
-                    }
-                };
-                self.scratch = scratch;
-                outcome
-            }
+            _ => self.transform_scalar(token, kind, d.action, out),
         };
-        self.note(rule, inherited, action, outcome);
+        self.note(d.rule, d.inherited, d.action, outcome);
         if let Some(seen) = embedded_seen {
             let path = self.path();
             if let Some(o) = self.observe.as_mut() {
@@ -924,6 +935,91 @@ impl<'e> JsonRewriter<'e> {
         }
         self.after_value(out);
         Ok(Some(end))
+    }
+
+    /// `embedded_json` on a string token: the document inside rewritten and
+    /// written back as a string, with the decisions seen inside (under
+    /// `--explain`).
+    fn embedded(
+        &mut self,
+        token: &[u8],
+        escaped: bool,
+        base64: bool,
+        state: StateId,
+        out: &mut Vec<u8>,
+    ) -> (Outcome, Option<Box<Observer>>) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let text = unescape(&token[1..token.len() - 1], escaped, &mut scratch);
+        let depth_left = self.max_depth.saturating_sub(self.stack.len()).max(1);
+        let done = rewrite_embedded(
+            self.engine,
+            self.rules,
+            state,
+            text,
+            base64,
+            depth_left,
+            self.observe.as_deref(),
+        );
+        self.scratch = scratch;
+        match done {
+            Some((s, sub, seen)) => {
+                self.stats.absorb(&sub);
+                self.emit_prefix(out);
+                apply::write_json_str(out, &s);
+                (Outcome::Transformed, seen)
+            }
+            None => (Outcome::NotApplicable, None),
+        }
+    }
+
+    /// A value transform (everything but `keep`, `drop` and
+    /// `embedded_json`) on a scalar token.
+    #[inline]
+    fn transform_scalar(
+        &mut self,
+        token: &[u8],
+        kind: ScalarKind,
+        action: &Action,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let scalar = match kind {
+            ScalarKind::Str { escaped } => {
+                Scalar::Str(unescape(&token[1..token.len() - 1], escaped, &mut scratch))
+            }
+            ScalarKind::Num => Scalar::Num(std::str::from_utf8(token).unwrap_or("")),
+            ScalarKind::Lit => Scalar::Other,
+        };
+        // Pseudonyms and hashes always apply to strings and numbers:
+        // they are written straight into the output.
+        let direct = apply::writes_json(action) && !matches!(scalar, Scalar::Other);
+        let outcome = if direct {
+            self.emit_prefix(out);
+            apply::apply_scalar(self.engine, action, scalar, Some(out));
+            Outcome::Transformed
+        } else {
+            match apply::apply_scalar(self.engine, action, scalar, None) {
+                None => Outcome::NotApplicable,
+                Some(Out::Original) => {
+                    self.emit_prefix(out);
+                    out.extend_from_slice(token);
+                    Outcome::Kept
+                }
+                Some(Out::Str(s)) => {
+                    self.emit_prefix(out);
+                    apply::write_json_str(out, &s);
+                    Outcome::Transformed
+                }
+                Some(Out::Num(s)) => {
+                    self.emit_prefix(out);
+                    out.extend_from_slice(s.as_bytes());
+                    Outcome::Transformed
+                }
+                Some(Out::Written) => Outcome::Transformed,
+            }
+        };
+        self.scratch = scratch;
+        outcome
     }
 
     /// A value inside a kept or dropped container: validated, nothing written

@@ -1,14 +1,21 @@
-//! Running a rule file's own `[[tests]]` (`scrim test`, `scrim check`).
+//! Running a rule file's own `[[tests]]` (`scrim test`, `scrim check`, and
+//! the gateway's loader, which refuses a file whose tests fail).
+//!
+//! This module sits above [`crate::policy`] and [`crate::rewrite`]: it runs
+//! the engine on a compiled policy, which the policy itself never does.
 //!
 //! Tests run under the fixed test key ([`KeyRing::test_ring`]), so an
 //! expected output may spell out pseudonyms. Their inputs are synthetic data
 //! written by rule authors, so a failure shows expected and actual output.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{BodyFormat, CompiledPolicy, RuleTest, Selector};
+use crate::policy::{
+    BodyFormat, CompiledPolicy, PolicyError, RuleTest, Segment, Selector, diag, load_all,
+};
 use crate::pseudonym::KeyRing;
 use crate::rewrite::Engine;
 
@@ -35,6 +42,61 @@ pub fn run(policy: &Arc<CompiledPolicy>) -> Vec<TestResult> {
             failure: run_one(&engine, t).err(),
         })
         .collect()
+}
+
+/// Loads every rule file and runs its `[[tests]]`: a file whose own tests
+/// fail is refused like an invalid one. This is what the gateway loads and
+/// reloads.
+pub fn load_verified(paths: &[PathBuf]) -> Result<Vec<Arc<CompiledPolicy>>, Vec<PolicyError>> {
+    let policies = load_all(paths)?;
+    let errors: Vec<PolicyError> = policies.iter().flat_map(test_failures).collect();
+    if errors.is_empty() {
+        Ok(policies)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Runs a policy's `[[tests]]` and returns one error per failing case. The
+/// message names the test and the first line of why; the rest (expected
+/// and actual output, which show test input values) is in the note.
+pub fn test_failures(p: &Arc<CompiledPolicy>) -> Vec<PolicyError> {
+    let text = std::fs::read_to_string(&p.source).unwrap_or_default();
+    run(p)
+        .into_iter()
+        .filter_map(|r| {
+            let why = r.failure?;
+            let (first, rest) = why.split_once('\n').unwrap_or((why.as_str(), ""));
+            let file = p.source.display().to_string();
+            let mut e = match test_span(&text, r.line) {
+                Some(span) => PolicyError::at(diag::TEST_FAILED, file, &text, span, ""),
+                None => PolicyError {
+                    line: r.line,
+                    col: 1,
+                    ..PolicyError::whole_file(diag::TEST_FAILED, file, "")
+                },
+            };
+            e.message = format!("test \"{}\" failed: {}", r.name, first.trim());
+            if !rest.trim().is_empty() {
+                e.note = Some(rest.lines().map(str::trim).collect::<Vec<_>>().join("\n"));
+            }
+            Some(e)
+        })
+        .collect()
+}
+
+/// The `[[tests]]` header on a 1-based line (or the line itself).
+fn test_span(text: &str, line: usize) -> Option<std::ops::Range<usize>> {
+    let start: usize = text
+        .split_inclusive('\n')
+        .take(line.checked_sub(1)?)
+        .map(str::len)
+        .sum();
+    let rest = text.get(start..)?;
+    let len = rest.find('\n').unwrap_or(rest.len());
+    let l = &rest[..len];
+    let lead = l.len() - l.trim_start().len();
+    Some(start + lead..start + l.trim_end().len())
 }
 
 fn run_one(engine: &Engine, t: &RuleTest) -> Result<(), String> {
@@ -136,7 +198,7 @@ fn parse_path(p: &str) -> Result<Vec<String>, String> {
     sel.segments()
         .iter()
         .map(|s| match s {
-            super::Segment::Key(k) => Ok(k.to_string()),
+            Segment::Key(k) => Ok(k.to_string()),
             _ => Err(format!(
                 "path \"{p}\": wildcards are not allowed in test paths"
             )),

@@ -1,6 +1,6 @@
 //! `strip_query`: a URL without query, fragment and userinfo.
 
-use crate::policy::selector::is_invisible;
+use crate::chars::is_invisible;
 
 /// Length of a valid scheme (`ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )`)
 /// followed by `:` at the start of `s`, or `None`.
