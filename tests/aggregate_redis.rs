@@ -310,3 +310,122 @@ async fn a_store_that_is_down_is_503_and_stores_nothing() {
     let r = post(&gw, vec![json!({"userId": "u1", "event": "view"})]).await;
     assert_eq!(r.json(), json!({"accepted": 1}));
 }
+
+/// A partner that records report ids and answers with the status the test
+/// sets (loopback, one thread per connection).
+struct Partner {
+    addr: std::net::SocketAddr,
+    status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    got: std::sync::Arc<std::sync::Mutex<Vec<(String, u16)>>>,
+}
+
+impl Partner {
+    fn start(status: u16) -> Partner {
+        use std::io::{BufRead, BufReader, Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let status = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(status));
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (st, g) = (status.clone(), got.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let (st, g) = (st.clone(), g.clone());
+                std::thread::spawn(move || {
+                    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+                    let mut reader = BufReader::new(conn.try_clone().unwrap());
+                    loop {
+                        let (mut len, mut id, mut line) = (0usize, String::new(), String::new());
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        loop {
+                            line.clear();
+                            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            let l = line.trim_end();
+                            if l.is_empty() {
+                                break;
+                            }
+                            if let Some((k, v)) = l.split_once(':') {
+                                match k.to_ascii_lowercase().as_str() {
+                                    "content-length" => len = v.trim().parse().unwrap_or(0),
+                                    "scrim-report-id" => id = v.trim().to_string(),
+                                    _ => {}
+                                }
+                            }
+                        }
+                        let mut body = vec![0u8; len];
+                        if reader.read_exact(&mut body).is_err() {
+                            return;
+                        }
+                        let answered = st.load(Ordering::SeqCst);
+                        g.lock().unwrap().push((id, answered));
+                        let reply =
+                            format!("HTTP/1.1 {answered} X\r\ncontent-length: 2\r\n\r\n{{}}");
+                        if conn.write_all(reply.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Partner { addr, status, got }
+    }
+
+    fn received(&self) -> Vec<(String, u16)> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
+#[tokio::test]
+async fn a_report_left_by_a_replica_that_stops_is_sent_by_another() {
+    if !redis_present() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let partner = Partner::start(503);
+    let url = format!("http://{}", partner.addr);
+    // A short response timeout makes the report lease short (twice it, at
+    // least 1 s).
+    let opts = Opts {
+        response_timeout_ms: 500,
+        ..opts(&redis.url())
+    };
+    let a = Gateway::start(&[("stats.toml", &rule(&url))], opts.clone()).await;
+    let t = now();
+    let events = vec![
+        json!({"userId": "u1", "event": "view", "ts": t}),
+        json!({"userId": "u2", "event": "view", "ts": t}),
+    ];
+    assert_eq!(post(&a, events).await.json(), json!({"accepted": 2}));
+    // Only `a` runs: it holds the report's lease while the partner refuses.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while partner.received().len() < 2 {
+        assert!(Instant::now() < deadline, "the report was never tried");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let b = start_with_keys(&a, &rule(&url), &opts).await;
+    // `a` stops for good, holding the lease; the partner recovers.
+    drop(a);
+    partner
+        .status
+        .store(200, std::sync::atomic::Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !partner.received().iter().any(|(_, s)| *s == 200) {
+        assert!(Instant::now() < deadline, "no replica took the report over");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = partner.received();
+    assert_eq!(got.iter().filter(|(_, s)| *s == 200).count(), 1, "{got:?}");
+    let ids: std::collections::BTreeSet<&str> = got.iter().map(|(i, _)| i.as_str()).collect();
+    assert_eq!(ids.len(), 1, "one report id across replicas: {got:?}");
+    let open = b.admin_get("/rules").await.json();
+    assert_eq!(
+        open["recipients"][0]["aggregate"]["unsent_reports"], 0,
+        "{open}"
+    );
+}
