@@ -241,7 +241,7 @@ fn retry_delay(config: &AggregateConfig, attempts: u32) -> Duration {
 /// windows gauge, and sends each pending report whose retry time has come.
 pub fn spawn_flusher(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
     tokio::spawn(async move {
-        let mut backoff: HashMap<String, Backoff> = HashMap::new();
+        let deliveries = Arc::new(Deliveries::default());
         let interval = state.aggregates.config.flush_interval;
         loop {
             tokio::select! {
@@ -251,13 +251,39 @@ pub fn spawn_flusher(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
             if *shutdown.borrow() {
                 return;
             }
-            flush_once(&state, &mut backoff).await;
+            flush_once(&state, &deliveries).await;
         }
     });
 }
 
+/// Reports being sent, and when each failed one may be tried again. Each
+/// report is sent by a task of its own, so a partner that is slow or down
+/// delays neither the closing of windows nor other recipients' reports.
+#[derive(Default)]
+struct Deliveries {
+    backoff: Mutex<HashMap<String, Backoff>>,
+    in_flight: Mutex<std::collections::HashSet<String>>,
+    /// Taken by their partner (and being deleted): a round that read the
+    /// pending reports before the deletion must not send them again.
+    sent: Mutex<std::collections::HashSet<String>>,
+}
+
+impl Deliveries {
+    fn backoff(&self) -> std::sync::MutexGuard<'_, HashMap<String, Backoff>> {
+        self.backoff.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn sent(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.sent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// One round of the flusher (see [`spawn_flusher`]).
-async fn flush_once(state: &Arc<State>, backoff: &mut HashMap<String, Backoff>) {
+async fn flush_once(state: &Arc<State>, deliveries: &Arc<Deliveries>) {
     let rules = state.rules.load_full();
     let aggregate_routes: Vec<(Arc<Route>, Arc<AggregateRules>)> = rules
         .routes
@@ -317,58 +343,92 @@ async fn flush_once(state: &Arc<State>, backoff: &mut HashMap<String, Backoff>) 
         }
         Err(_) => return,
     };
-    backoff.retain(|id, _| pending.iter().any(|r| &r.id == id));
-    let lease_ms = u64::try_from(state.config.upstream.response_timeout.as_millis())
-        .unwrap_or(u64::MAX)
-        .saturating_mul(2)
-        .max(1000);
+    {
+        let in_flight = deliveries.in_flight();
+        deliveries
+            .backoff()
+            .retain(|id, _| in_flight.contains(id) || pending.iter().any(|r| &r.id == id));
+        deliveries
+            .sent()
+            .retain(|id| pending.iter().any(|r| &r.id == id));
+    }
     for report in pending {
-        let due = backoff
+        let due = deliveries
+            .backoff()
             .get(&report.id)
             .is_none_or(|b| b.next <= Instant::now());
-        if !due {
+        if !due
+            || deliveries.sent().contains(&report.id)
+            || !deliveries.in_flight().insert(report.id.clone())
+        {
             continue;
         }
         // A report whose recipient is gone waits until it comes back.
         let Some(route) = rules.routes.get(&report.recipient).cloned() else {
+            deliveries.in_flight().remove(&report.id);
             continue;
         };
-        let (s, r, id) = (store.clone(), report.recipient.clone(), report.id.clone());
-        match tokio::task::spawn_blocking(move || s.claim(&r, &id, lease_ms)).await {
-            Ok(Ok(true)) => {}
-            _ => continue,
+        let (state, deliveries, store) = (state.clone(), deliveries.clone(), store.clone());
+        tokio::spawn(async move {
+            let id = report.id.clone();
+            deliver(&state, &deliveries, store, &route, report).await;
+            deliveries.in_flight().remove(&id);
+        });
+    }
+}
+
+/// One attempt at one report: the lease, the POST, the audit line, then
+/// the report deleted (2xx) or its next attempt set.
+async fn deliver(
+    state: &State,
+    deliveries: &Deliveries,
+    store: Arc<dyn Store>,
+    route: &Route,
+    report: Report,
+) {
+    let lease_ms = u64::try_from(state.config.upstream.response_timeout.as_millis())
+        .unwrap_or(u64::MAX)
+        .saturating_mul(2)
+        .max(1000);
+    let (s, r, id) = (store.clone(), report.recipient.clone(), report.id.clone());
+    match tokio::task::spawn_blocking(move || s.claim(&r, &id, lease_ms)).await {
+        Ok(Ok(true)) => {}
+        // Another replica is sending it, or the store did not answer.
+        _ => return,
+    }
+    let attempt = deliveries
+        .backoff()
+        .get(&report.id)
+        .map_or(1, |b| b.attempts + 1);
+    let status = send_report(state, route, &report).await;
+    ReportEvent {
+        recipient: &report.recipient,
+        report_id: &report.id,
+        window_start: time::rfc3339(report.start),
+        status,
+        attempt,
+        counts: report.counts,
+    }
+    .emit();
+    if (200..300).contains(&status) {
+        state.metrics.aggregate.report(&report.recipient, "sent");
+        deliveries.backoff().remove(&report.id);
+        deliveries.sent().insert(report.id.clone());
+        let (s, r, id) = (store, report.recipient.clone(), report.id.clone());
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.delete_report(&r, &id)).await {
+            // Sent again later, with the same id: the partner can tell.
+            tracing::warn!(recipient = %report.recipient, error = %e, "a sent report could not be deleted");
         }
-        let attempt = backoff.get(&report.id).map_or(1, |b| b.attempts + 1);
-        let status = send_report(state, &route, &report).await;
-        ReportEvent {
-            recipient: &report.recipient,
-            report_id: &report.id,
-            window_start: time::rfc3339(report.start),
-            status,
-            attempt,
-            counts: report.counts,
-        }
-        .emit();
-        if (200..300).contains(&status) {
-            state.metrics.aggregate.report(&report.recipient, "sent");
-            backoff.remove(&report.id);
-            let (s, r, id) = (store.clone(), report.recipient.clone(), report.id.clone());
-            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.delete_report(&r, &id)).await
-            {
-                // Sent again later, with the same id: the partner can tell.
-                tracing::warn!(recipient = %report.recipient, error = %e, "a sent report could not be deleted");
-            }
-        } else {
-            state.metrics.aggregate.report(&report.recipient, "retried");
-            let next = Instant::now() + retry_delay(&state.aggregates.config, attempt);
-            backoff.insert(
-                report.id.clone(),
-                Backoff {
-                    attempts: attempt,
-                    next,
-                },
-            );
-        }
+    } else {
+        state.metrics.aggregate.report(&report.recipient, "retried");
+        let next = Instant::now() + retry_delay(&state.aggregates.config, attempt);
+        deliveries.backoff().insert(
+            report.id.clone(),
+            Backoff {
+                attempts: attempt,
+                next,
+            },
+        );
     }
 }
 
