@@ -13,9 +13,10 @@ use serde_json::{Value, json};
 use support::*;
 
 /// The current second: events of a test carry it as their time (epoch
-/// seconds), so they land in one window, which closes 2 s after it ends
-/// (`lateness = "2s"`): a margin of at least two seconds to send them,
-/// also on a busy machine.
+/// seconds), so they land in one window, which closes 3 s after it ends
+/// (`lateness = "3s"`): a margin of at least three seconds to send them,
+/// also on a busy machine (an event that misses it is counted as late, and
+/// the report the test waits for never comes).
 fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -42,7 +43,7 @@ set = {{ authorization = "Bearer partner-token-123" }}
 
 [aggregate]
 window   = "1s"
-lateness = "2s"
+lateness = "3s"
 time     = "ts"
 subject  = "userId"
 k        = 2
@@ -126,7 +127,7 @@ async fn a_closed_window_is_reported_once_in_the_contract_shape() {
     assert_eq!(r.json(), json!({"accepted": 4}));
 
     let got = up
-        .wait_for(Duration::from_secs(10), |r| !r.is_empty())
+        .wait_for(Duration::from_secs(15), |r| !r.is_empty())
         .await;
     assert_eq!(got.len(), 1, "one report");
     let (rec, body) = &reports(&up)[0];
@@ -201,7 +202,7 @@ async fn a_closed_window_is_reported_once_in_the_contract_shape() {
     )
     .await;
     assert_eq!(r.json(), json!({"accepted": 2}));
-    up.wait_for(Duration::from_secs(10), |r| r.len() >= 2).await;
+    up.wait_for(Duration::from_secs(15), |r| r.len() >= 2).await;
     let all = reports(&up);
     assert_eq!(all.len(), 2);
     let (rec2, second) = &all[1];
@@ -242,7 +243,7 @@ async fn a_body_with_an_event_without_subject_stores_nothing() {
         let r = post(&gw, &json!({"batch": [event(user, "signup", 1.0, t)]})).await;
         assert_eq!(r.json(), json!({"accepted": 1}));
     }
-    up.wait_for(Duration::from_secs(10), |r| !r.is_empty())
+    up.wait_for(Duration::from_secs(15), |r| !r.is_empty())
         .await;
     let all = reports(&up);
     assert_eq!(all.len(), 1);
@@ -287,7 +288,7 @@ async fn ndjson_and_form_bodies_are_events_too() {
         "missing_subject",
         "[fields] names batch.* only"
     );
-    up.wait_for(Duration::from_secs(10), |r| !r.is_empty())
+    up.wait_for(Duration::from_secs(15), |r| !r.is_empty())
         .await;
     let all = reports(&up);
     assert_eq!(all[0].1["groups"][0]["key"], json!({"event": "view"}));
@@ -305,7 +306,7 @@ async fn a_report_is_retried_with_the_same_id_while_the_partner_fails() {
         let r = post(&gw, &json!({"batch": [event(user, "signup", 1.0, t)]})).await;
         assert_eq!(r.status, 202);
     }
-    let got = up.wait_for(Duration::from_secs(10), |r| r.len() >= 3).await;
+    let got = up.wait_for(Duration::from_secs(15), |r| r.len() >= 3).await;
     assert!(got.len() >= 3, "retried: {}", got.len());
     let ids: Vec<&str> = got
         .iter()
@@ -332,4 +333,60 @@ async fn a_report_is_retried_with_the_same_id_while_the_partner_fails() {
         .cloned()
         .unwrap();
     assert_eq!(stats["aggregate"]["unsent_reports"], 1, "{stats}");
+}
+
+#[tokio::test]
+async fn noise_caps_and_the_group_cap_are_stated_in_the_report() {
+    let up = Upstream::ok().await;
+    let noisy = rule(&up.url()).replace(
+        "k        = 2\n",
+        "k        = 2\nnoise    = { epsilon = 1.0, max_events_per_subject = 2 }\n",
+    );
+    let gw = Gateway::start(
+        &[("stats.toml", &noisy)],
+        Opts {
+            aggregate: "flush_interval_ms = 50\nmax_groups_per_window = 2\n".into(),
+            ..Opts::default()
+        },
+    )
+    .await;
+    let t = now();
+    // alice: 4 events, only 2 folded (the per-subject cap); a third group
+    // is over the cap of 2 groups: cut.
+    let body = json!({"batch": [
+        event("alice-1", "signup", 1.0, t),
+        event("alice-1", "signup", 1.0, t),
+        event("alice-1", "signup", 1.0, t),
+        event("alice-1", "signup", 1.0, t),
+        event("bob-2", "signup", 1.0, t),
+        event("bob-2", "login", 1.0, t),
+        event("carol-3", "logout", 1.0, t),
+    ]});
+    let r = post(&gw, &body).await;
+    assert_eq!(r.json(), json!({"accepted": 7}), "{}", r.text());
+    up.wait_for(Duration::from_secs(15), |r| !r.is_empty())
+        .await;
+    let all = reports(&up);
+    assert_eq!(all.len(), 1);
+    let report = &all[0].1;
+    assert_eq!(report["noise"]["mechanism"], "laplace", "{report}");
+    assert_eq!(report["noise"]["epsilon"], 1.0, "{report}");
+    assert_eq!(report["noise"]["capped_events"], 2, "{report}");
+    assert_eq!(report["cut"], json!({"events": 1}), "{report}");
+    // signup has 2 users (k = 2): reported, with noisy whole counts.
+    let groups = report["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{report}");
+    assert_eq!(groups[0]["key"], json!({"event": "signup"}));
+    assert!(groups[0]["events"].is_u64(), "{report}");
+    assert!(groups[0]["users"].is_u64(), "{report}");
+    // login (bob alone) is below k.
+    assert_eq!(report["suppressed"], json!({"groups": 1, "events": 1}));
+    let metrics = gw.admin_get("/metrics").await.text();
+    for line in [
+        "scrim_aggregate_events_total{recipient=\"stats\",outcome=\"capped\"} 2",
+        "scrim_aggregate_events_total{recipient=\"stats\",outcome=\"cut\"} 1",
+        "scrim_aggregate_events_total{recipient=\"stats\",outcome=\"folded\"} 4",
+    ] {
+        assert!(metrics.contains(line), "{line} missing:\n{metrics}");
+    }
 }
