@@ -429,3 +429,50 @@ async fn a_report_left_by_a_replica_that_stops_is_sent_by_another() {
         "{open}"
     );
 }
+
+#[tokio::test]
+async fn late_events_are_reported_in_the_window_they_arrived_in() {
+    if !redis_present() {
+        return;
+    }
+    use scrim::aggregate::Folded;
+    use scrim::store::WindowLimits;
+    let redis = RedisServer::start();
+    let store = scrim::store::redis::Redis::open(&redis.url()).unwrap();
+    let policy = scrim::policy::compile_str(
+        "upstream = \"http://127.0.0.1:9\"\nmode = \"aggregate\"\n[fields]\nu = \"pseudonymise\"\ne = \"keep\"\n\
+         [aggregate]\nwindow = \"10s\"\nsubject = \"u\"\nk = 1\ngroup_by = [\"e\"]\n[aggregate.measures]\nevents = \"count\"\n",
+        "x.toml",
+        "x",
+    )
+    .unwrap();
+    let rules = policy.aggregate.unwrap();
+    let ev = |window: u64, arrival_window: u64, subject: &str| Folded {
+        window,
+        arrival_window,
+        group: "[\"a\"]".into(),
+        subject: subject.into(),
+        values: vec![None],
+    };
+    let limits = WindowLimits { max_groups: 10 };
+    let out = store
+        .fold("x", &rules, &[ev(10, 10, "s1")], limits)
+        .unwrap();
+    assert_eq!(out.folded, 1);
+    let made = store.close("x", &rules, 20).unwrap();
+    assert_eq!(made.len(), 1);
+    // Window 10 is reported: an event for it arriving in window 20 is late
+    // and counted in window 20's report; window 20 opens for it.
+    let out = store
+        .fold("x", &rules, &[ev(10, 20, "s2"), ev(20, 20, "s3")], limits)
+        .unwrap();
+    assert_eq!((out.late, out.folded), (1, 1));
+    let made = store.close("x", &rules, 30).unwrap();
+    assert_eq!(made.len(), 1);
+    let body: Value = serde_json::from_str(&made[0].body).unwrap();
+    assert_eq!(body["late"], 1, "{body}");
+    assert_eq!(body["groups"][0]["events"], 1, "{body}");
+    // Closing again makes nothing: each window is reported once.
+    assert!(store.close("x", &rules, 30).unwrap().is_empty());
+    assert_eq!(store.pending(&["x".to_string()]).unwrap().len(), 2);
+}

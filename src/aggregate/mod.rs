@@ -117,6 +117,9 @@ fn percent_decode(b: &[u8]) -> Option<String> {
 pub struct Folded {
     /// Window start, unix seconds.
     pub window: u64,
+    /// Start of the window the event arrived in: an event whose own window
+    /// was reported already is counted as late in this one's report.
+    pub arrival_window: u64,
     /// The group key: a JSON array of the `group_by` values, in order.
     pub group: String,
     /// The subject (a pseudonym).
@@ -168,6 +171,7 @@ pub fn fold(
         .collect();
     Ok(Folded {
         window: rules.window_of(at),
+        arrival_window: rules.window_of(arrival),
         group,
         subject,
         values,
@@ -249,6 +253,9 @@ pub struct WindowMeta {
     /// Events not folded because their subject had reached
     /// `max_events_per_subject` in this window.
     pub capped_events: u64,
+    /// Events that arrived in this window for a window reported already.
+    #[serde(default)]
+    pub late: u64,
 }
 
 /// The stable id of the report of one window of one store: the same on
@@ -640,6 +647,7 @@ revenue = {{ sum = "revenue", min = 0, max = 100 }}
         for v in [10.0, 20.0, 30.0] {
             let f = Folded {
                 window: 0,
+                arrival_window: 0,
                 group: "[\"a\"]".into(),
                 subject: "s".into(),
                 values: vec![None, Some(v), None],

@@ -47,7 +47,7 @@ pub struct RawAggregate {
     pub window: Spanned<String>,
     /// How long after its end a window is reported (default `"0s"`, at most
     /// `"7d"`). An event for a window already reported is counted as `late`
-    /// in the next report, never folded.
+    /// in the report of the window it arrived in, never folded.
     #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+[smhd]$"))]
     pub lateness: Option<Spanned<String>>,
     /// The event time: an exact field path (RFC 3339 string, or epoch

@@ -12,7 +12,7 @@
 //! | `groups` | recipient, start, group key | [`GroupState`] (JSON) |
 //! | `subjects` | recipient, start, group key, subject | events |
 //! | `contrib` | recipient, start, subject | events (noise caps only) |
-//! | `late` | recipient | late events not yet reported |
+//! | `late` | recipient | late events not yet reported whose arrival window was closed too (rare) |
 //! | `horizon` | recipient | windows ending at or before it are closed |
 //! | `reports` | report id | [`Report`] (JSON) |
 //! | `store` | `id` | this store's name, random, made when the file is |
@@ -179,6 +179,7 @@ fn fold_in(tx: &redb::WriteTransaction, job: &Job) -> Result<FoldOutcome, StoreE
     let (recipient, rules, events, limits) =
         (job.recipient.as_str(), &job.rules, &job.events, job.limits);
     let mut out = FoldOutcome::default();
+    let mut late_elsewhere = 0u64;
     {
         let mut windows = tx.open_table(WINDOWS).map_err(err)?;
         let mut groups = tx.open_table(GROUPS).map_err(err)?;
@@ -193,6 +194,22 @@ fn fold_in(tx: &redb::WriteTransaction, job: &Job) -> Result<FoldOutcome, StoreE
         for f in events {
             if f.window + rules.window_secs <= horizon {
                 out.late += 1;
+                // Counted in the report of the window it arrived in, or,
+                // should that be closed too, in the next report made.
+                if f.arrival_window + rules.window_secs <= horizon {
+                    late_elsewhere += 1;
+                    continue;
+                }
+                let key = (recipient, f.arrival_window);
+                let mut meta: WindowMeta = match windows.get(key).map_err(err)? {
+                    Some(v) => parse(v.value()),
+                    None => WindowMeta {
+                        window_secs: rules.window_secs,
+                        ..WindowMeta::default()
+                    },
+                };
+                meta.late += 1;
+                windows.insert(key, json(&meta).as_slice()).map_err(err)?;
                 continue;
             }
             let key = (recipient, f.window);
@@ -217,10 +234,11 @@ fn fold_in(tx: &redb::WriteTransaction, job: &Job) -> Result<FoldOutcome, StoreE
             }
             windows.insert(key, json(&meta).as_slice()).map_err(err)?;
         }
-        if out.late > 0 {
+        if late_elsewhere > 0 {
             let mut late = tx.open_table(LATE).map_err(err)?;
             let before = late.get(recipient).map_err(err)?.map_or(0, |v| v.value());
-            late.insert(recipient, before + out.late).map_err(err)?;
+            late.insert(recipient, before + late_elsewhere)
+                .map_err(err)?;
         }
     }
     Ok(out)
@@ -319,7 +337,7 @@ impl Store for Embedded {
                     }
                     builder.group(group, &state, distinct);
                 }
-                let report = builder.finish(late, &meta);
+                let report = builder.finish(late + meta.late, &meta);
                 late = 0;
                 reports
                     .insert(report.id.as_str(), json(&report).as_slice())
@@ -471,6 +489,7 @@ users = "distinct_subjects"
     fn ev(window: u64, group: &str, subject: &str) -> Folded {
         Folded {
             window,
+            arrival_window: window,
             group: format!("[\"{group}\"]"),
             subject: subject.into(),
             values: vec![None, None],
@@ -523,8 +542,12 @@ users = "distinct_subjects"
         assert!(store.open_windows(&x).unwrap().is_empty());
         // The window is closed: a new event for it is late, and shows in
         // the next report.
+        let late_one = Folded {
+            arrival_window: 20,
+            ..ev(10, "a", "s1")
+        };
         let out = store
-            .fold("x", &r, &[ev(10, "a", "s1"), ev(20, "a", "s1")], LIMITS)
+            .fold("x", &r, &[late_one, ev(20, "a", "s1")], LIMITS)
             .unwrap();
         assert_eq!((out.late, out.folded), (1, 1));
         assert_eq!(store.pending(&x).unwrap().len(), 1);

@@ -9,9 +9,9 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `P:horizon` | string | windows ending at or before it are closed |
-//! | `P:late` | string | late events not yet reported |
+//! | `P:late` | string | late events not yet reported whose arrival window was closed too (rare) |
 //! | `P:windows` | sorted set | open window starts |
-//! | `P:W:meta` | hash | `window_secs`, `groups`, `events`, `cut_events`, `capped_events` |
+//! | `P:W:meta` | hash | `window_secs`, `groups`, `events`, `cut_events`, `capped_events`, `late` (events that arrived in it for a window reported already) |
 //! | `P:W:groups` | set | the window's group keys |
 //! | `P:W:g:GROUP` | hash | `events`, and `NAME:sum`, `NAME:n`, `NAME:min`, `NAME:max` per numeric measure |
 //! | `P:W:s:GROUP` | set | the group's subjects (pseudonyms): exact distinct counts |
@@ -51,16 +51,26 @@ local nm = tonumber(ARGV[4])
 local names = {}
 for j = 1, nm do names[j] = ARGV[4 + j] end
 local horizon = tonumber(redis.call('GET', p .. ':horizon') or '0')
-local folded, late, cut, capped = 0, 0, 0, 0
+local folded, late, cut, capped, elsewhere = 0, 0, 0, 0, 0
 local i = 5 + nm
 while i <= #ARGV do
   local w = ARGV[i]
-  local g = ARGV[i + 1]
-  local s = ARGV[i + 2]
-  local base = i + 2
-  i = i + 3 + nm
+  local aw = ARGV[i + 1]
+  local g = ARGV[i + 2]
+  local s = ARGV[i + 3]
+  local base = i + 3
+  i = i + 4 + nm
   if tonumber(w) + wsecs <= horizon then
     late = late + 1
+    if tonumber(aw) + wsecs <= horizon then
+      elsewhere = elsewhere + 1
+    else
+      local ameta = p .. ':' .. aw .. ':meta'
+      if redis.call('HSETNX', ameta, 'window_secs', wsecs) == 1 then
+        redis.call('ZADD', p .. ':windows', aw, aw)
+      end
+      redis.call('HINCRBY', ameta, 'late', 1)
+    end
   else
     local wk = p .. ':' .. w
     local meta = wk .. ':meta'
@@ -109,7 +119,7 @@ while i <= #ARGV do
     end
   end
 end
-if late > 0 then redis.call('INCRBY', p .. ':late', late) end
+if elsewhere > 0 then redis.call('INCRBY', p .. ':late', elsewhere) end
 return {folded, late, cut, capped}
 "#;
 
@@ -277,6 +287,7 @@ impl Redis {
             events: meta.get("events").copied().unwrap_or(0),
             cut_events: meta.get("cut_events").copied().unwrap_or(0),
             capped_events: meta.get("capped_events").copied().unwrap_or(0),
+            late: meta.get("late").copied().unwrap_or(0),
         };
         let mut builder = ReportBuilder::new(rules, recipient, start, window_secs, "");
         let mut groups = groups;
@@ -290,8 +301,10 @@ impl Redis {
             })?;
             builder.group(g, &group_state(&fields), distinct);
         }
+        // Late events of closed windows whose own arrival window was
+        // closed too go to the next report made.
         let late = late.unwrap_or(0);
-        Ok((builder.finish(late, &meta), late))
+        Ok((builder.finish(late + meta.late, &meta), late))
     }
 }
 
@@ -345,7 +358,10 @@ impl Store for Redis {
             inv.arg(&m.name);
         }
         for f in events {
-            inv.arg(f.window).arg(&f.group).arg(&f.subject);
+            inv.arg(f.window)
+                .arg(f.arrival_window)
+                .arg(&f.group)
+                .arg(&f.subject);
             for v in &f.values {
                 match v {
                     // Shortest text that reads back as the same number.
