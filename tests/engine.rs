@@ -278,6 +278,8 @@ fn personal_keys_do_not_reach_error_paths() {
         "DE89370400440532013000",
         "user4915112345678",
         "deadbeef1234",
+        "ref_QWERTYUIOPZX_v",
+        "x-QWERTYUIOPZXCV",
     ] {
         let body = format!(r#"{{"properties":{{"{key}":{{"x":1,"x":2}}}}}}"#);
         let e = refused(body.as_bytes());
@@ -290,6 +292,8 @@ fn personal_keys_do_not_reach_error_paths() {
         "page-title",
         "$email",
         "utm_source2",
+        "createdAtTimestamp",
+        "QWERTYUIOPZ_ASDFGHJKLQW",
     ] {
         let body = format!(r#"{{"properties":{{"{key}":{{"x":1,"x":2}}}}}}"#);
         let e = refused(body.as_bytes());

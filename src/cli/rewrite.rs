@@ -351,8 +351,12 @@ fn read_pieces(
     spare: &Receiver<Vec<u8>>,
 ) {
     loop {
+        // A buffer back from the rewriter keeps its length (the bytes read
+        // into it), so only what it lacks is zeroed.
         let mut buf = spare.try_recv().unwrap_or_default();
-        buf.resize(size, 0);
+        if buf.len() < size {
+            buf.resize(size, 0);
+        }
         let n = loop {
             match input.read(&mut buf) {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,

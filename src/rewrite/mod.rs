@@ -580,29 +580,78 @@ fn looks_like_a_value(key: &[u8]) -> bool {
     {
         return true;
     }
+    // One pass: a run of 5 digits, a run of 8 hex digits holding a digit,
+    // or a word (between `_`, `-`, `$`) of 12 or more mostly of capitals and
+    // digits.
     let mut digits = 0usize;
     let mut hex_run = (0usize, false);
+    let mut word = (0usize, 0usize);
     for &b in key {
-        digits = if b.is_ascii_digit() { digits + 1 } else { 0 };
-        hex_run = if b.is_ascii_hexdigit() {
-            (hex_run.0 + 1, hex_run.1 || b.is_ascii_digit())
+        let class = NAME_BYTE[b as usize];
+        let digit = class & DIGIT != 0;
+        digits = if digit { digits + 1 } else { 0 };
+        hex_run = if class & HEX != 0 {
+            (hex_run.0 + 1, hex_run.1 || digit)
         } else {
             (0, false)
         };
         if digits >= 5 || (hex_run.0 >= 8 && hex_run.1) {
             return true;
         }
+        if class & SEPARATOR != 0 {
+            if loud_word(word) {
+                return true;
+            }
+            word = (0, 0);
+        } else {
+            word = (word.0 + 1, word.1 + usize::from(class & LOUD != 0));
+        }
     }
-    // A long word (between separators) mostly of capitals and digits.
-    key.split(|b| matches!(b, b'_' | b'-' | b'$')).any(|w| {
-        w.len() >= 12
-            && w.iter()
-                .filter(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
-                .count()
-                * 2
-                >= w.len()
-    })
+    loud_word(word)
 }
+
+/// A word of at least 12 bytes, at least half of them capitals or digits
+/// (`(length, capitals and digits)`).
+#[inline]
+fn loud_word((len, loud): (usize, usize)) -> bool {
+    len >= 12 && loud * 2 >= len
+}
+
+const DIGIT: u8 = 1;
+const HEX: u8 = 2;
+/// A capital or a digit.
+const LOUD: u8 = 4;
+const SEPARATOR: u8 = 8;
+/// May appear in a key shown as it is (after a letter, `_` or `$` first).
+const NAME: u8 = 16;
+
+/// What [`looks_like_a_value`] and [`push_path_key`] ask of a key's bytes.
+static NAME_BYTE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let mut k = 0;
+        if c.is_ascii_digit() {
+            k |= DIGIT | LOUD;
+        }
+        if c.is_ascii_hexdigit() {
+            k |= HEX;
+        }
+        if c.is_ascii_uppercase() {
+            k |= LOUD;
+        }
+        if c == b'_' || c == b'-' || c == b'$' {
+            k |= SEPARATOR;
+        }
+        if c.is_ascii_alphanumeric() || c == b'_' || c == b'-' || c == b'$' {
+            k |= NAME;
+        }
+        t[b] = k;
+        b += 1;
+    }
+    t
+};
 
 /// Renders a field path from its keys: identifier-like keys verbatim, any
 /// other key as `<key>` (keys can themselves be personal, e.g. a map keyed by
@@ -614,9 +663,7 @@ pub(crate) fn push_path_key(path: &mut String, key: &[u8], rules: &FieldRules) {
     let ident = !key.is_empty()
         && key.len() <= 40
         && (key[0].is_ascii_alphabetic() || key[0] == b'_' || key[0] == b'$')
-        && key
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'$'))
+        && key.iter().all(|&b| NAME_BYTE[b as usize] & NAME != 0)
         && !looks_like_a_value(key);
     if ident {
         // Identifier bytes are ASCII, and none needs quoting.

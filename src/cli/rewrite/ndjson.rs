@@ -94,14 +94,18 @@ fn read_lines(
 ) {
     let mut carry: Vec<u8> = Vec::new();
     loop {
+        // A buffer back from the rewriter is already as long as a piece was:
+        // its bytes are overwritten, not zeroed again.
         let mut buf = spare.try_recv().unwrap_or_default();
-        buf.clear();
-        buf.extend_from_slice(&carry);
+        let start = carry.len();
+        if buf.len() < start + NDJSON_PIECE {
+            buf.resize(start + NDJSON_PIECE, 0);
+        }
+        buf[..start].copy_from_slice(&carry);
         carry.clear();
-        let start = buf.len();
-        buf.resize(start + NDJSON_PIECE, 0);
+        let read_into = start..start + NDJSON_PIECE;
         let n = loop {
-            match input.read(&mut buf[start..]) {
+            match input.read(&mut buf[read_into.clone()]) {
                 Ok(n) => break Ok(n),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => break Err(e),
