@@ -771,6 +771,21 @@ fn rewrite_into_a_file_leaves_nothing_of_a_refused_document() {
     assert!(stderr(&o).contains("duplicate"), "{}", stderr(&o));
     assert_eq!(std::fs::metadata(&out).unwrap().len(), 0);
 
+    // Standard error into the same file (`> out 2>&1`): the refusal is all
+    // it holds, with no gap where the document was.
+    let file = std::fs::File::create(&out).unwrap();
+    let o = Command::new(BIN)
+        .args(&bad_args)
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let both = std::fs::read_to_string(&out).unwrap();
+    assert!(both.starts_with("refused: "), "{both:?}");
+    assert!(!both.contains('\0') && !both.contains("e0000"), "{both:?}");
+
     // Appended to a file that holds something: that stays, and nothing of
     // the refused document is added.
     std::fs::write(&out, "earlier output\n").unwrap();

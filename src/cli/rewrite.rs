@@ -330,12 +330,18 @@ impl Spill {
         }
     }
 
-    /// Cuts the file back to where the document started.
+    /// Cuts the file back to where the document started, and goes back
+    /// there (stderr may share the file: what it says next follows on).
     fn cut_back(mut self) {
+        use std::io::Seek as _;
         if let Err(e) = self.finish() {
             eprintln!("write error: {e}");
         }
-        if let Err(e) = self.file.set_len(self.start) {
+        let cut = self
+            .file
+            .set_len(self.start)
+            .and_then(|()| self.file.seek(std::io::SeekFrom::Start(self.start)));
+        if let Err(e) = cut {
             eprintln!("error: could not cut the output back to where it started: {e}");
         }
     }
