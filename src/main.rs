@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use scrim::cli::args::{Cli, Command};
-use scrim::cli::{check, diff, inventory, keygen, rewrite, schema, serve, test};
+use scrim::cli::{check, completions, diff, inventory, keygen, man, rewrite, schema, serve, test};
 
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -61,5 +61,7 @@ fn main() -> ExitCode {
         Command::Inventory { rules, format } => inventory::run(&rules, format),
         Command::Keygen { keys, id, activate } => keygen::run(keys, id, activate),
         Command::Schema { of } => schema::run(of),
+        Command::Completions { shell } => completions::run(shell),
+        Command::Man { command, dir } => man::run(command.as_deref(), dir.as_deref()),
     }
 }

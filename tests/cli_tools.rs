@@ -767,6 +767,7 @@ fn rewrite_into_a_file_leaves_nothing_of_a_refused_document() {
     let piped = run(&good_args);
     assert_eq!(piped.status.code(), Some(0), "{}", stderr(&piped));
     assert!(piped.stdout.len() > 2 << 20, "{}", piped.stdout.len());
+    assert!(piped.stdout.ends_with(b"}]\n"));
     let out = d.0.join("out.json");
     let o = run_into(&good_args, &out, false);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -777,6 +778,21 @@ fn rewrite_into_a_file_leaves_nothing_of_a_refused_document() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("duplicate"), "{}", stderr(&o));
     assert_eq!(std::fs::metadata(&out).unwrap().len(), 0);
+
+    // Standard error into the same file (`> out 2>&1`): the refusal is all
+    // it holds, with no gap where the document was.
+    let file = std::fs::File::create(&out).unwrap();
+    let o = Command::new(BIN)
+        .args(&bad_args)
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let both = std::fs::read_to_string(&out).unwrap();
+    assert!(both.starts_with("refused: "), "{both:?}");
+    assert!(!both.contains('\0') && !both.contains("e0000"), "{both:?}");
 
     // Appended to a file that holds something: that stays, and nothing of
     // the refused document is added.
@@ -810,7 +826,7 @@ fn rewrite_detects_ndjson_on_stdin_and_hints_at_it_for_json() {
     // One document on stdin is still JSON.
     let o = run_stdin(&args, "{\"event\":\"a\",\n\"x\":1}\n");
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_eq!(stdout(&o), "{\"event\":\"a\"}");
+    assert_eq!(stdout(&o), "{\"event\":\"a\"}\n");
     // A .json file (or --format json) holding several documents: refused,
     // with a hint.
     let f = d.write("two.json", input);
@@ -979,6 +995,8 @@ fn every_command_help_has_examples() {
         "inventory",
         "keygen",
         "schema",
+        "completions",
+        "man",
     ];
     for c in commands {
         assert!(
@@ -1034,4 +1052,379 @@ fn every_command_help_has_examples() {
             );
         }
     }
+}
+
+/// Runs the binary in `dir` (for the default `rules` path).
+fn run_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Every format's output ends with one line feed, also when it is not a
+/// terminal, and a refused document still leaves nothing.
+#[test]
+fn rewrite_output_ends_with_a_newline() {
+    let d = Dir::new("rw-newline");
+    let rules = d.write("shop.toml", NEW);
+    let args = [
+        "rewrite",
+        "--rules",
+        p(&rules),
+        "--recipient",
+        "shop",
+        "--test-key",
+    ];
+    fn with<'a>(args: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+        [args, extra].concat()
+    }
+    let json = d.write("one.json", "{\"event\":\"a\",\"x\":1}");
+    let o = run(&with(&args, &[p(&json)]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "{\"event\":\"a\"}\n");
+    // Into a regular file (the path that writes as it goes).
+    let out = d.0.join("out.json");
+    let o = run_into(&with(&args, &[p(&json)]), &out, false);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&out).unwrap(), b"{\"event\":\"a\"}\n");
+    // A form body.
+    let o = run_stdin(&with(&args, &["--format", "form"]), "event=a&x=1&v=2");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "event=a\n");
+    // NDJSON whose last line has no line feed, streamed or with --explain.
+    for extra in [
+        &["--format", "ndjson"][..],
+        &["--format", "ndjson", "--explain"],
+    ] {
+        let o = run_stdin(&with(&args, extra), "{\"event\":\"a\"}\n{\"event\":\"b\"}");
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_eq!(
+            stdout(&o),
+            "{\"event\":\"a\"}\n{\"event\":\"b\"}\n",
+            "{extra:?}"
+        );
+    }
+    // Refused: nothing, not even the line feed, through a pipe or into a file.
+    let bad = d.write("bad.json", "{\"event\":\"a\",\"event\":\"b\"}");
+    let o = run(&with(&args, &[p(&bad)]));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(o.stdout.is_empty(), "{:?}", stdout(&o));
+    let o = run_into(&with(&args, &[p(&bad)]), &out, false);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(std::fs::metadata(&out).unwrap().len(), 0);
+    let o = run_stdin(&with(&args, &["--format", "form"]), "event=a&x=%zz");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(o.stdout.is_empty(), "{:?}", stdout(&o));
+}
+
+/// A form body is one record however many parameters it has.
+#[test]
+fn rewrite_counts_a_form_body_as_one_record() {
+    let d = Dir::new("rw-form-records");
+    let rules = d.write("shop.toml", NEW);
+    let o = run_stdin(
+        &[
+            "rewrite",
+            "--rules",
+            p(&rules),
+            "--recipient",
+            "shop",
+            "--test-key",
+            "--format",
+            "form",
+        ],
+        "event=a&ip=203.0.113.7&x=1&y=2",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.lines()
+            .any(|l| l == "kept 1, transformed 1, dropped 2 (0 not applicable), documents 1"),
+        "{err}"
+    );
+    assert!(
+        err.lines()
+            .any(|l| l == "keep 1, drop 2, truncate_ip 1, records 1, refused records 0"),
+        "{err}"
+    );
+}
+
+/// Without `rules/` in the current directory, each command says how to
+/// give it the rules.
+#[test]
+fn a_missing_rules_directory_says_how_to_pass_it() {
+    let d = Dir::new("no-rules");
+    let o = run_in(
+        &d.0,
+        &["rewrite", "--recipient", "example", "--test-key", "-"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("no such file or directory"), "{err}");
+    assert!(err.contains("with --rules DIR"), "{err}");
+    // An explicit path that does not exist gets the same help.
+    let o = run_in(
+        &d.0,
+        &["rewrite", "--rules", "rulez", "--recipient", "example", "-"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("with --rules DIR"), "{}", stderr(&o));
+    for c in ["check", "test", "inventory"] {
+        let o = run_in(&d.0, &[c]);
+        assert_eq!(o.status.code(), Some(2), "{c}");
+        let err = stderr(&o);
+        assert!(
+            err.contains(&format!("as arguments: scrim {c} DIR")),
+            "{c}: {err}"
+        );
+    }
+    // A rules directory that exists but is empty is another problem.
+    std::fs::create_dir(d.0.join("rules")).unwrap();
+    let o = run_in(&d.0, &["check"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!stderr(&o).contains("as arguments"), "{}", stderr(&o));
+}
+
+/// `--recipient` naming no loaded rule file: the nearest loaded one, or
+/// the list when none is near.
+#[test]
+fn an_unknown_recipient_suggests_the_nearest() {
+    let rules = repo_rules();
+    let o = run(&[
+        "rewrite",
+        "--rules",
+        p(&rules),
+        "--recipient",
+        "segmnet",
+        "--test-key",
+        "/dev/null",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("unknown recipient \"segmnet\""), "{err}");
+    assert!(err.contains("help: did you mean \"segment\"?"), "{err}");
+    let o = run(&[
+        "rewrite",
+        "--rules",
+        p(&rules),
+        "--recipient",
+        "zzzzzzzz",
+        "--test-key",
+        "/dev/null",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(!err.contains("did you mean"), "{err}");
+    let listed = err
+        .lines()
+        .find_map(|l| l.strip_prefix("help: the rules are for: "))
+        .unwrap_or_else(|| panic!("{err}"));
+    for r in ["example", "ga4", "segment"] {
+        assert!(listed.split(", ").any(|x| x == r), "{listed}");
+    }
+    // scrim diff with rules directories.
+    let d = Dir::new("diff-recipient");
+    let sample = d.write("s.json", "{\"event\":\"a\"}");
+    let o = run(&[
+        "diff",
+        "--recipient",
+        "ga44",
+        p(&rules),
+        p(&rules),
+        p(&sample),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("help: did you mean \"ga4\"?"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// The completion scripts come from the clap definitions: every command and
+/// its options complete. In bash (when installed) they are run for real.
+#[test]
+fn completions_for_bash_zsh_and_fish() {
+    for (shell, marker) in [
+        ("bash", "complete -F _scrim"),
+        ("zsh", "#compdef scrim"),
+        ("fish", "complete -c scrim"),
+    ] {
+        let o = run(&["completions", shell]);
+        assert_eq!(o.status.code(), Some(0), "{shell}: {}", stderr(&o));
+        let script = stdout(&o);
+        assert!(script.contains(marker), "{shell}: {script}");
+        for word in [
+            "rewrite",
+            "inventory",
+            "completions",
+            "recipient",
+            "skip-refused",
+        ] {
+            assert!(script.contains(word), "{shell}: no {word}");
+        }
+    }
+    let o = run(&["completions", "tcsh"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(o.stdout.is_empty());
+
+    let d = Dir::new("completions");
+    let script = d.0.join("scrim.bash");
+    std::fs::write(&script, run(&["completions", "bash"]).stdout).unwrap();
+    // COMP_WORDS as bash sets them for `scrim <words>` with the cursor at
+    // the end of the last word; prints the candidates, one per line.
+    let complete = |words: &str| -> Option<Vec<String>> {
+        let cmd = format!(
+            "source {}; COMP_WORDS=(scrim {words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); \
+             _scrim scrim \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"; \
+             printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            script.display()
+        );
+        let o = Command::new("bash").args(["-c", &cmd]).output().ok()?;
+        assert!(o.status.success(), "{}", stderr(&o));
+        Some(stdout(&o).lines().map(str::to_string).collect())
+    };
+    let Some(commands) = complete("re") else {
+        eprintln!("no bash here: the scripts were checked as text only");
+        return;
+    };
+    assert_eq!(commands, ["rewrite"]);
+    assert_eq!(complete("rewrite --rec").unwrap(), ["--recipient"]);
+    assert_eq!(complete("man inv").unwrap(), ["inventory"]);
+    let formats = complete("rewrite --format ''").unwrap();
+    assert_eq!(formats, ["json", "ndjson", "form"]);
+}
+
+/// `scrim man`: scrim(1) on stdout, a command's page, every page into a
+/// directory; the examples keep one command per line.
+#[test]
+fn man_pages() {
+    let o = run(&["man"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let top = stdout(&o);
+    assert!(top.lines().any(|l| l.starts_with(".TH scrim 1 ")), "{top}");
+    for c in ["serve", "rewrite", "diff", "completions", "man"] {
+        assert!(top.contains(&format!("scrim\\-{c}(1)")), "{c}: {top}");
+    }
+    assert!(!top.contains("scrim\\-help"), "{top}");
+
+    let o = run(&["man", "rewrite"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let page = stdout(&o);
+    assert!(
+        page.lines().any(|l| l.starts_with(".TH scrim-rewrite 1 ")),
+        "{page}"
+    );
+    assert!(page.contains("\\-\\-recipient"), "{page}");
+    assert!(page.contains("\\-\\-skip\\-refused"), "{page}");
+    // The examples: each one a line of its own, in no-fill mode.
+    let examples = &page[page.find(".SH EXAMPLES").expect("EXAMPLES")..];
+    let nf = &examples[examples.find(".nf\n").expect(".nf")..examples.find(".fi\n").expect(".fi")];
+    assert!(
+        nf.lines().any(|l| l
+            == "  scrim rewrite \\-\\-recipient segment \\-\\-test\\-key \\-\\-explain event.json"),
+        "{nf}"
+    );
+    assert!(page.contains("\\fBscrim\\fR(1)"), "{page}");
+
+    let o = run(&["man", "nonesuch"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(o.stdout.is_empty());
+
+    let d = Dir::new("man");
+    let dir = d.0.join("man1");
+    let o = run(&["man", "--dir", p(&dir)]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    let mut want: Vec<String> = [
+        "serve",
+        "check",
+        "test",
+        "rewrite",
+        "diff",
+        "inventory",
+        "keygen",
+        "schema",
+        "completions",
+        "man",
+    ]
+    .iter()
+    .map(|c| format!("scrim-{c}.1"))
+    .chain(["scrim.1".to_string()])
+    .collect();
+    want.sort();
+    assert_eq!(files, want);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("scrim-rewrite.1")).unwrap(),
+        page
+    );
+    assert_eq!(stdout(&o).lines().count(), want.len(), "{}", stdout(&o));
+
+    // groff (when installed) reads every page without a warning.
+    for f in &files {
+        let Ok(g) = Command::new("groff")
+            .args(["-man", "-Tutf8", "-ww", "-z"])
+            .arg(dir.join(f))
+            .output()
+        else {
+            break;
+        };
+        assert!(
+            g.status.success() && g.stderr.is_empty(),
+            "{f}: {}",
+            stderr(&g)
+        );
+    }
+}
+
+/// Every `section.option` that docs/operations.md names is an option of
+/// scrim.toml (as `scrim schema config` describes it).
+#[test]
+fn operations_doc_names_only_real_server_options() {
+    let o = run(&["schema", "config"]);
+    assert_eq!(o.status.code(), Some(0));
+    let schema: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let sections = schema["properties"].as_object().unwrap();
+    let options = |section: &str| -> Vec<String> {
+        let def = sections[section]["allOf"][0]["$ref"]
+            .as_str()
+            .or(sections[section]["$ref"].as_str())
+            .and_then(|r| r.rsplit('/').next())
+            .unwrap_or_else(|| panic!("{section}: {}", sections[section]));
+        schema["definitions"][def]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{def}"))
+            .keys()
+            .cloned()
+            .collect()
+    };
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/operations.md"))
+            .unwrap();
+    let mut checked = 0;
+    for quoted in doc.split('`').skip(1).step_by(2) {
+        let Some((section, option)) = quoted.split_once('.') else {
+            continue;
+        };
+        if !sections.contains_key(section)
+            || !option
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            continue;
+        }
+        assert!(
+            options(section).iter().any(|o| o == option),
+            "docs/operations.md names `{quoted}`, which is not a scrim.toml option"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} options found");
 }

@@ -186,17 +186,51 @@ pub enum Command {
     /// editor completion, hover help and validation. The copies in schema/
     /// are this output; editors find them through .taplo.toml or a
     /// `#:schema` first line.
-    ///
-    /// Examples:
-    ///   scrim schema rules > schema/rules.schema.json
-    ///   scrim schema config > schema/scrim.schema.json
-    #[command(verbatim_doc_comment)]
+    #[command(after_help = SCHEMA_EXAMPLES)]
     Schema {
         /// Which file's schema.
         #[arg(value_enum)]
         of: SchemaOf,
     },
+    /// Print a completion script for a shell to standard output: commands,
+    /// options and their values complete on Tab. Install it where the shell
+    /// looks for completions (see the examples).
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page scrim(1), or a command's page (scrim-rewrite(1),
+    /// ...), as roff to standard output; with --dir, write every page into a
+    /// directory instead, for packaging (scrim.1, scrim-serve.1, ...).
+    #[command(after_help = MAN_EXAMPLES)]
+    Man {
+        /// The command whose page to print (default: scrim(1), which lists
+        /// the commands).
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(COMMANDS))]
+        command: Option<String>,
+        /// Write scrim.1 and one page per command into this directory
+        /// (created if missing) and list the files written.
+        #[arg(long, value_name = "DIR", conflicts_with = "command")]
+        dir: Option<PathBuf>,
+    },
 }
+
+/// The commands' names, as `scrim man` takes them (a unit test holds this
+/// list to the subcommands above).
+pub const COMMANDS: [&str; 10] = [
+    "serve",
+    "check",
+    "test",
+    "rewrite",
+    "diff",
+    "inventory",
+    "keygen",
+    "schema",
+    "completions",
+    "man",
+];
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum SchemaOf {
@@ -308,6 +342,23 @@ recipient, whatever their file names.
 Paths: array indices are written [] (items[].sku); a field inside an
 embedded_json document is written with > (ctx>locale).";
 
+const SCHEMA_EXAMPLES: &str = "Examples:
+  scrim schema rules > schema/rules.schema.json
+  scrim schema config > schema/scrim.schema.json";
+
+const COMPLETIONS_EXAMPLES: &str = "Examples:
+  scrim completions bash > ~/.local/share/bash-completion/completions/scrim
+  scrim completions zsh > ~/.zfunc/_scrim     # with fpath+=(~/.zfunc) before compinit
+  scrim completions fish > ~/.config/fish/completions/scrim.fish
+
+A new shell picks the script up; in the current one, `source` it (bash, fish).";
+
+const MAN_EXAMPLES: &str = "Examples:
+  scrim man | man -l -                  # read scrim(1) without installing it
+  scrim man rewrite | man -l -          # one command's page, scrim-rewrite(1)
+  scrim man --dir ~/.local/share/man/man1   # install every page; then `man scrim`
+  scrim man --dir /usr/share/man/man1   # as a package would (as root)";
+
 const INVENTORY_EXAMPLES: &str = "Examples:
   scrim inventory                       # every rule file in rules/, Markdown
   scrim inventory rules/ga4.toml --format json";
@@ -338,5 +389,19 @@ impl From<Format> for BodyFormat {
             Format::Ndjson => BodyFormat::Ndjson,
             Format::Form => BodyFormat::Form,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn commands_lists_every_subcommand_in_order() {
+        let names: Vec<String> = super::Cli::command()
+            .get_subcommands()
+            .map(|c| c.get_name().to_string())
+            .collect();
+        assert_eq!(names, super::COMMANDS);
     }
 }

@@ -5,14 +5,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::args::OutputArgs;
-use super::{Reporter, load, plural};
+use super::{Reporter, RulesGiven, load, plural};
 use crate::policy;
 
 /// Checks the rule files and reports every problem; exit code 0, 1 or 2
 /// as `scrim check --help` says.
 pub fn run(rules: &[PathBuf], strict: bool, output: OutputArgs) -> ExitCode {
     let mut reporter = Reporter::new(output, std::io::stderr().is_terminal());
-    let policies = match load(rules, &mut reporter) {
+    let policies = match load(rules, RulesGiven::Arguments("check"), &mut reporter) {
         Ok(p) => p,
         Err(code) => return code,
     };

@@ -33,12 +33,17 @@ fn load_one(
                 eprintln!("{e}");
             }
         })?;
+        let loaded: Vec<&str> = all.iter().map(|p| p.recipient.as_str()).collect();
         return all
-            .into_iter()
+            .iter()
             .find(|p| p.recipient == name)
-            .map(|p| (p, true))
+            .map(|p| (p.clone(), true))
             .ok_or_else(|| {
-                eprintln!("{}: no rules for recipient \"{name}\"", path.display());
+                eprintln!(
+                    "{}: no rules for recipient \"{name}\"\nhelp: {}",
+                    path.display(),
+                    super::unknown_recipient_help(name, &loaded)
+                );
             });
     }
     let text = std::fs::read_to_string(path)

@@ -5,17 +5,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::args::InventoryFormat;
-use super::{Reporter, load};
-use crate::policy;
+use super::{Reporter, RulesGiven, load};
 
 /// Prints the inventory of the rule files, as Markdown or JSON.
 pub fn run(rules: &[PathBuf], format: InventoryFormat) -> ExitCode {
-    if let Err(e) = policy::rule_files(rules) {
-        eprintln!("{e}");
-        return ExitCode::from(2);
-    }
     let mut reporter = Reporter::stderr_human();
-    let policies = match load(rules, &mut reporter) {
+    let policies = match load(rules, RulesGiven::Arguments("inventory"), &mut reporter) {
         Ok(p) => p,
         Err(code) => return code,
     };

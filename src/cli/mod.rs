@@ -4,9 +4,11 @@
 
 pub mod args;
 pub mod check;
+pub mod completions;
 pub mod diff;
 pub mod inventory;
 pub mod keygen;
+pub mod man;
 pub mod rewrite;
 pub mod schema;
 pub mod serve;
@@ -85,13 +87,43 @@ pub(crate) fn plural(n: usize, what: &str) -> String {
     }
 }
 
+/// How a command is told where its rule files are, for the help shown when
+/// that path does not exist (most often: no `rules/` in the current
+/// directory, the default).
+#[derive(Clone, Copy)]
+pub(crate) enum RulesGiven {
+    /// `--rules DIR` (`scrim rewrite`).
+    Flag,
+    /// As arguments (`scrim check DIR...`): the command's name.
+    Arguments(&'static str),
+}
+
+impl RulesGiven {
+    fn help(self) -> String {
+        match self {
+            RulesGiven::Flag => {
+                "pass the rules directory (or one rule file) with --rules DIR; without --rules, ./rules is read".into()
+            }
+            RulesGiven::Arguments(command) => format!(
+                "pass the rules directory (or rule files) as arguments: scrim {command} DIR; without one, ./rules is read"
+            ),
+        }
+    }
+}
+
 /// Loads the rule files; on problems, shows them and returns the exit code
 /// (2 when a path cannot be read, 1 for rule errors).
 pub(crate) fn load(
     rules: &[PathBuf],
+    given: RulesGiven,
     reporter: &mut Reporter,
 ) -> Result<Vec<Arc<CompiledPolicy>>, ExitCode> {
     if let Err(e) = policy::rule_files(rules) {
+        let e = if std::path::Path::new(&e.file).exists() {
+            e
+        } else {
+            e.with_help(given.help())
+        };
         reporter.eprint(&e);
         return Err(ExitCode::from(2));
     }
@@ -114,6 +146,15 @@ pub(crate) fn load(
         return Err(ExitCode::from(1));
     }
     Ok(policies)
+}
+
+/// What to say about a `--recipient` that no loaded rule file is for: the
+/// nearest loaded recipient, or the list of them.
+pub(crate) fn unknown_recipient_help(name: &str, loaded: &[&str]) -> String {
+    match policy::suggest(name, loaded) {
+        Some(near) => format!("did you mean \"{near}\"?"),
+        None => format!("the rules are for: {}", loaded.join(", ")),
+    }
 }
 
 /// Guesses a sample's format from its first bytes: a first line that is a

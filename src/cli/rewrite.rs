@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::args::Format;
-use super::{Reporter, load, sniff};
+use super::{Reporter, RulesGiven, load, sniff, unknown_recipient_help};
 use crate::policy::BodyFormat;
 use crate::pseudonym::KeyRing;
 use crate::rewrite::Engine;
@@ -43,14 +43,24 @@ pub fn run(
         skip_refused,
     } = options;
     let mut reporter = Reporter::stderr_human();
-    let policies = match load(&[rules], &mut reporter) {
+    let policies = match load(
+        std::slice::from_ref(&rules),
+        RulesGiven::Flag,
+        &mut reporter,
+    ) {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let Some(policy) = policies.into_iter().find(|p| p.recipient == recipient) else {
-        eprintln!("unknown recipient \"{recipient}\"");
+    let loaded: Vec<&str> = policies.iter().map(|p| p.recipient.as_str()).collect();
+    let Some(policy) = policies.iter().find(|p| p.recipient == recipient) else {
+        eprintln!(
+            "error: unknown recipient \"{recipient}\": no rule file in {} is for it\nhelp: {}",
+            rules.display(),
+            unknown_recipient_help(recipient, &loaded)
+        );
         return ExitCode::from(1);
     };
+    let policy = policy.clone();
     let ring = if test_key {
         KeyRing::test_ring()
     } else if let Some(path) = keys {
@@ -207,6 +217,14 @@ pub fn run(
     bar.finish_and_clear();
     match result {
         Ok(stats) => {
+            // The output ends with a line feed, like every line-oriented
+            // tool's (NDJSON lines already end with theirs): a shell prompt,
+            // `cat a b` or `wc -l` see one record per line. It is only
+            // added once the document was accepted, so a refusal still
+            // leaves nothing of it.
+            if !stream {
+                out.push(b'\n');
+            }
             let wrote = match spill {
                 Some(mut s) => {
                     if s.send(&mut out) {
@@ -222,9 +240,6 @@ pub fn run(
             if let Err(e) = wrote {
                 eprintln!("write error: {e}");
                 return ExitCode::from(2);
-            }
-            if format == BodyFormat::Json && stdout.is_terminal() {
-                let _ = stdout.write_all(b"\n");
             }
             let _ = stdout.flush();
             if explain {
@@ -330,12 +345,18 @@ impl Spill {
         }
     }
 
-    /// Cuts the file back to where the document started.
+    /// Cuts the file back to where the document started, and goes back
+    /// there (stderr may share the file: what it says next follows on).
     fn cut_back(mut self) {
+        use std::io::Seek as _;
         if let Err(e) = self.finish() {
             eprintln!("write error: {e}");
         }
-        if let Err(e) = self.file.set_len(self.start) {
+        let cut = self
+            .file
+            .set_len(self.start)
+            .and_then(|()| self.file.seek(std::io::SeekFrom::Start(self.start)));
+        if let Err(e) = cut {
             eprintln!("error: could not cut the output back to where it started: {e}");
         }
     }

@@ -5,13 +5,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::args::OutputArgs;
-use super::{Reporter, load};
+use super::{Reporter, RulesGiven, load};
 
 /// Runs every case and prints `ok` or `FAIL` for each; exit code 1 when
 /// one fails.
 pub fn run(rules: &[PathBuf], output: OutputArgs) -> ExitCode {
     let mut reporter = Reporter::new(output, std::io::stderr().is_terminal());
-    let policies = match load(rules, &mut reporter) {
+    let policies = match load(rules, RulesGiven::Arguments("test"), &mut reporter) {
         Ok(p) => p,
         Err(code) => return code,
     };

@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 pub use action::{Action, ScanReplace};
 pub use compile::compile_str;
-pub(crate) use compile::line_col;
+pub(crate) use compile::{line_col, suggest};
 pub use selector::{Segment, Selector};
 
 // Loading with self-tests runs the engine, so it lives above policy and

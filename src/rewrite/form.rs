@@ -63,7 +63,8 @@ impl<'e> FormRewriter<'e> {
         }
     }
 
-    /// Parameters completed so far.
+    /// Records completed so far: 0, as a form body (or query string) is
+    /// one record, counted in the [`Stats`] that [`Self::finish`] returns.
     pub fn documents(&self) -> u64 {
         self.stats.documents
     }
@@ -104,6 +105,9 @@ impl<'e> FormRewriter<'e> {
         let buf = std::mem::take(&mut self.pending);
         self.pairs(&buf, out)
             .inspect_err(|e| self.error = Some(e.clone()))?;
+        // The whole body is one record, however many parameters it holds
+        // (an empty one too: it is forwarded as one request).
+        self.stats.documents = 1;
         Ok(std::mem::take(&mut self.stats))
     }
 
@@ -147,7 +151,6 @@ impl<'e> FormRewriter<'e> {
         if std::str::from_utf8(&name).is_err() {
             return Err(RewriteError::at(ErrorKind::FormUtf8, offset));
         }
-        self.stats.documents += 1;
         let decided = decide(self.rules, &name, &mut self.scratch);
         let rule = decided.map(|(r, _)| r);
         let state = decided.map_or(DEAD, |(_, s)| s);

@@ -174,7 +174,8 @@ impl BodyRewriter<'_> {
         }
     }
 
-    /// Documents (NDJSON lines, 1 for JSON) or form parameters completed so far.
+    /// Records completed so far: NDJSON lines, 1 for a JSON document; a
+    /// form body's one record is counted in what [`Self::finish`] returns.
     pub fn documents(&self) -> u64 {
         match self {
             BodyRewriter::Json(r) => r.documents(),
@@ -201,7 +202,7 @@ pub struct Stats {
     pub transformed: u64,
     /// Of `dropped`: values an action could not apply to.
     pub not_applicable: u64,
-    /// Documents (NDJSON lines; 1 for JSON) or form parameters seen.
+    /// Records: NDJSON lines; 1 for a JSON document or a form body.
     pub documents: u64,
     /// The first [`MAX_DROPPED_PATHS`] dropped field paths.
     pub dropped_paths: Vec<String>,
