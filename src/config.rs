@@ -65,6 +65,9 @@ pub(crate) struct RawConfig {
     /// Log output.
     #[serde(default)]
     log: RawLog,
+    /// Aggregate-only recipients: the store of windows and unsent reports.
+    #[serde(default)]
+    aggregate: crate::aggregate::config::RawAggregateConfig,
 }
 
 /// `[listen]`: the service-side listener (HTTP/1.1 and h2c; with TLS, ALPN
@@ -294,6 +297,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Log filter (default `info`; `RUST_LOG` overrides).
     pub log_level: String,
+    /// Aggregate windows and reports.
+    pub aggregate: crate::aggregate::config::AggregateConfig,
 }
 
 /// Request limits.
@@ -368,6 +373,7 @@ impl Config {
             }
         };
         rel(&mut c.rules_dir);
+        rel(&mut c.aggregate.dir);
         if let Some(k) = c.keys_file.as_mut() {
             rel(k);
         }
@@ -501,7 +507,10 @@ impl Config {
                 )));
             }
         };
+        let aggregate =
+            crate::aggregate::config::AggregateConfig::from_raw(raw.aggregate).map_err(invalid)?;
         Ok(Config {
+            aggregate,
             listen,
             workers: raw.listen.workers.unwrap_or(0),
             tls,

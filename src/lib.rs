@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod aggregate;
 mod chars;
 pub mod cli;
 pub mod config;
@@ -25,5 +26,6 @@ pub mod pseudonym;
 pub mod rewrite;
 pub mod schema;
 pub mod selftest;
+pub mod store;
 pub mod tools;
 pub mod transform;

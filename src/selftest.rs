@@ -126,6 +126,20 @@ fn run_one(engine: &Engine, t: &RuleTest) -> Result<(), String> {
             ));
         }
     }
+    if let Some(want) = &t.report {
+        let Some(rules) = &engine.policy().aggregate else {
+            return Err("`report` is for aggregate recipients (mode = \"aggregate\")".into());
+        };
+        let got = crate::aggregate::reports_of(
+            rules,
+            engine.policy(),
+            &out,
+            t.format,
+            crate::aggregate::TEST_ARRIVAL,
+        )
+        .map_err(|e| format!("events refused: {e}"))?;
+        crate::aggregate::compare_reports(want, &got)?;
+    }
     let docs_out = documents(&out_text, t.format)?;
     let docs_in = documents(&t.input, t.format).unwrap_or_default();
     for p in &t.absent {

@@ -421,7 +421,7 @@ fn inventory_markdown_on_the_shipped_rules() {
     assert_eq!(
         out.matches("Everything else is dropped: every other request header.")
             .count(),
-        5
+        6
     );
 }
 
@@ -438,7 +438,14 @@ fn inventory_json_on_the_shipped_rules_has_the_documented_shape() {
         .collect();
     assert_eq!(
         names,
-        ["amplitude", "example", "ga4", "meta_capi", "segment"]
+        [
+            "amplitude",
+            "example",
+            "ga4",
+            "meta_capi",
+            "segment",
+            "stats"
+        ]
     );
     for r in rs {
         for key in [

@@ -8,9 +8,15 @@ use scrim::proxy::{ServeError, start};
 
 fn config(keys: &str) -> Config {
     let rules = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules");
+    // The shipped rules include an aggregate recipient: its store goes to
+    // a temp dir, never into the repository.
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let spool = std::env::temp_dir().join(format!("scrim-keys-{}-spool-{n}", std::process::id()));
     let text = format!(
-        "[listen]\naddress = \"127.0.0.1:0\"\n[admin]\naddress = \"127.0.0.1:0\"\n[rules]\ndir = {:?}\nwatch = false\n[keys]\n{keys}\n",
-        rules.to_str().unwrap()
+        "[listen]\naddress = \"127.0.0.1:0\"\n[admin]\naddress = \"127.0.0.1:0\"\n[rules]\ndir = {:?}\nwatch = false\n[keys]\n{keys}\n[aggregate]\ndir = {:?}\n",
+        rules.to_str().unwrap(),
+        spool.to_str().unwrap()
     );
     Config::parse(&text, "keys-test.toml").unwrap()
 }

@@ -20,7 +20,14 @@ fn shipped_rule_files_load_and_pass_their_tests() {
     names.sort();
     assert_eq!(
         names,
-        ["amplitude", "example", "ga4", "meta_capi", "segment"]
+        [
+            "amplitude",
+            "example",
+            "ga4",
+            "meta_capi",
+            "segment",
+            "stats"
+        ]
     );
     for p in &policies {
         assert!(!p.tests.is_empty(), "{} has no [[tests]]", p.recipient);

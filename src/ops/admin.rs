@@ -89,6 +89,7 @@ pub fn rules_json(state: &State) -> String {
     let rules = state.rules.load();
     let mut names: Vec<&String> = rules.routes.keys().collect();
     names.sort();
+    let windows = crate::proxy::aggregate::open_and_unsent(state);
     let list: Vec<serde_json::Value> = names
         .iter()
         .map(|n| {
@@ -108,6 +109,23 @@ pub fn rules_json(state: &State) -> String {
                 "headers_set": p.headers.set.iter().map(|(k, _)| k).collect::<Vec<_>>(),
                 "rate_limit": p.rate_limit.map(|rl| serde_json::json!({"per_second": rl.per_second.get(), "burst": rl.burst.get()})),
                 "key_id": state.keys.active_id(),
+                "mode": match p.mode {
+                    crate::policy::aggregate::Mode::Forward => "forward",
+                    crate::policy::aggregate::Mode::Aggregate => "aggregate",
+                },
+                "aggregate": p.aggregate.as_ref().map(|a| {
+                    let (open, unsent) = windows.get(&p.recipient).copied().unwrap_or((0, 0));
+                    serde_json::json!({
+                        "window": crate::policy::aggregate::show_secs(a.window_secs),
+                        "lateness": crate::policy::aggregate::show_secs(a.lateness_secs),
+                        "k": a.k,
+                        "group_by": a.group_by.iter().map(|g| g.text.clone()).collect::<Vec<_>>(),
+                        "measures": a.measures.iter().map(|m| serde_json::json!({"name": m.name, "kind": m.kind.label()})).collect::<Vec<_>>(),
+                        "noise": a.noise.map(|n| serde_json::json!({"mechanism": "laplace", "epsilon": n.epsilon})),
+                        "open_windows": open,
+                        "unsent_reports": unsent,
+                    })
+                }),
             })
         })
         .collect();

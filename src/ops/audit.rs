@@ -55,3 +55,42 @@ impl RequestEvent {
         );
     }
 }
+
+/// One line per aggregate report sent (or attempted): counts only, never a
+/// group key or a value.
+#[derive(Debug, Default)]
+pub struct ReportEvent<'a> {
+    /// Recipient.
+    pub recipient: &'a str,
+    /// The report id (`scrim-report-id`, a hash of recipient and window).
+    pub report_id: &'a str,
+    /// Window start, RFC 3339.
+    pub window_start: String,
+    /// The partner's status, 0 when it could not be reached.
+    pub status: u16,
+    /// Attempt number, from 1.
+    pub attempt: u32,
+    /// What the report holds.
+    pub counts: crate::aggregate::ReportCounts,
+}
+
+impl ReportEvent<'_> {
+    /// Emits the line (target `scrim::audit`, level info).
+    pub fn emit(&self) {
+        tracing::info!(
+            target: "scrim::audit",
+            recipient = %self.recipient,
+            report_id = %self.report_id,
+            window_start = %self.window_start,
+            status = self.status,
+            attempt = self.attempt,
+            groups = self.counts.groups,
+            events = self.counts.events,
+            suppressed_groups = self.counts.suppressed_groups,
+            suppressed_events = self.counts.suppressed_events,
+            late = self.counts.late,
+            cut_events = self.counts.cut_events,
+            "aggregate report"
+        );
+    }
+}

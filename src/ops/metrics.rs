@@ -69,6 +69,8 @@ pub struct Metrics {
     shed: Counter,
     captured: Counter,
     missing_credentials: Family<RecipientLabels, Counter>,
+    /// Aggregate recipients' series.
+    pub aggregate: AggregateMetrics,
 }
 
 fn duration_histogram() -> Histogram {
@@ -164,6 +166,7 @@ impl Metrics {
             "Rule loads where an env: header credential was not set",
             missing_credentials.clone(),
         );
+        let aggregate = AggregateMetrics::register(&mut registry);
         Metrics {
             registry,
             requests,
@@ -179,6 +182,7 @@ impl Metrics {
             shed,
             captured,
             missing_credentials,
+            aggregate,
         }
     }
 
@@ -360,6 +364,95 @@ impl RecipientMetrics {
         }
         self.bytes_in.inc_by(bytes_in);
         self.bytes_out.inc_by(bytes_out);
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    recipient: String,
+    outcome: &'static str,
+}
+
+/// The aggregate recipients' series: events folded (and not), windows
+/// open, reports sent and retried, groups suppressed. Counts only.
+#[derive(Debug, Clone)]
+pub struct AggregateMetrics {
+    events: Family<OutcomeLabels, Counter>,
+    windows_open: Family<RecipientLabels, Gauge>,
+    reports: Family<OutcomeLabels, Counter>,
+    suppressed: Family<RecipientLabels, Counter>,
+}
+
+impl AggregateMetrics {
+    fn register(registry: &mut Registry) -> AggregateMetrics {
+        let m = AggregateMetrics {
+            events: Family::default(),
+            windows_open: Family::default(),
+            reports: Family::default(),
+            suppressed: Family::default(),
+        };
+        registry.register(
+            "aggregate_events",
+            "Aggregate events by outcome: folded, late (window already reported), cut (group cap), capped (per-subject cap)",
+            m.events.clone(),
+        );
+        registry.register(
+            "aggregate_windows_open",
+            "Aggregate windows open (holding events, not yet reported)",
+            m.windows_open.clone(),
+        );
+        registry.register(
+            "aggregate_reports",
+            "Aggregate reports by result: made, sent (a 2xx), retried (a failed attempt)",
+            m.reports.clone(),
+        );
+        registry.register(
+            "aggregate_groups_suppressed",
+            "Aggregate groups suppressed for having fewer than k distinct subjects",
+            m.suppressed.clone(),
+        );
+        m
+    }
+
+    /// `n` events of `recipient` ended as `outcome` (`folded`, `late`,
+    /// `cut`, `capped`).
+    pub fn events(&self, recipient: &str, outcome: &'static str, n: u64) {
+        if n > 0 {
+            self.events
+                .get_or_create(&OutcomeLabels {
+                    recipient: recipient.to_string(),
+                    outcome,
+                })
+                .inc_by(n);
+        }
+    }
+
+    /// `recipient` has `n` windows open.
+    pub fn windows_open(&self, recipient: &str, n: u64) {
+        self.windows_open
+            .get_or_create(&RecipientLabels {
+                recipient: recipient.to_string(),
+            })
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// A report of `recipient` was `made`, `sent` or `retried`.
+    pub fn report(&self, recipient: &str, result: &'static str) {
+        self.reports
+            .get_or_create(&OutcomeLabels {
+                recipient: recipient.to_string(),
+                outcome: result,
+            })
+            .inc();
+    }
+
+    /// `n` groups of `recipient` were suppressed.
+    pub fn suppressed(&self, recipient: &str, n: u64) {
+        self.suppressed
+            .get_or_create(&RecipientLabels {
+                recipient: recipient.to_string(),
+            })
+            .inc_by(n);
     }
 }
 

@@ -320,6 +320,7 @@ pub fn compile_str_all(
         // Checked once the rules they name are valid.
         _ => Vec::new(),
     };
+    let per_event = super::aggregate::compile(text, file, &raw, fields.as_ref(), &mut errors);
     let (Some(fields), Some(query), Some(headers), true) =
         (fields, query, headers, errors.is_empty())
     else {
@@ -348,6 +349,9 @@ pub fn compile_str_all(
         tests,
         allows,
         version,
+        mode: per_event.mode,
+        records: per_event.records,
+        aggregate: per_event.aggregate,
     })
 }
 
@@ -780,6 +784,7 @@ fn compile_test(src: &Source<'_>, t: &Spanned<RawTest>) -> Result<RuleTest, Poli
         && raw.present.is_empty()
         && raw.transformed.is_empty()
         && !raw.refused
+        && raw.report.is_none()
     {
         return Err(src
             .err(
@@ -789,6 +794,19 @@ fn compile_test(src: &Source<'_>, t: &Spanned<RawTest>) -> Result<RuleTest, Poli
             )
             .with_help("give `expect`, `absent`, `present`, `transformed` or `refused = true`"));
     }
+    let report = match &raw.report {
+        None => None,
+        Some(r) => match serde_json::from_str::<serde_json::Value>(r.get_ref()) {
+            Ok(v @ (serde_json::Value::Object(_) | serde_json::Value::Array(_))) => Some(v),
+            _ => {
+                return Err(src.err(
+                    diag::TEST,
+                    r.span(),
+                    "`report` must be a JSON object (or an array of them)",
+                ));
+            }
+        },
+    };
     Ok(RuleTest {
         name: raw.name.get_ref().clone(),
         line,
@@ -800,6 +818,7 @@ fn compile_test(src: &Source<'_>, t: &Spanned<RawTest>) -> Result<RuleTest, Poli
         present: raw.present.clone(),
         transformed: raw.transformed.clone(),
         refused: raw.refused,
+        report,
     })
 }
 

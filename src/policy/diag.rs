@@ -22,6 +22,7 @@
 //! | `E009` | an invalid `[[allow]]` entry |
 //! | `E010` | files: unreadable, missing, two files for one recipient or host |
 //! | `E011` | `paths` and `[path_params]` |
+//! | `E012` | `mode`, `records` and `[aggregate]` |
 
 use annotate_snippets::{AnnotationKind, Group, Level, Origin, Renderer, Snippet};
 
@@ -49,6 +50,8 @@ pub const ALLOW: &str = "E009";
 pub const FILES: &str = "E010";
 /// `paths` and `[path_params]`.
 pub const PATH: &str = "E011";
+/// `mode`, `records` and `[aggregate]`.
+pub const AGGREGATE: &str = "E012";
 
 /// Renders one problem for a person: title, the source line with a caret at
 /// the span, help and note. `source` is the file's text (the span is looked

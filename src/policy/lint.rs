@@ -60,6 +60,12 @@ pub const NO_TESTS: &str = "P005";
 pub const STALE_ALLOW: &str = "P006";
 /// A file without `paths`.
 pub const NO_PATHS: &str = "P007";
+/// An aggregate `k` below 5.
+pub const SMALL_K: &str = "P008";
+/// An aggregate group that is not generalised and looks personal.
+pub const PERSONAL_GROUP: &str = "P009";
+/// Aggregate noise with epsilon above 10.
+pub const WEAK_NOISE: &str = "P010";
 
 /// Every lint.
 pub const LINTS: &[LintInfo] = &[
@@ -104,6 +110,24 @@ pub const LINTS: &[LintInfo] = &[
         name: "no-paths",
         scope: LintScope::File,
         summary: "a rule file without `paths`: every URL path is only screened for personal data",
+    },
+    LintInfo {
+        code: SMALL_K,
+        name: "small-k",
+        scope: LintScope::File,
+        summary: "an aggregate `k` below 5: a reported group may hide too few people",
+    },
+    LintInfo {
+        code: PERSONAL_GROUP,
+        name: "personal-group",
+        scope: LintScope::File,
+        summary: "an aggregate `group_by` field that is not generalised and looks personal (an IP, a timestamp to the second, an email, a pseudonym)",
+    },
+    LintInfo {
+        code: WEAK_NOISE,
+        name: "weak-noise",
+        scope: LintScope::File,
+        summary: "aggregate noise with `epsilon` above 10: next to no protection",
     },
 ];
 
@@ -215,7 +239,9 @@ pub fn lint(policy: &CompiledPolicy, text: &str) -> Vec<PolicyError> {
             "add a [[tests]] case with an `input` and an `expect`",
         ),
         (
-            policy.paths.is_none(),
+            // An aggregate recipient sends no path: its reports go to
+            // `upstream` exactly.
+            policy.paths.is_none() && policy.aggregate.is_none(),
             NO_PATHS,
             "no `paths`: every URL path goes out as written once it passes the personal-data screening, which cannot see user names or internal ids",
             "list the paths the partner documents: paths = [\"/v1/batch\", \"/users/{id}/events\"] with [path_params] id = \"pseudonymise\"",
@@ -231,6 +257,11 @@ pub fn lint(policy: &CompiledPolicy, text: &str) -> Vec<PolicyError> {
             found.push((None, e));
         }
     }
+    found.extend(
+        super::aggregate::lints(policy, text)
+            .into_iter()
+            .map(|e| (None, e)),
+    );
     let mut used = vec![false; policy.allows.len()];
     let mut out = Vec::new();
     for (target, e) in found {

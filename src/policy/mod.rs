@@ -12,6 +12,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod action;
+pub mod aggregate;
 mod compile;
 pub mod dfa;
 pub mod diag;
@@ -344,6 +345,8 @@ pub struct RuleTest {
     pub transformed: Vec<String>,
     /// The input must be refused.
     pub refused: bool,
+    /// The expected aggregate report(s), as JSON.
+    pub report: Option<serde_json::Value>,
 }
 
 /// A recipient's rule file, validated and compiled. Immutable; shared behind
@@ -384,6 +387,12 @@ pub struct CompiledPolicy {
     pub allows: Vec<lint::Allow>,
     /// SHA-256 (hex, first 16 chars) of the file text: the rule version.
     pub version: String,
+    /// Forward or aggregate.
+    pub mode: aggregate::Mode,
+    /// `records`: the array whose elements are a body's events.
+    pub records: Option<aggregate::FieldPath>,
+    /// `[aggregate]`, in aggregate mode.
+    pub aggregate: Option<Arc<aggregate::AggregateRules>>,
 }
 
 /// Loads one rule file; on problems, the first one (see [`load_file_all`]).

@@ -120,6 +120,21 @@ pub struct RawRuleFile {
     #[serde(default)]
     #[schemars(with = "Vec<RawTest>")]
     pub tests: Vec<Spanned<RawTest>>,
+    /// What the recipient receives: `"forward"` (default), each request in
+    /// minimised form; or `"aggregate"`, only counts per group and time
+    /// window, reported by scrim (see `[aggregate]`).
+    #[schemars(with = "Option<String>", regex(pattern = "^(forward|aggregate)$"))]
+    pub mode: Option<Spanned<String>>,
+    /// The exact path of the array whose elements are a body's events
+    /// (`"batch"`). A body without it is one event; a body where it is not
+    /// an array is refused (400). Default: each document is one event.
+    #[schemars(with = "Option<String>")]
+    pub records: Option<Spanned<String>>,
+    /// Aggregate-only recipient (`mode = "aggregate"`): windows, subject,
+    /// k threshold, groups and measures. Selectors here are relative to one
+    /// event and read after `[fields]`.
+    #[schemars(with = "Option<super::aggregate::RawAggregate>")]
+    pub aggregate: Option<Spanned<super::aggregate::RawAggregate>>,
     /// Lint findings accepted on review, each with its reason.
     #[serde(default)]
     #[schemars(with = "Vec<RawAllow>")]
@@ -316,6 +331,13 @@ pub struct RawTest {
     /// deep ...).
     #[serde(default)]
     pub refused: bool,
+    /// Aggregate recipients: the report the input's events produce (a JSON
+    /// object; an array for one report per window, oldest first). Only the
+    /// keys written are compared (`groups`, `suppressed`, `late`,
+    /// `window`...). Events without a time count at
+    /// 2026-01-01T00:00:00Z; noise is left out.
+    #[schemars(with = "Option<String>")]
+    pub report: Option<Spanned<String>>,
 }
 
 /// Body format of a `[[tests]]` case.

@@ -89,6 +89,13 @@ pub enum ProxyError {
     /// Something inside scrim failed.
     #[error("internal error ({0})")]
     Internal(&'static str),
+    /// An aggregate recipient's event has no subject after `[fields]`: the
+    /// whole body is refused.
+    #[error("{0}")]
+    Events(crate::aggregate::EventError),
+    /// The aggregate store did not take the events: none was stored.
+    #[error("aggregate store unavailable; nothing was stored, retry later")]
+    StoreUnavailable,
 }
 
 impl ProxyError {
@@ -96,9 +103,10 @@ impl ProxyError {
     pub fn origin(&self) -> Origin {
         match self {
             ProxyError::Unreachable(_) | ProxyError::Timeout(_) => Origin::Partner,
-            ProxyError::Internal(_) | ProxyError::Overloaded | ProxyError::BufferFull => {
-                Origin::Internal
-            }
+            ProxyError::Internal(_)
+            | ProxyError::Overloaded
+            | ProxyError::BufferFull
+            | ProxyError::StoreUnavailable => Origin::Internal,
             _ => Origin::Caller,
         }
     }
@@ -123,6 +131,8 @@ impl ProxyError {
             ProxyError::Unreachable(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::Events(_) => StatusCode::BAD_REQUEST,
+            ProxyError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -148,6 +158,12 @@ impl ProxyError {
             ProxyError::Unreachable(_) => "upstream_unreachable",
             ProxyError::Timeout(_) => "upstream_timeout",
             ProxyError::Internal(_) => "internal",
+            ProxyError::Events(e) => match e {
+                crate::aggregate::EventError::MissingSubject { .. } => "missing_subject",
+                crate::aggregate::EventError::RecordsNotArray(_) => "records_not_array",
+                crate::aggregate::EventError::Unreadable => "invalid_events",
+            },
+            ProxyError::StoreUnavailable => "store_unavailable",
         }
     }
 
@@ -292,6 +308,15 @@ mod tests {
                 segment: 1,
                 kind: "email",
             }),
+            ProxyError::Events(crate::aggregate::EventError::MissingSubject {
+                index: 0,
+                path: "userId".into(),
+            }),
+            ProxyError::Events(crate::aggregate::EventError::RecordsNotArray(
+                "batch".into(),
+            )),
+            ProxyError::Events(crate::aggregate::EventError::Unreadable),
+            ProxyError::StoreUnavailable,
         ]);
         for e in &errors {
             match e {
@@ -311,7 +336,9 @@ mod tests {
                 | ProxyError::BodyRead
                 | ProxyError::Unreachable(_)
                 | ProxyError::Timeout(_)
-                | ProxyError::Internal(_) => {}
+                | ProxyError::Internal(_)
+                | ProxyError::Events(_)
+                | ProxyError::StoreUnavailable => {}
             }
             let row = format!("| `{}` | {} |", e.code(), e.status().as_u16());
             assert!(doc.contains(&row), "docs/operations.md lacks the row {row}");

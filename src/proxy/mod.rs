@@ -1,6 +1,7 @@
 //! The gateway: hyper server, routing, body decoding, upstream client,
 //! limits, and the one error-to-status map.
 
+pub mod aggregate;
 pub mod body;
 pub mod error;
 pub mod handler;
@@ -69,6 +70,8 @@ pub struct State {
     pub buffered: Arc<Semaphore>,
     /// Rules loaded and listeners up.
     pub ready: AtomicBool,
+    /// The aggregate store (aggregate-only recipients).
+    pub aggregates: aggregate::Aggregates,
 }
 
 thread_local! {
@@ -232,6 +235,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
                 .min(Semaphore::MAX_PERMITS),
         )),
         captured: CaptureLog::new(config.captured_max),
+        aggregates: aggregate::Aggregates::new(config.aggregate.clone()),
         config,
         keys,
         rules: ArcSwap::from_pointee(rules),
@@ -242,6 +246,13 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
     crate::ops::reload::spawn_watchers(state.clone(), shutdown_rx.clone());
+    if policies.iter().any(|p| p.aggregate.is_some())
+        && let Err(e) = state.aggregates.store()
+    {
+        // Requests for aggregate recipients get 503 until it opens.
+        tracing::error!(error = %e, "aggregate store cannot be opened");
+    }
+    aggregate::spawn_flusher(state.clone(), shutdown_rx.clone());
     let admin_task = tokio::spawn(crate::ops::admin::serve(state.clone(), admin_listener));
     let mut threads = Vec::with_capacity(listeners.len());
     for (i, listener) in listeners.into_iter().enumerate() {

@@ -74,6 +74,8 @@ pub(crate) enum Reply {
     Relayed(Response<ProxyBody>),
     /// Recorded by the capture upstream; nothing was sent.
     Captured,
+    /// Folded into an aggregate recipient's windows; nothing was sent.
+    Stored(super::aggregate::Stored),
 }
 
 /// A recipient's upstream, either implementation, chosen per request
@@ -83,11 +85,22 @@ pub(crate) enum RouteUpstream<'a> {
     Http(HttpUpstream<'a>),
     /// The capture upstream.
     Capture(CaptureUpstream<'a>),
+    /// An aggregate recipient's store.
+    Store(super::aggregate::StoreUpstream<'a>),
 }
 
 impl<'a> RouteUpstream<'a> {
     /// The upstream of `route`.
     pub(crate) fn of(route: &'a Route, state: &'a State) -> RouteUpstream<'a> {
+        let policy = route.engine.policy();
+        if let Some(rules) = &policy.aggregate {
+            return RouteUpstream::Store(super::aggregate::StoreUpstream {
+                recipient: &route.name,
+                rules,
+                records: policy.records.as_ref(),
+                aggregates: &state.aggregates,
+            });
+        }
         match &route.upstream {
             Destination::Capture => RouteUpstream::Capture(CaptureUpstream {
                 log: &state.captured,
@@ -114,6 +127,7 @@ impl Upstream for RouteUpstream<'_> {
         match self {
             RouteUpstream::Http(u) => u.target(path, query),
             RouteUpstream::Capture(u) => u.target(path, query),
+            RouteUpstream::Store(u) => u.target(path, query),
         }
     }
 
@@ -121,6 +135,7 @@ impl Upstream for RouteUpstream<'_> {
         match self {
             RouteUpstream::Http(u) => u.streams(),
             RouteUpstream::Capture(u) => u.streams(),
+            RouteUpstream::Store(u) => u.streams(),
         }
     }
 
@@ -132,6 +147,7 @@ impl Upstream for RouteUpstream<'_> {
         match self {
             RouteUpstream::Http(u) => u.send(head, body).await,
             RouteUpstream::Capture(u) => u.send(head, body).await,
+            RouteUpstream::Store(u) => u.send(head, body).await,
         }
     }
 }

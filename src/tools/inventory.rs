@@ -65,6 +65,96 @@ pub struct Recipient {
     /// Fields a wildcard selector decides although a `**` catch-all also
     /// matches them with another action (the more exact selector wins).
     pub precedence_notes: Vec<PrecedenceNote>,
+    /// For an aggregate-only recipient: what its reports hold (no event
+    /// leaves; `fields` above only shape what is counted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aggregate: Option<AggregateReport>,
+}
+
+/// What an aggregate recipient's reports hold.
+#[derive(Debug, Clone, Serialize)]
+pub struct AggregateReport {
+    /// Window length (`"1h"`).
+    pub window: String,
+    /// Lateness (`"5m"`).
+    pub lateness: String,
+    /// Groups with fewer distinct subjects are suppressed.
+    pub k: u32,
+    /// The fields a group's key holds (relative to an event).
+    pub groups: Vec<String>,
+    /// Measure name and what it computes (`"sum of revenue, clamped to 0..10000"`).
+    pub measures: Vec<(String, String)>,
+    /// `"laplace, epsilon 1, at most 10 events per subject"`, if noise is on.
+    pub noise: Option<String>,
+}
+
+impl AggregateReport {
+    fn of(a: &crate::policy::aggregate::AggregateRules) -> AggregateReport {
+        use crate::policy::aggregate::{MeasureKind, show_secs};
+        AggregateReport {
+            window: show_secs(a.window_secs),
+            lateness: show_secs(a.lateness_secs),
+            k: a.k,
+            groups: a.group_by.iter().map(|g| g.text.clone()).collect(),
+            measures: a
+                .measures
+                .iter()
+                .map(|m| {
+                    let what = match &m.kind {
+                        MeasureKind::Count => "events".to_string(),
+                        MeasureKind::DistinctSubjects => "distinct subjects".to_string(),
+                        k => {
+                            let f = k.field().map_or_else(String::new, |f| {
+                                let clamp = match (f.min, f.max) {
+                                    (None, None) => String::new(),
+                                    (lo, hi) => format!(
+                                        ", clamped to {}..{}",
+                                        lo.map_or(String::new(), |v| v.to_string()),
+                                        hi.map_or(String::new(), |v| v.to_string())
+                                    ),
+                                };
+                                format!("{}{clamp}", f.field.text)
+                            });
+                            format!("{} of {f}", k.label())
+                        }
+                    };
+                    (m.name.clone(), what)
+                })
+                .collect(),
+            noise: a.noise.map(|n| {
+                format!(
+                    "laplace, epsilon {}, at most {} events per subject and window",
+                    n.epsilon, n.max_events_per_subject
+                )
+            }),
+        }
+    }
+
+    fn to_markdown(&self, s: &mut String) {
+        use std::fmt::Write;
+        let _ = writeln!(s, "\n### Aggregate only\n");
+        let _ = writeln!(
+            s,
+            "No event leaves: one report per window of {} (sent {} after it ends) with counts per group; groups with fewer than k = {} distinct subjects are only counted as suppressed.\n",
+            self.window, self.lateness, self.k
+        );
+        let groups = if self.groups.is_empty() {
+            "(one group for all events)".to_string()
+        } else {
+            self.groups
+                .iter()
+                .map(|g| format!("`{g}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(s, "- Group key: {groups}");
+        for (name, what) in &self.measures {
+            let _ = writeln!(s, "- Measure `{name}`: {what}");
+        }
+        if let Some(n) = &self.noise {
+            let _ = writeln!(s, "- Noise: {n}");
+        }
+    }
 }
 
 /// A root-level `**` or `*` rule that does not drop.
@@ -325,6 +415,7 @@ pub fn build(policies: &[std::sync::Arc<CompiledPolicy>]) -> Inventory {
                     })
                     .collect(),
                 precedence_notes: precedence_notes(&p.fields, p),
+                aggregate: p.aggregate.as_deref().map(AggregateReport::of),
             }
         })
         .collect();
@@ -414,6 +505,9 @@ impl Inventory {
                         .collect::<Vec<_>>()
                         .join(", ")
                 );
+            }
+            if let Some(a) = &r.aggregate {
+                a.to_markdown(&mut s);
             }
             let _ = writeln!(s, "\n### URL paths\n");
             match &r.paths {

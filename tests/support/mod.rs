@@ -629,6 +629,9 @@ pub struct Opts {
     pub response_timeout_ms: u64,
     /// `[rules] watch`.
     pub watch: bool,
+    /// Lines for `[aggregate]` (besides `dir`, a directory of the test's
+    /// own).
+    pub aggregate: String,
 }
 
 impl Default for Opts {
@@ -638,6 +641,7 @@ impl Default for Opts {
             listen: String::new(),
             response_timeout_ms: 3000,
             watch: false,
+            aggregate: String::new(),
         }
     }
 }
@@ -683,7 +687,10 @@ impl Gateway {
              [rules]\ndir = {rules}\nwatch = {watch}\n\n\
              [keys]\nfile = {keys}\nallow_ephemeral = false\n\n\
              [limits]\n{limits}\n\n\
-             [upstream]\nconnect_timeout_ms = 1000\nresponse_timeout_ms = {rt}\npool_idle_timeout_ms = 2000\n",
+             [upstream]\nconnect_timeout_ms = 1000\nresponse_timeout_ms = {rt}\npool_idle_timeout_ms = 2000\n\n\
+             [aggregate]\ndir = {spool}\n{aggregate}\n",
+            spool = toml_path(&dir.join("spool")),
+            aggregate = opts.aggregate,
             listen = opts.listen,
             rules = toml_path(&rules_dir),
             watch = opts.watch,

@@ -16,6 +16,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode};
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::super::aggregate::Stored;
 use super::super::error::ProxyError;
 use super::super::routes::Route;
 use super::super::upstream::Reply;
@@ -41,6 +42,7 @@ impl From<Reply> for Outcome {
         match reply {
             Reply::Relayed(response) => Outcome::Forwarded(response),
             Reply::Captured => Outcome::Accepted(Accepted::Captured),
+            Reply::Stored(stored) => Outcome::Accepted(Accepted::Stored(stored)),
         }
     }
 }
@@ -54,12 +56,16 @@ impl From<Reply> for Outcome {
 pub enum Accepted {
     /// Recorded by the capture upstream (see `/captured`), sent nowhere.
     Captured,
+    /// Every event of the body durably stored for an aggregate recipient:
+    /// `{"accepted":N}`.
+    Stored(Stored),
 }
 
 impl Accepted {
     fn into_response(self) -> Response<ProxyBody> {
         let body = match self {
             Accepted::Captured => Bytes::from_static(b"{\"captured\":true}"),
+            Accepted::Stored(s) => Bytes::from(format!("{{\"accepted\":{}}}", s.accepted)),
         };
         let mut resp = Response::new(full(body));
         *resp.status_mut() = StatusCode::ACCEPTED;
@@ -167,8 +173,16 @@ impl Exchange {
         let (response, code) = match outcome {
             Outcome::Forwarded(response) => (response, None),
             Outcome::Accepted(accepted) => {
-                match accepted {
+                match &accepted {
                     Accepted::Captured => self.state.metrics.captured(),
+                    Accepted::Stored(s) => {
+                        let m = &self.state.metrics.aggregate;
+                        let recipient = self.recipient();
+                        m.events(recipient, "folded", s.outcome.folded);
+                        m.events(recipient, "late", s.outcome.late);
+                        m.events(recipient, "cut", s.outcome.cut);
+                        m.events(recipient, "capped", s.outcome.capped);
+                    }
                 }
                 (accepted.into_response(), None)
             }
