@@ -444,3 +444,70 @@ async fn rules_shows_the_last_reload_error_until_a_reload_succeeds() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_file_that_cannot_be_served_is_a_located_reload_error() {
+    let up = Upstream::ok().await;
+    let good = rule("live", &up.url(), "[fields]\n\"event\" = \"keep\"\n");
+    let gw = Gateway::start(&[("live.toml", &good)], Opts::default()).await;
+    // Valid rules whose CA file is missing: found when the route is built.
+    gw.write_rule(
+        "live.toml",
+        &rule(
+            "live",
+            &up.url(),
+            "ca_file = \"no-such-ca.pem\"\n[fields]\n\"event\" = \"keep\"\n",
+        ),
+    );
+    let err = gw
+        .running
+        .reload()
+        .expect_err("a missing CA file is refused");
+    assert!(
+        matches!(err, scrim::ops::rules::RulesError::Setup(_)),
+        "{err:?}"
+    );
+    let rules = gw.admin_get("/rules").await.json();
+    let problems = rules["last_reload_error"]["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{rules}");
+    assert!(
+        problems[0]["file"].as_str().unwrap().ends_with("live.toml"),
+        "{rules}"
+    );
+    assert_eq!(problems[0]["line"], 0, "{rules}");
+    assert!(
+        problems[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-ca.pem"),
+        "{rules}"
+    );
+    // The old rules still serve.
+    let resp = send(
+        &client(),
+        request("POST", &gw.url("/live/e"), &[JSON], "{\"event\":\"x\"}"),
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+}
+
+/// `ops` sees the gateway through a rule store and read-only handles: no
+/// file of it imports the proxy (imports run `proxy` -> `ops` only).
+#[test]
+fn ops_imports_nothing_from_the_proxy() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/ops");
+    let mut files = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            files += 1;
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                !text.contains("crate::proxy"),
+                "{} imports the proxy",
+                path.display()
+            );
+        }
+    }
+    assert!(files >= 5, "only {files} files in src/ops");
+}
