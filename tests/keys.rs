@@ -43,7 +43,7 @@ async fn a_short_secret_stops_serve_without_showing_it() {
     );
     let r = start(config(&format!("file = {:?}", p.to_str().unwrap()))).await;
     let msg = match r {
-        Err(ServeError::Keys(m)) => m,
+        Err(ServeError::Keys(m)) => m.to_string(),
         other => panic!("expected a key ring error, got {:?}", other.err()),
     };
     assert!(msg.contains("32"), "{msg}");

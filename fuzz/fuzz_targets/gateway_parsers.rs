@@ -112,7 +112,7 @@ fuzz_target!(|data: &[u8]| {
             BodyKind::Empty => assert!(b.is_empty(), "a body classified as empty"),
         }
     }
-    if let Ok(enc) = body::encoding(Some(&text)) {
+    if let Ok(enc) = body::encoding(Some(&text), &[]) {
         let limit = 1 + (data[0] as u64) * 64;
         let mut d = Decoder::new(enc, limit);
         let mut total = 0u64;

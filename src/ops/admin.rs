@@ -1,21 +1,48 @@
 //! The admin listener (loopback by default): `/metrics`, `/healthz`,
 //! `/readyz`, `/rules`, `/captured`. Nothing it serves holds a key or a
 //! header credential.
+//!
+//! It sees the gateway through an [`AdminView`]: the metrics, the rule
+//! store, the readiness flag, the active key id, and two read-only probes
+//! (captured requests, aggregate windows) that the proxy hands in. It
+//! cannot reach the request path, the upstream client or a key.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-use crate::proxy::{ProxyBody, State, full};
+use super::metrics::Metrics;
+use super::rules::{Loaded, RuleStore};
+
+/// A read-only look at something the admin listener shows.
+pub type Probe<T> = Box<dyn Fn() -> T + Send + Sync>;
+
+/// What the admin listener may see.
+pub struct AdminView<S: Loaded> {
+    /// The metrics, for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// The rules in force and the last refused reload, for `/rules`.
+    pub rules: Arc<RuleStore<S>>,
+    /// Rules loaded and listeners up (false again while draining).
+    pub ready: Arc<AtomicBool>,
+    /// The active key id (never key material).
+    pub key_id: String,
+    /// The capture upstream's records, as JSON, for `/captured`.
+    pub captured: Probe<serde_json::Value>,
+    /// Per aggregate recipient: open windows and unsent reports.
+    pub windows: Probe<BTreeMap<String, (u64, u64)>>,
+}
 
 /// Serves the admin endpoints until the task is aborted.
-pub async fn serve(state: Arc<State>, listener: TcpListener) {
+pub async fn serve<S: Loaded>(state: Arc<AdminView<S>>, listener: TcpListener) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
@@ -35,8 +62,8 @@ pub async fn serve(state: Arc<State>, listener: TcpListener) {
     }
 }
 
-fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<ProxyBody> {
-    let mut r = Response::new(full(Bytes::from(body)));
+fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -46,7 +73,7 @@ fn respond(status: StatusCode, content_type: &'static str, body: String) -> Resp
 }
 
 /// Admin routing.
-pub fn route(state: &State, req: &Request<Incoming>) -> Response<ProxyBody> {
+pub fn route<S: Loaded>(state: &AdminView<S>, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     if req.method() != http::Method::GET {
         return respond(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -62,7 +89,7 @@ pub fn route(state: &State, req: &Request<Incoming>) -> Response<ProxyBody> {
         ),
         "/healthz" => respond(StatusCode::OK, "text/plain", "ok\n".into()),
         "/readyz" => {
-            if state.ready.load(Ordering::SeqCst) && !state.rules.load().routes.is_empty() {
+            if state.ready.load(Ordering::SeqCst) && !state.rules.policies().is_empty() {
                 respond(StatusCode::OK, "text/plain", "ready\n".into())
             } else {
                 respond(
@@ -76,25 +103,22 @@ pub fn route(state: &State, req: &Request<Incoming>) -> Response<ProxyBody> {
         "/captured" => respond(
             StatusCode::OK,
             "application/json",
-            serde_json::to_string_pretty(&state.captured.snapshot())
-                .unwrap_or_else(|_| "[]".into()),
+            serde_json::to_string_pretty(&(state.captured)()).unwrap_or_else(|_| "[]".into()),
         ),
         _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
     }
 }
 
 /// The `/rules` view: per recipient, selectors and action names (no values,
-/// no credentials, no key material).
-pub fn rules_json(state: &State) -> String {
-    let rules = state.rules.load();
-    let mut names: Vec<&String> = rules.routes.keys().collect();
-    names.sort();
-    let windows = crate::proxy::aggregate::open_and_unsent(state);
-    let list: Vec<serde_json::Value> = names
+/// no credentials, no key material), and the last refused reload (file,
+/// line, message of each problem) until a load succeeds.
+pub fn rules_json<S: Loaded>(state: &AdminView<S>) -> String {
+    let mut policies = state.rules.policies();
+    policies.sort_by(|a, b| a.recipient.cmp(&b.recipient));
+    let windows = (state.windows)();
+    let list: Vec<serde_json::Value> = policies
         .iter()
-        .map(|n| {
-            let r = &rules.routes[*n];
-            let p = r.engine.policy();
+        .map(|p| {
             serde_json::json!({
                 "recipient": p.recipient,
                 "version": p.version,
@@ -108,7 +132,7 @@ pub fn rules_json(state: &State) -> String {
                 "headers_allowed": p.headers.allow,
                 "headers_set": p.headers.set.iter().map(|(k, _)| k).collect::<Vec<_>>(),
                 "rate_limit": p.rate_limit.map(|rl| serde_json::json!({"per_second": rl.per_second.get(), "burst": rl.burst.get()})),
-                "key_id": state.keys.active_id(),
+                "key_id": state.key_id,
                 "mode": match p.mode {
                     crate::policy::aggregate::Mode::Forward => "forward",
                     crate::policy::aggregate::Mode::Aggregate => "aggregate",
@@ -129,5 +153,9 @@ pub fn rules_json(state: &State) -> String {
             })
         })
         .collect();
-    serde_json::to_string_pretty(&serde_json::json!({ "recipients": list })).unwrap_or_default()
+    serde_json::to_string_pretty(&serde_json::json!({
+        "recipients": list,
+        "last_reload_error": state.rules.last_error(),
+    }))
+    .unwrap_or_default()
 }

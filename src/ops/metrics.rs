@@ -4,8 +4,8 @@
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -15,10 +15,35 @@ use prometheus_client::registry::Registry;
 use crate::policy::action::ACTION_NAMES;
 use crate::rewrite::Stats;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
 struct RequestLabels {
     recipient: String,
     status: u16,
+    /// The refusal's code; a forwarded or accepted request has none, and
+    /// its series no `code` label.
+    code: Option<&'static str>,
+}
+
+impl EncodeLabelSet for RequestLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        ("recipient", self.recipient.as_str()).encode(encoder.encode_label())?;
+        ("status", self.status).encode(encoder.encode_label())?;
+        if let Some(code) = self.code {
+            ("code", code).encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleVersionLabels {
+    recipient: String,
+    version: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -69,6 +94,9 @@ pub struct Metrics {
     shed: Counter,
     captured: Counter,
     missing_credentials: Family<RecipientLabels, Counter>,
+    rule_versions: Family<RuleVersionLabels, Gauge>,
+    /// The series of `rule_versions` now set, to remove on the next load.
+    rule_versions_set: std::sync::Mutex<Vec<RuleVersionLabels>>,
     /// Aggregate recipients' series.
     pub aggregate: AggregateMetrics,
 }
@@ -91,7 +119,7 @@ impl Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "requests",
-            "Requests by recipient and final status",
+            "Requests by recipient, final status and, for a refusal, its code",
             requests.clone(),
         );
         let fields = Family::<FieldLabels, Counter>::default();
@@ -166,6 +194,23 @@ impl Metrics {
             "Rule loads where an env: header credential was not set",
             missing_credentials.clone(),
         );
+        let build = Family::<BuildLabels, Gauge>::default();
+        registry.register(
+            "build_info",
+            "The running scrim's version (always 1)",
+            build.clone(),
+        );
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        let rule_versions = Family::<RuleVersionLabels, Gauge>::default();
+        registry.register(
+            "rule_version_info",
+            "The rule version loaded for each recipient (SHA-256 prefix of its rule file; always 1)",
+            rule_versions.clone(),
+        );
         let aggregate = AggregateMetrics::register(&mut registry);
         Metrics {
             registry,
@@ -182,6 +227,8 @@ impl Metrics {
             shed,
             captured,
             missing_credentials,
+            rule_versions,
+            rule_versions_set: std::sync::Mutex::new(Vec::new()),
             aggregate,
         }
     }
@@ -225,12 +272,19 @@ impl Metrics {
         }
     }
 
-    /// Records a finished request.
-    pub fn request(&self, recipient: &str, status: u16, elapsed: Duration) {
+    /// Records a finished request, with its refusal code if it was refused.
+    pub fn request(
+        &self,
+        recipient: &str,
+        status: u16,
+        code: Option<&'static str>,
+        elapsed: Duration,
+    ) {
         self.requests
             .get_or_create(&RequestLabels {
                 recipient: recipient.to_string(),
                 status,
+                code,
             })
             .inc();
         self.duration
@@ -267,6 +321,29 @@ impl Metrics {
         if ok {
             self.rules_loaded.set(loaded as i64);
         }
+    }
+
+    /// The rule versions now loaded, `(recipient, version)`: one series
+    /// each; the series of versions no longer loaded are removed.
+    pub fn rule_versions<'a>(&self, loaded: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        let now: Vec<RuleVersionLabels> = loaded
+            .into_iter()
+            .map(|(recipient, version)| RuleVersionLabels {
+                recipient: recipient.to_string(),
+                version: version.to_string(),
+            })
+            .collect();
+        let mut set = self
+            .rule_versions_set
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for old in set.iter().filter(|old| !now.contains(old)) {
+            self.rule_versions.remove(old);
+        }
+        for labels in &now {
+            self.rule_versions.get_or_create(labels).set(1);
+        }
+        *set = now;
     }
 
     /// A credential header whose environment variable is unset.
@@ -308,7 +385,7 @@ impl Metrics {
 pub struct RecipientMetrics {
     recipient: String,
     requests: Family<RequestLabels, Counter>,
-    by_status: std::sync::Mutex<Vec<(u16, Counter)>>,
+    by_status: std::sync::Mutex<Vec<(u16, Option<&'static str>, Counter)>>,
     duration: Histogram,
     kept: Counter,
     transformed: Counter,
@@ -321,21 +398,22 @@ pub struct RecipientMetrics {
 }
 
 impl RecipientMetrics {
-    /// Records a finished request.
-    pub fn request(&self, status: u16, elapsed: Duration) {
+    /// Records a finished request, with its refusal code if it was refused.
+    pub fn request(&self, status: u16, code: Option<&'static str>, elapsed: Duration) {
         let counter = {
             let mut cache = self.by_status.lock().unwrap_or_else(|p| p.into_inner());
-            match cache.iter().find(|(s, _)| *s == status) {
-                Some((_, c)) => c.clone(),
+            match cache.iter().find(|(s, c, _)| *s == status && *c == code) {
+                Some((_, _, c)) => c.clone(),
                 None => {
                     let c = self
                         .requests
                         .get_or_create(&RequestLabels {
                             recipient: self.recipient.clone(),
                             status,
+                            code,
                         })
                         .clone();
-                    cache.push((status, c.clone()));
+                    cache.push((status, code, c.clone()));
                     c
                 }
             }
@@ -465,7 +543,13 @@ mod tests {
     #[test]
     fn exposition_has_the_families() {
         let m = Metrics::new();
-        m.request("segment", 200, Duration::from_millis(3));
+        m.request("segment", 200, None, Duration::from_millis(3));
+        m.request(
+            "segment",
+            400,
+            Some("invalid_json"),
+            Duration::from_millis(1),
+        );
         let mut stats = Stats {
             kept: 3,
             dropped: 2,
@@ -485,8 +569,11 @@ mod tests {
         }
         m.rewrite("segment", &stats, 100, 40);
         let r = m.recipient("ga4");
-        r.request(204, Duration::from_millis(1));
-        r.request(204, Duration::from_millis(1));
+        r.request(204, None, Duration::from_millis(1));
+        r.request(204, None, Duration::from_millis(1));
+        r.request(429, Some("rate_limited"), Duration::from_millis(1));
+        m.rule_versions([("ga4", "aaaa"), ("segment", "bbbb")]);
+        m.rule_versions([("ga4", "cccc"), ("segment", "bbbb")]);
         r.rewrite(&stats, 10, 5);
         m.reload(true, 4);
         let text = m.encode();
@@ -503,6 +590,35 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("scrim_rules_loaded 4"), "{text}");
+        assert!(
+            text.contains(
+                "scrim_requests_total{recipient=\"segment\",status=\"400\",code=\"invalid_json\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "scrim_requests_total{recipient=\"ga4\",status=\"429\",code=\"rate_limited\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "scrim_build_info{{version=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{text}"
+        );
+        // A reload replaces a recipient's version series.
+        assert!(
+            text.contains("scrim_rule_version_info{recipient=\"ga4\",version=\"cccc\"} 1"),
+            "{text}"
+        );
+        assert!(!text.contains("aaaa"), "{text}");
+        assert!(
+            text.contains("scrim_rule_version_info{recipient=\"segment\",version=\"bbbb\"} 1"),
+            "{text}"
+        );
         for (recipient, action, n) in [
             ("segment", "keep", 3),
             ("segment", "mask_email", 1),

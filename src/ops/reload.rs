@@ -1,6 +1,8 @@
-//! Hot reload: validate every rule file, then swap atomically (arc-swap).
-//! On any error the old set stays, and the error is logged and counted.
-//! In-flight requests keep the rule set they started with.
+//! Hot reload: on SIGHUP and on changes in the rules directory, the
+//! [`RuleStore`] validates every rule file, then swaps atomically
+//! (arc-swap). On any error the old set stays, and the error is logged,
+//! counted and shown on `/rules`. In-flight requests keep the rule set they
+//! started with.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,45 +10,8 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::watch;
 
+use super::rules::{Loaded, RuleStore};
 use crate::policy;
-use crate::proxy::State;
-use crate::proxy::routes::RuleSet;
-use crate::selftest;
-
-/// Validates and swaps in the rules directory. Returns the number of
-/// recipients loaded.
-pub fn reload(state: &State) -> Result<usize, Vec<String>> {
-    let dir = std::slice::from_ref(&state.config.rules_dir);
-    let result = selftest::load_verified(dir)
-        .map_err(|errors| errors.iter().map(|e| e.to_string()).collect::<Vec<_>>())
-        .and_then(|policies| {
-            log_lint_warnings(&policies);
-            let current = state.rules.load();
-            RuleSet::build(
-                &policies,
-                &state.keys,
-                &state.config.upstream,
-                &state.metrics,
-                Some(&current),
-            )
-        });
-    match result {
-        Ok(set) => {
-            let n = set.routes.len();
-            state.rules.store(Arc::new(set));
-            state.metrics.reload(true, n);
-            tracing::info!(recipients = n, "rules reloaded");
-            Ok(n)
-        }
-        Err(errors) => {
-            state.metrics.reload(false, 0);
-            for e in &errors {
-                tracing::error!(error = %e, "rules reload refused; keeping the previous rules");
-            }
-            Err(errors)
-        }
-    }
-}
 
 /// Logs the privacy lint's warnings for freshly loaded rules, one line each
 /// (`file:line:col: warning[CODE]: message`): selectors and codes, never a
@@ -62,8 +27,13 @@ pub fn log_lint_warnings(policies: &[Arc<policy::CompiledPolicy>]) {
     }
 }
 
-/// Reloads on SIGHUP and on changes in the rules directory (debounced).
-pub fn spawn_watchers(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+/// Reloads `store` on SIGHUP and, with `watch_dir`, on changes in its
+/// directory (debounced), until `shutdown`.
+pub fn spawn_watchers<S: Loaded>(
+    store: Arc<RuleStore<S>>,
+    watch_dir: bool,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(16);
     #[cfg(unix)]
     {
@@ -79,7 +49,7 @@ pub fn spawn_watchers(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
             }
         });
     }
-    let watcher = if state.config.watch_rules {
+    let watcher = if watch_dir {
         let tx = tx.clone();
         let w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
             if ev.is_ok_and(|e| !e.kind.is_access()) {
@@ -87,7 +57,7 @@ pub fn spawn_watchers(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
             }
         });
         match w {
-            Ok(mut w) => match w.watch(&state.config.rules_dir, RecursiveMode::NonRecursive) {
+            Ok(mut w) => match w.watch(store.dir(), RecursiveMode::NonRecursive) {
                 Ok(()) => Some(w),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot watch the rules directory; reload with SIGHUP");
@@ -111,12 +81,11 @@ pub fn spawn_watchers(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
                     // Editors write files in several steps: let them settle.
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     while rx.try_recv().is_ok() {}
-                    let st = state.clone();
-                    if tokio::task::spawn_blocking(move || reload(&st)).await.is_err() {
+                    let st = store.clone();
+                    if tokio::task::spawn_blocking(move || st.reload()).await.is_err() {
                         // A bug in rule loading (a panic) must not end the
                         // watcher or pass unnoticed: the old rules stay.
-                        state.metrics.reload(false, 0);
-                        tracing::error!("rules reload failed internally; keeping the previous rules");
+                        store.failed_internally();
                     }
                 }
                 _ = shutdown.changed() => break,

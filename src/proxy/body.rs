@@ -77,8 +77,8 @@ fn is_plain_vendor_json(mt: &str) -> bool {
         })
 }
 
-/// Media types named in error messages; any other is "(not shown)", since
-/// a caller-chosen string may carry anything.
+/// Media types named in error messages; any other is "this content type",
+/// since a caller-chosen string may carry anything.
 const NAMED_TYPES: &[&str] = &[
     "text/plain",
     "text/html",
@@ -111,6 +111,35 @@ const NAMED_CODINGS: &[&str] = &[
     "aes128gcm",
 ];
 
+/// What a recipient takes, for a 415's message: the types scrim rewrites,
+/// the encodings it decodes, and the types the recipient's rule file lets
+/// through untouched (`passthrough_content_types`).
+pub fn accepts(passthrough: &[String]) -> String {
+    let mut s = String::from(
+        "Content-Type application/json (or application/*+json), application/x-ndjson (or application/jsonl, application/x-jsonlines) or application/x-www-form-urlencoded, with Content-Encoding identity, gzip or deflate (one layer)",
+    );
+    if !passthrough.is_empty() {
+        s.push_str("; and, untouched: ");
+        s.push_str(&passthrough.join(", "));
+    }
+    s
+}
+
+fn unsupported_type(what: String, passthrough: &[String]) -> ProxyError {
+    ProxyError::UnsupportedType {
+        what,
+        accepts: accepts(passthrough),
+    }
+}
+
+/// An encoding refusal for a recipient with these passthrough types.
+pub fn unsupported_encoding(what: String, passthrough: &[String]) -> ProxyError {
+    ProxyError::UnsupportedEncoding {
+        what,
+        accepts: accepts(passthrough),
+    }
+}
+
 /// Decides how a body is handled from its Content-Type.
 pub fn classify(
     content_type: Option<&str>,
@@ -120,7 +149,10 @@ pub fn classify(
 ) -> Result<BodyKind, ProxyError> {
     let Some(ct) = content_type else {
         return if has_body {
-            Err(ProxyError::UnsupportedType("(none)".into()))
+            Err(unsupported_type(
+                "a body without Content-Type".into(),
+                passthrough,
+            ))
         } else {
             Ok(BodyKind::Empty)
         };
@@ -148,9 +180,10 @@ pub fn classify(
                 BodyFormat::Ndjson => "NDJSON",
                 BodyFormat::Form => "a form",
             };
-            return Err(ProxyError::UnsupportedType(format!(
-                "{named} with a charset other than UTF-8, or more than one charset"
-            )));
+            return Err(unsupported_type(
+                format!("{named} with a charset other than UTF-8, or more than one charset"),
+                passthrough,
+            ));
         }
         // An empty JSON document is not a document: a request that carries
         // a payload (POST, PUT, PATCH) declaring JSON with no body goes to the
@@ -169,12 +202,12 @@ pub fn classify(
         return Ok(BodyKind::Empty);
     }
     // Only a well-known media type goes into the message.
-    let shown = if NAMED_TYPES.contains(&mt.as_str()) {
-        mt
+    let what = if NAMED_TYPES.contains(&mt.as_str()) {
+        format!("content type {mt}")
     } else {
-        "(not shown)".into()
+        "this content type".into()
     };
-    Err(ProxyError::UnsupportedType(shown))
+    Err(unsupported_type(what, passthrough))
 }
 
 /// A supported Content-Encoding.
@@ -188,8 +221,10 @@ pub enum Encoding {
     Deflate,
 }
 
-/// Parses Content-Encoding. One layer at most: stacked encodings are refused.
-pub fn encoding(value: Option<&str>) -> Result<Encoding, ProxyError> {
+/// Parses Content-Encoding. One layer at most: stacked encodings are
+/// refused (the refusal lists what a recipient with `passthrough` types
+/// takes).
+pub fn encoding(value: Option<&str>, passthrough: &[String]) -> Result<Encoding, ProxyError> {
     let Some(v) = value else {
         return Ok(Encoding::Identity);
     };
@@ -202,24 +237,27 @@ pub fn encoding(value: Option<&str>) -> Result<Encoding, ProxyError> {
         [] => Ok(Encoding::Identity),
         [one] if one == "gzip" || one == "x-gzip" => Ok(Encoding::Gzip),
         [one] if one == "deflate" => Ok(Encoding::Deflate),
-        [one] => Err(ProxyError::UnsupportedEncoding(named_coding(one))),
-        many => Err(ProxyError::UnsupportedEncoding(format!(
-            "{} (stacked encodings)",
-            many.iter()
-                .map(|c| named_coding(c))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
-    }
-}
-
-/// A content coding as shown in an error message: its name when it is a
-/// known one, "(not shown)" otherwise.
-fn named_coding(c: &str) -> String {
-    if NAMED_CODINGS.contains(&c) {
-        c.to_string()
-    } else {
-        "(not shown)".into()
+        [one] if NAMED_CODINGS.contains(&one.as_str()) => Err(unsupported_encoding(
+            format!("content encoding {one}"),
+            passthrough,
+        )),
+        [_] => Err(unsupported_encoding(
+            "this content encoding".into(),
+            passthrough,
+        )),
+        many => {
+            let named: Vec<&str> = many
+                .iter()
+                .map(String::as_str)
+                .filter(|c| NAMED_CODINGS.contains(c))
+                .collect();
+            let what = if named.len() == many.len() {
+                format!("stacked content encodings {}", named.join(", "))
+            } else {
+                "stacked content encodings".into()
+            };
+            Err(unsupported_encoding(what, passthrough))
+        }
     }
 }
 
@@ -461,12 +499,16 @@ mod tests {
     fn errors_name_only_well_known_types_and_codings() {
         let pt = Vec::new();
         for (ct, shown) in [
-            ("text/plain", "text/plain"),
-            ("text/alice.smith@example.com", "(not shown)"),
-            ("application/x-alice-smith", "(not shown)"),
+            ("text/plain", "content type text/plain"),
+            ("text/alice.smith@example.com", "this content type"),
+            ("application/x-alice-smith", "this content type"),
         ] {
             match classify(Some(ct), true, true, &pt) {
-                Err(ProxyError::UnsupportedType(m)) => assert_eq!(m, shown, "{ct}"),
+                Err(ProxyError::UnsupportedType { what, accepts }) => {
+                    assert_eq!(what, shown, "{ct}");
+                    assert!(accepts.contains("application/x-ndjson"), "{accepts}");
+                    assert!(!accepts.contains("alice"), "{accepts}");
+                }
                 other => panic!("{ct}: {other:?}"),
             }
         }
@@ -476,21 +518,23 @@ mod tests {
             true,
             &pt,
         ) {
-            Err(ProxyError::UnsupportedType(m)) => {
-                assert!(m.contains("more than one charset"), "{m}")
+            Err(ProxyError::UnsupportedType { what, .. }) => {
+                assert!(what.contains("more than one charset"), "{what}")
             }
             other => panic!("{other:?}"),
         }
         for (ce, shown) in [
-            ("br", "br"),
-            ("bob@example.com", "(not shown)"),
-            (
-                "gzip, bob@example.com",
-                "gzip, (not shown) (stacked encodings)",
-            ),
+            ("br", "content encoding br"),
+            ("bob@example.com", "this content encoding"),
+            ("gzip, bob@example.com", "stacked content encodings"),
+            ("gzip, br", "stacked content encodings gzip, br"),
         ] {
-            match encoding(Some(ce)) {
-                Err(ProxyError::UnsupportedEncoding(m)) => assert_eq!(m, shown, "{ce}"),
+            match encoding(Some(ce), &["text/csv".to_string()]) {
+                Err(ProxyError::UnsupportedEncoding { what, accepts }) => {
+                    assert_eq!(what, shown, "{ce}");
+                    assert!(accepts.contains("gzip or deflate"), "{accepts}");
+                    assert!(accepts.ends_with("untouched: text/csv"), "{accepts}");
+                }
                 other => panic!("{ce}: {other:?}"),
             }
         }
@@ -541,15 +585,15 @@ mod tests {
 
     #[test]
     fn encodings_and_types() {
-        assert_eq!(encoding(None).unwrap(), Encoding::Identity);
-        assert_eq!(encoding(Some("GZIP")).unwrap(), Encoding::Gzip);
+        assert_eq!(encoding(None, &[]).unwrap(), Encoding::Identity);
+        assert_eq!(encoding(Some("GZIP"), &[]).unwrap(), Encoding::Gzip);
         assert!(matches!(
-            encoding(Some("br")),
-            Err(ProxyError::UnsupportedEncoding(_))
+            encoding(Some("br"), &[]),
+            Err(ProxyError::UnsupportedEncoding { .. })
         ));
         assert!(matches!(
-            encoding(Some("gzip, gzip")),
-            Err(ProxyError::UnsupportedEncoding(_))
+            encoding(Some("gzip, gzip"), &[]),
+            Err(ProxyError::UnsupportedEncoding { .. })
         ));
         let pt = vec!["image/gif".to_string()];
         assert_eq!(

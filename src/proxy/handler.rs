@@ -107,9 +107,51 @@ fn route<'r>(
         exchange.named_only(resolved.map(|(r, _)| r));
         return Err(ProxyError::AmbiguousHost);
     }
-    let (route, rest) = resolved.ok_or(ProxyError::UnknownRecipient)?;
+    let (route, rest) = resolved.ok_or_else(|| unknown_recipient(rules, path))?;
     exchange.route_to(route);
     Ok((route, rest))
+}
+
+/// The 404 for a request no rule file claims: the recipient it asked for
+/// (the path's first segment, shown only when it reads as a recipient name:
+/// letters, at most four digits, nothing the path screen flags) and the nearest
+/// loaded recipient, or the loaded ones.
+#[cold]
+fn unknown_recipient(rules: &RuleSet, path: &str) -> ProxyError {
+    const LISTED: usize = 10;
+    let asked = path
+        .strip_prefix('/')
+        .and_then(|rest| rest.split('/').next())
+        .filter(|name| {
+            // A name, not a number or an identifier: recipient names are
+            // words (`segment`, `ga4`), and the first segment of a
+            // misrouted request may be a user id or a phone number.
+            let digits = name.bytes().filter(u8::is_ascii_digit).count();
+            (1..=64).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                && name.bytes().any(|b| b.is_ascii_alphabetic())
+                && digits <= 4
+                && !crate::rewrite::path::looks_personal(name)
+        });
+    let mut loaded: Vec<&str> = rules.routes.keys().map(String::as_str).collect();
+    loaded.sort_unstable();
+    let help = match asked.and_then(|a| crate::policy::suggest(a, &loaded)) {
+        Some(near) => Some(format!("did you mean \"{near}\"?")),
+        None if loaded.is_empty() => Some("no rule files are loaded".to_string()),
+        None => {
+            let mut list = loaded[..loaded.len().min(LISTED)].join(", ");
+            if loaded.len() > LISTED {
+                list.push_str(&format!(" and {} more", loaded.len() - LISTED));
+            }
+            Some(format!("the loaded recipients are: {list}"))
+        }
+    };
+    ProxyError::UnknownRecipient {
+        asked: asked.map(str::to_string),
+        help,
+    }
 }
 
 /// The recipient's admission, after routing (an unknown recipient is 404
@@ -211,12 +253,12 @@ fn body_plan<'r>(
         ),
         &route.engine.policy().passthrough_content_types,
     )?;
+    let passthrough = &route.engine.policy().passthrough_content_types;
     let encoding = parts.headers.get(header::CONTENT_ENCODING);
     let encoding_str = match encoding {
-        Some(v) => Some(
-            v.to_str()
-                .map_err(|_| ProxyError::UnsupportedEncoding("(unprintable)".into()))?,
-        ),
+        Some(v) => Some(v.to_str().map_err(|_| {
+            body::unsupported_encoding("this content encoding".into(), passthrough)
+        })?),
         None => None,
     };
     check_declared_length(&parts.headers, encoding_str, limits.body_bytes)?;
@@ -232,7 +274,7 @@ fn body_plan<'r>(
             BodyPlan::Untouched
         }
         BodyKind::Rewrite(format) => {
-            let encoding = body::encoding(encoding_str)?;
+            let encoding = body::encoding(encoding_str, passthrough)?;
             // scrim's own Content-Type: the caller's parameters stay behind.
             let ct = body::outbound_content_type(format, content_type.unwrap_or(""));
             if let Ok(v) = HeaderValue::from_str(&ct) {

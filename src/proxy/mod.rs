@@ -1,5 +1,15 @@
 //! The gateway: hyper server, routing, body decoding, upstream client,
 //! limits, and the one error-to-status map.
+//!
+//! Imports run one way, `proxy` -> `ops`: the proxy records into `ops`'
+//! metrics and audit events, keeps its routes in an [`ops::rules::RuleStore`]
+//! (handing it the builder, [`RuleSet::build`]), and gives the admin
+//! listener an [`ops::admin::AdminView`] of read-only handles. Nothing in
+//! `ops` names a type of the proxy, so neither reload nor admin can reach
+//! the request path, the upstream client or the key ring.
+//!
+//! [`ops::rules::RuleStore`]: crate::ops::rules::RuleStore
+//! [`ops::admin::AdminView`]: crate::ops::admin::AdminView
 
 pub mod aggregate;
 pub mod body;
@@ -14,7 +24,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -25,12 +34,13 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, TlsConfig};
+use crate::ops::admin::AdminView;
 use crate::ops::logbuf;
 use crate::ops::metrics::Metrics;
-use crate::pseudonym::KeyRing;
-use crate::selftest;
+use crate::ops::rules::{RuleStore, RulesError};
+use crate::pseudonym::{KeyError, KeyRing};
 use routes::RuleSet;
-use upstream::{CaptureLog, HttpClient, build_client};
+use upstream::{CaptureLog, HttpClient, TlsError, build_client};
 
 /// Boxed error of bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -50,11 +60,11 @@ pub struct State {
     /// Validated configuration.
     pub config: Config,
     /// Key ring.
-    pub keys: KeyRing,
+    pub keys: Arc<KeyRing>,
     /// Current routes; swapped whole on reload.
-    pub rules: ArcSwap<RuleSet>,
+    pub rules: Arc<RuleStore<RuleSet>>,
     /// Metrics.
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     /// Shared upstream client.
     pub client: HttpClient,
     /// One upstream client (and so one connection pool) per service
@@ -69,7 +79,7 @@ pub struct State {
     /// one permit a byte.
     pub buffered: Arc<Semaphore>,
     /// Rules loaded and listeners up.
-    pub ready: AtomicBool,
+    pub ready: Arc<AtomicBool>,
     /// The aggregate store (aggregate-only recipients).
     pub aggregates: aggregate::Aggregates,
 }
@@ -91,18 +101,31 @@ impl State {
     }
 }
 
+/// Why there is no key ring to serve with.
+#[derive(Debug, thiserror::Error)]
+pub enum KeysError {
+    /// The configured key ring could not be loaded (or no random key made).
+    #[error(transparent)]
+    Ring(#[from] KeyError),
+    /// None is configured and an ephemeral one is not allowed.
+    #[error(
+        "no key ring configured (keys.file or SCRIM_KEYS_FILE) and keys.allow_ephemeral = false"
+    )]
+    NotConfigured,
+}
+
 /// Why the gateway did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// Key ring problem.
     #[error("key ring: {0}")]
-    Keys(String),
+    Keys(#[from] KeysError),
     /// Rule files problem.
     #[error("rules: {0}")]
-    Rules(String),
+    Rules(#[from] RulesError),
     /// TLS setup problem.
     #[error("tls: {0}")]
-    Tls(String),
+    Tls(#[from] TlsError),
     /// Could not bind.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -152,46 +175,46 @@ impl Running {
     }
 
     /// Reloads the rules now (as SIGHUP does).
-    pub fn reload(&self) -> Result<usize, Vec<String>> {
-        crate::ops::reload::reload(&self.state)
+    pub fn reload(&self) -> Result<usize, RulesError> {
+        self.state.rules.reload()
     }
 }
 
 /// Loads the key ring as configured.
 pub fn load_keys(config: &Config) -> Result<KeyRing, ServeError> {
     match &config.keys_file {
-        Some(path) => KeyRing::load(path).map_err(|e| ServeError::Keys(e.to_string())),
+        Some(path) => Ok(KeyRing::load(path).map_err(KeysError::from)?),
         None if config.allow_ephemeral_key => {
             tracing::warn!(
                 "NO KEY RING CONFIGURED: using a random ephemeral key. Pseudonyms will change on every restart and differ between replicas. Set keys.file or SCRIM_KEYS_FILE (create one with `scrim keygen --keys FILE`)."
             );
-            KeyRing::ephemeral().map_err(|e| ServeError::Keys(e.to_string()))
+            Ok(KeyRing::ephemeral().map_err(KeysError::from)?)
         }
-        None => Err(ServeError::Keys(
-            "no key ring configured (keys.file or SCRIM_KEYS_FILE) and keys.allow_ephemeral = false".into(),
-        )),
+        None => Err(KeysError::NotConfigured.into()),
     }
 }
 
 /// Starts the gateway: keys, rules, listeners, reload watchers.
 pub async fn start(config: Config) -> Result<Running, ServeError> {
-    let keys = load_keys(&config)?;
-    let metrics = Metrics::new();
-    let client = build_client(&config.upstream, &[]).map_err(ServeError::Tls)?;
-    let policies =
-        selftest::load_verified(std::slice::from_ref(&config.rules_dir)).map_err(|errors| {
-            ServeError::Rules(
-                errors
-                    .iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            )
-        })?;
-    crate::ops::reload::log_lint_warnings(&policies);
-    let rules = RuleSet::build(&policies, &keys, &config.upstream, &metrics, None)
-        .map_err(|e| ServeError::Rules(e.join("\n")))?;
-    metrics.reload(true, rules.routes.len());
+    let keys = Arc::new(load_keys(&config)?);
+    let metrics = Arc::new(Metrics::new());
+    let client = build_client(&config.upstream, &[])?;
+    let rules = {
+        let (keys, upstream, counted) = (keys.clone(), config.upstream.clone(), metrics.clone());
+        let build = move |policies: &[_], previous: Option<&RuleSet>| {
+            RuleSet::build(policies, &keys, &upstream, &counted, previous)
+        };
+        Arc::new(RuleStore::open(
+            &config.rules_dir,
+            Box::new(build),
+            metrics.clone(),
+        )?)
+    };
+    let aggregate_rules = rules
+        .load()
+        .routes
+        .values()
+        .any(|r| r.engine.policy().aggregate.is_some());
     let tls = match &config.tls {
         Some(t) => Some(tls_acceptor(t)?),
         None => None,
@@ -206,8 +229,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
     })?;
     let worker_clients = (0..listeners.len())
         .map(|_| build_client(&config.upstream, &[]))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(ServeError::Tls)?;
+        .collect::<Result<Vec<_>, _>>()?;
     let admin_listener =
         TcpListener::bind(config.admin)
             .await
@@ -238,22 +260,27 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         aggregates: aggregate::Aggregates::new(config.aggregate.clone()),
         config,
         keys,
-        rules: ArcSwap::from_pointee(rules),
+        rules,
         metrics,
         client,
         worker_clients,
-        ready: AtomicBool::new(false),
+        ready: Arc::new(AtomicBool::new(false)),
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
-    crate::ops::reload::spawn_watchers(state.clone(), shutdown_rx.clone());
-    if policies.iter().any(|p| p.aggregate.is_some())
-        && let Err(e) = state.aggregates.store()
-    {
+    crate::ops::reload::spawn_watchers(
+        state.rules.clone(),
+        state.config.watch_rules,
+        shutdown_rx.clone(),
+    );
+    if aggregate_rules && let Err(e) = state.aggregates.store() {
         // Requests for aggregate recipients get 503 until it opens.
         tracing::error!(error = %e, "aggregate store cannot be opened");
     }
     aggregate::spawn_flusher(state.clone(), shutdown_rx.clone());
-    let admin_task = tokio::spawn(crate::ops::admin::serve(state.clone(), admin_listener));
+    let admin_task = tokio::spawn(crate::ops::admin::serve(
+        Arc::new(admin_view(&state)),
+        admin_listener,
+    ));
     let mut threads = Vec::with_capacity(listeners.len());
     for (i, listener) in listeners.into_iter().enumerate() {
         let (state, tls, shutdown_rx) = (state.clone(), tls.clone(), shutdown_rx.clone());
@@ -281,36 +308,58 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
     })
 }
 
-fn tls_acceptor(t: &TlsConfig) -> Result<tokio_rustls::TlsAcceptor, ServeError> {
-    let certs = upstream::read_pem_certs(&t.cert).map_err(ServeError::Tls)?;
-    let key_data =
-        std::fs::read(&t.key).map_err(|e| ServeError::Tls(format!("{}: {e}", t.key.display())))?;
+/// The admin listener's view: read-only handles and two probes, never the
+/// state itself.
+pub fn admin_view(state: &Arc<State>) -> AdminView<RuleSet> {
+    let (captured, windows) = (state.clone(), state.clone());
+    AdminView {
+        metrics: state.metrics.clone(),
+        rules: state.rules.clone(),
+        ready: state.ready.clone(),
+        key_id: state.keys.active_id().to_string(),
+        captured: Box::new(move || {
+            serde_json::to_value(captured.captured.snapshot()).unwrap_or_default()
+        }),
+        windows: Box::new(move || aggregate::open_and_unsent(&windows)),
+    }
+}
+
+fn tls_acceptor(t: &TlsConfig) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
+    let certs = upstream::read_pem_certs(&t.cert)?;
+    let key_data = std::fs::read(&t.key).map_err(|source| TlsError::Read {
+        path: t.key.clone(),
+        source,
+    })?;
     let key = rustls_pemfile::private_key(&mut key_data.as_slice())
-        .map_err(|e| ServeError::Tls(format!("{}: {e}", t.key.display())))?
-        .ok_or_else(|| ServeError::Tls(format!("{}: no private key found", t.key.display())))?;
+        .map_err(|source| TlsError::Pem {
+            path: t.key.clone(),
+            source,
+        })?
+        .ok_or_else(|| TlsError::NoKey {
+            path: t.key.clone(),
+        })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ServeError::Tls(e.to_string()))?;
+        .with_safe_default_protocol_versions()?;
     let builder = match &t.client_ca {
         Some(ca) => {
             let mut roots = rustls::RootCertStore::empty();
-            for c in upstream::read_pem_certs(ca).map_err(ServeError::Tls)? {
-                roots.add(c).map_err(|e| ServeError::Tls(e.to_string()))?;
+            for c in upstream::read_pem_certs(ca)? {
+                roots.add(c).map_err(|source| TlsError::UnusableCa {
+                    path: ca.clone(),
+                    source,
+                })?;
             }
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                 Arc::new(roots),
                 provider,
             )
-            .build()
-            .map_err(|e| ServeError::Tls(e.to_string()))?;
+            .build()?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
     };
-    let mut cfg = builder
-        .with_single_cert(certs, key)
-        .map_err(|e| ServeError::Tls(e.to_string()))?;
+    let mut cfg = builder.with_single_cert(certs, key)?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
 }

@@ -8,9 +8,10 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::header::{HeaderName, HeaderValue};
 use http::uri::{Authority, Scheme};
 
-use super::upstream::{HttpClient, build_client};
+use super::upstream::{HttpClient, TlsError, build_client};
 use crate::config::UpstreamConfig;
 use crate::ops::metrics::{Metrics, RecipientMetrics};
+use crate::ops::rules::{Loaded, RulesError, SetupError};
 use crate::policy::{CompiledPolicy, HeaderValueSource, RateLimit};
 use crate::pseudonym::KeyRing;
 use crate::rewrite::Engine;
@@ -63,6 +64,30 @@ impl std::fmt::Debug for Route {
     }
 }
 
+/// Why a compiled rule file could not be made a route.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    /// `upstream` does not parse as a URI.
+    #[error("upstream is not a valid URI")]
+    UpstreamUri,
+    /// `upstream` has no scheme.
+    #[error("upstream has no scheme")]
+    NoScheme,
+    /// `upstream` has no host.
+    #[error("upstream has no host")]
+    NoHost,
+    /// A header name that HTTP does not allow.
+    #[error("invalid header name {0}")]
+    HeaderName(String),
+    /// A `[headers] set` value that is not a valid header value (the
+    /// value, a credential maybe, is not shown).
+    #[error("header {0}: value is not a valid header value")]
+    HeaderValue(String),
+    /// The rule file's `ca_file`.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
 /// Every route, by recipient and by Host.
 #[derive(Debug, Default)]
 pub struct RuleSet {
@@ -70,6 +95,15 @@ pub struct RuleSet {
     pub routes: HashMap<String, Arc<Route>>,
     /// By claimed Host (lower case, without port).
     pub hosts: HashMap<String, Arc<Route>>,
+}
+
+impl Loaded for RuleSet {
+    fn policies(&self) -> Vec<Arc<CompiledPolicy>> {
+        self.routes
+            .values()
+            .map(|r| r.engine.policy().clone())
+            .collect()
+    }
 }
 
 impl RuleSet {
@@ -82,7 +116,7 @@ impl RuleSet {
         upstream_cfg: &UpstreamConfig,
         metrics: &Metrics,
         previous: Option<&RuleSet>,
-    ) -> Result<RuleSet, Vec<String>> {
+    ) -> Result<RuleSet, RulesError> {
         let mut set = RuleSet::default();
         let mut errors = Vec::new();
         for p in policies {
@@ -94,13 +128,16 @@ impl RuleSet {
                     }
                     set.routes.insert(p.recipient.clone(), route);
                 }
-                Err(e) => errors.push(format!("{}: {e}", p.source.display())),
+                Err(e) => errors.push(SetupError {
+                    file: p.source.clone(),
+                    error: Box::new(e),
+                }),
             }
         }
         if errors.is_empty() {
             Ok(set)
         } else {
-            Err(errors)
+            Err(RulesError::Setup(errors))
         }
     }
 
@@ -137,16 +174,13 @@ fn build_route(
     upstream_cfg: &UpstreamConfig,
     metrics: &Metrics,
     previous: Option<&RuleSet>,
-) -> Result<Route, String> {
+) -> Result<Route, RouteError> {
     let upstream = if p.upstream == "capture:" {
         Destination::Capture
     } else {
-        let uri: http::Uri = p
-            .upstream
-            .parse()
-            .map_err(|_| "upstream is not a valid URI".to_string())?;
-        let scheme = uri.scheme().cloned().ok_or("upstream has no scheme")?;
-        let authority = uri.authority().cloned().ok_or("upstream has no host")?;
+        let uri: http::Uri = p.upstream.parse().map_err(|_| RouteError::UpstreamUri)?;
+        let scheme = uri.scheme().cloned().ok_or(RouteError::NoScheme)?;
+        let authority = uri.authority().cloned().ok_or(RouteError::NoHost)?;
         Destination::Http {
             scheme,
             authority,
@@ -158,13 +192,13 @@ fn build_route(
         .allow
         .iter()
         .map(|h| {
-            HeaderName::from_bytes(h.as_bytes()).map_err(|_| format!("invalid header name {h}"))
+            HeaderName::from_bytes(h.as_bytes()).map_err(|_| RouteError::HeaderName(h.clone()))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let mut set = Vec::new();
     for (name, source) in &p.headers.set {
         let hn = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("invalid header name {name}"))?;
+            .map_err(|_| RouteError::HeaderName(name.clone()))?;
         let value = match source {
             HeaderValueSource::Literal(v) => v.clone(),
             HeaderValueSource::Env(var) => match std::env::var(var) {
@@ -183,8 +217,8 @@ fn build_route(
                 }
             },
         };
-        let mut hv = HeaderValue::from_str(&value)
-            .map_err(|_| format!("header {name}: value is not a valid header value"))?;
+        let mut hv =
+            HeaderValue::from_str(&value).map_err(|_| RouteError::HeaderValue(name.clone()))?;
         hv.set_sensitive(true);
         set.push((hn, hv));
     }

@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -29,7 +29,7 @@ use rustls::RootCertStore;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
-use super::error::ProxyError;
+use super::error::{ProxyError, Unreachable};
 use super::handler::outbound::{OutboundBody, OutboundHead, RewritingBody};
 use super::routes::{Destination, Route};
 use super::{ProxyBody, State, full, headers};
@@ -232,9 +232,9 @@ impl HttpUpstream<'_> {
                 if body.is_end_stream() {
                     // The last frame: the whole body was rewritten.
                     request.task.abort();
-                    return Err(ProxyError::Unreachable("reset"));
+                    return Err(ProxyError::Unreachable(Unreachable::Reset));
                 }
-                let e = body.fail(ProxyError::Unreachable("reset"));
+                let e = body.fail(ProxyError::Unreachable(Unreachable::Reset));
                 return Err(request.abort(e).await);
             }
         }
@@ -301,8 +301,8 @@ impl Drop for StreamingRequest {
 fn relay(
     result: Result<Response<Incoming>, hyper_util::client::legacy::Error>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let response = result
-        .map_err(|e| ProxyError::Unreachable(if e.is_connect() { "connect" } else { "reset" }))?;
+    let response =
+        result.map_err(|e| ProxyError::Unreachable(Unreachable::classify(&e, e.is_connect())))?;
     let (mut parts, body) = response.into_parts();
     headers::inbound_response(&mut parts.headers);
     let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed();
@@ -432,21 +432,80 @@ where
     }
 }
 
+/// Why a TLS setup (a client's roots, the listener's certificate and key)
+/// failed. Names files and the problem; never key material.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file could not be read.
+    #[error("{}: {source}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A PEM file is malformed.
+    #[error("{}: invalid PEM: {source}", .path.display())]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A certificate file holds no certificate.
+    #[error("{}: no certificate found", .path.display())]
+    NoCertificate {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A key file holds no private key.
+    #[error("{}: no private key found", .path.display())]
+    NoKey {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A CA certificate rustls cannot use.
+    #[error("{}: unusable CA certificate: {source}", .path.display())]
+    UnusableCa {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: rustls::Error,
+    },
+    /// `upstream.roots = "system"` and the system has none.
+    #[error("upstream.roots = \"system\" but no system certificates were found")]
+    NoSystemRoots,
+    /// The client certificate verifier could not be built.
+    #[error("client certificate verifier: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+    /// rustls refused the configuration (protocol versions, the key).
+    #[error("TLS setup: {0}")]
+    Setup(#[from] rustls::Error),
+}
+
 /// Reads PEM certificates.
 pub fn read_pem_certs(
     path: &Path,
-) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
-    let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, TlsError> {
+    let data = std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut data.as_slice()).collect();
-    let certs = certs.map_err(|e| format!("{}: invalid PEM: {e}", path.display()))?;
+    let certs = certs.map_err(|source| TlsError::Pem {
+        path: path.to_path_buf(),
+        source,
+    })?;
     if certs.is_empty() {
-        return Err(format!("{}: no certificate found", path.display()));
+        return Err(TlsError::NoCertificate {
+            path: path.to_path_buf(),
+        });
     }
     Ok(certs)
 }
 
 /// Builds a client trusting the configured roots plus `extra_ca` files.
-pub fn build_client(cfg: &UpstreamConfig, extra_ca: &[&Path]) -> Result<HttpClient, String> {
+pub fn build_client(cfg: &UpstreamConfig, extra_ca: &[&Path]) -> Result<HttpClient, TlsError> {
     let mut roots = RootCertStore::empty();
     match cfg.roots {
         Roots::Webpki => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
@@ -456,9 +515,7 @@ pub fn build_client(cfg: &UpstreamConfig, extra_ca: &[&Path]) -> Result<HttpClie
                 let _ = roots.add(cert);
             }
             if roots.is_empty() {
-                return Err(
-                    "upstream.roots = \"system\" but no system certificates were found".into(),
-                );
+                return Err(TlsError::NoSystemRoots);
             }
         }
     }
@@ -468,15 +525,15 @@ pub fn build_client(cfg: &UpstreamConfig, extra_ca: &[&Path]) -> Result<HttpClie
     }
     for path in extra {
         for cert in read_pem_certs(path)? {
-            roots
-                .add(cert)
-                .map_err(|e| format!("{}: unusable CA certificate: {e}", path.display()))?;
+            roots.add(cert).map_err(|source| TlsError::UnusableCa {
+                path: path.to_path_buf(),
+                source,
+            })?;
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
     let mut http = HttpConnector::new();

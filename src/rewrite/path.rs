@@ -259,6 +259,13 @@ fn dot_only(s: &str) -> bool {
         .all(|c| matches!(c, '.' | '\u{FF0E}' | '\u{2024}' | '\u{FE52}'))
 }
 
+/// Whether the path screen finds something personal in `text` (an email,
+/// a phone or card number, an IP address, a secret token): such text is
+/// never echoed, not even in a refusal.
+pub fn looks_personal(text: &str) -> bool {
+    SCREEN.first(text).is_some()
+}
+
 fn screen(decoded: &str, n: usize) -> Result<(), PathError> {
     match SCREEN.first(decoded) {
         Some(kind) => Err(PathError::PersonalData {

@@ -209,7 +209,10 @@ impl Drop for AuditOnDrop {
         }
         let texts = [
             ("/metrics", self.state.metrics.encode()),
-            ("/rules", scrim::ops::admin::rules_json(&self.state)),
+            (
+                "/rules",
+                scrim::ops::admin::rules_json(&scrim::proxy::admin_view(&self.state)),
+            ),
         ];
         let findings = audit().findings(&texts, &self.secret_hex);
         assert!(

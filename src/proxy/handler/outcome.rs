@@ -18,7 +18,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::super::aggregate::Stored;
 use super::super::error::ProxyError;
-use super::super::routes::Route;
+use super::super::routes::{Destination, Route};
 use super::super::upstream::Reply;
 use super::super::{ProxyBody, State, full};
 use crate::ops::audit::RequestEvent;
@@ -206,7 +206,20 @@ impl Exchange {
             tracing::warn!(recipient = %recipient, code = e.code(), "streamed upstream request aborted");
         }
         match e {
-            ProxyError::Unreachable(kind) => metrics.upstream_error(recipient, kind),
+            ProxyError::Unreachable(cause) => {
+                metrics.upstream_error(recipient, cause.kind());
+                tracing::warn!(
+                    recipient = %recipient,
+                    cause = cause.label(),
+                    // The host alone: an upstream URL may carry userinfo.
+                    host = self.route.as_ref().map_or("", |r| match &r.upstream {
+                        Destination::Http { authority, .. } => authority.host(),
+                        Destination::Capture => "",
+                    }),
+                    "partner unreachable: {}",
+                    cause.describe()
+                );
+            }
             ProxyError::Timeout(_) => metrics.upstream_error(recipient, "timeout"),
             ProxyError::Overloaded | ProxyError::BufferFull => metrics.shed(),
             _ => {}
@@ -229,14 +242,17 @@ impl Exchange {
         let tally = std::mem::take(&mut self.tally);
         match &self.route {
             Some(route) if self.routed => {
-                route.metrics.request(status, duration);
+                route.metrics.request(status, code, duration);
                 if tally.complete {
                     route
                         .metrics
                         .rewrite(&tally.stats, tally.bytes_in, tally.bytes_out);
                 }
             }
-            _ => self.state.metrics.request("unknown", status, duration),
+            _ => self
+                .state
+                .metrics
+                .request("unknown", status, code, duration),
         }
         RequestEvent {
             recipient: self.recipient().to_string(),
