@@ -668,7 +668,7 @@ pub(crate) fn push_path_key(path: &mut String, key: &[u8], rules: &FieldRules) {
         && !looks_like_a_value(key);
     if ident {
         // Identifier bytes are ASCII, and none needs quoting.
-        path.extend(key.iter().map(|&b| char::from(b)));
+        path.push_str(std::str::from_utf8(key).unwrap_or("<key>"));
         return;
     }
     let named = || {

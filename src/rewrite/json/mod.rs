@@ -524,6 +524,7 @@ impl<'e> JsonRewriter<'e> {
             return None;
         }
         let mut local: Vec<usize> = Vec::new();
+        self.seen.prepare();
         let mark = out.len();
         let counts = self.stats.counts();
         let mut fast = fast::Fast {
