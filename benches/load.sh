@@ -31,11 +31,21 @@
 #   scrim-keepall     wrk -> scrim, rule `"**" = "keep"` -> upstream
 #   scrim-realistic   wrk -> scrim, 3 pseudonymised, ip truncated, 3 dropped,
 #                     rest kept (benches/load/realistic.toml.in) -> upstream
+# HTTP/2 (rows of their own, compared with each other):
+#   nginx-h2c         h2load (h2c, prior knowledge) -> nginx (listen http2)
+#                     -> proxy_pass keepalive -> upstream
+#   scrim-h2c         h2load (h2c, prior knowledge) -> scrim, realistic rules -> upstream
+#   nginx-tls         wrk -> nginx proxy_pass https (verified, keepalive; nginx
+#                     speaks HTTP/1.1 to upstreams) -> TLS upstream (nginx, 204)
+#   scrim-tls-h2      wrk -> scrim, realistic rules -> TLS upstream, ALPN h2
+#                     (checked: the upstream logs HTTP/2.0 for scrim's requests)
 #
 # Environment (defaults in brackets):
 #   DURATION [10]  seconds per wrk measurement     WARMUP [1]  seconds of warm-up before each row
 #   THREADS [2]    wrk threads                     CONNS ["32 64"]  connection counts
-#   TARGETS ["direct nginx-passthrough nginx-njs scrim-keepall scrim-realistic"]
+#   TARGETS ["direct nginx-passthrough nginx-njs scrim-keepall scrim-realistic
+#            nginx-h2c scrim-h2c nginx-tls scrim-tls-h2"]
+#   H2_STREAMS [1]  concurrent streams per h2load connection
 #   SIZE [1073741824]  bytes of the NDJSON stream (0 skips it)
 #   STREAM_TIMEOUT [120]  seconds for the stream    NGINX_WORKERS [nproc]  proxy nginx workers
 #   ACCESS_LOGS [1]  1: scrim logs at info (one audit line per request) and the
@@ -54,7 +64,8 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-1}
 THREADS=${THREADS:-2}
 CONNS=${CONNS:-"32 64"}
-TARGETS=${TARGETS:-"direct nginx-passthrough nginx-njs scrim-keepall scrim-realistic"}
+TARGETS=${TARGETS:-"direct nginx-passthrough nginx-njs scrim-keepall scrim-realistic nginx-h2c scrim-h2c nginx-tls scrim-tls-h2"}
+H2_STREAMS=${H2_STREAMS:-1}
 SIZE=${SIZE:-1073741824}
 RATE_SECONDS=${RATE_SECONDS:-5}
 RATE=${RATE:-}
@@ -76,6 +87,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
 install_missing() {
     local pkgs=()
     command -v wrk >/dev/null || pkgs+=(wrk)
+    command -v h2load >/dev/null || pkgs+=(nghttp2-client)
+    command -v openssl >/dev/null || pkgs+=(openssl)
     command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || pkgs+=(nginx)
     [ -f "$NJS_MODULE" ] || pkgs+=(libnginx-mod-http-js)
     command -v curl >/dev/null || pkgs+=(curl)
@@ -180,6 +193,7 @@ next_port() {
 UP_PORT=$(next_port); CAP_PORT=$(next_port)
 PASS_PORT=$(next_port); NJS_PORT=$(next_port); NJS_CHECK_PORT=$(next_port)
 SCRIM_PORT=$(next_port); ADMIN_PORT=$(next_port)
+H2C_PORT=$(next_port); TLS_UP_PORT=$(next_port); TLS_PASS_PORT=$(next_port)
 
 wait_http() { # URL [seconds]: until it answers at all
     local n=0 lim=$(( ${2:-20} * 10 ))
@@ -195,6 +209,23 @@ python3 "$LOAD_DIR/gen_payloads.py" "$TMP/payloads"
 P1K="$TMP/payloads/event-1k.json"
 P16K="$TMP/payloads/batch-16k.json"
 log "payloads: 1k=$(wc -c <"$P1K") B, 16k=$(wc -c <"$P16K") B"
+
+# ------------------------------------------------------------ TLS partner
+# A throw-away CA and a certificate for localhost / 127.0.0.1, for the TLS
+# upstream; both nginx (proxy_ssl_trusted_certificate) and scrim (the rule
+# file's ca_file) verify against the CA.
+TLS_DIR="$TMP/tls"
+mkdir -p "$TLS_DIR"
+(
+    cd "$TLS_DIR"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj "/CN=scrim load CA" -keyout ca.key -out ca.pem
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -subj "/CN=localhost" -keyout partner.key -out partner.csr
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >ext.cnf
+    openssl x509 -req -in partner.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+        -extfile ext.cnf -out partner.pem
+) >"$TMP/tls.log" 2>&1 || { cat "$TMP/tls.log" >&2; die "openssl could not make the test certificates"; }
 
 # ------------------------------------------------------------------- nginx
 fill() { # template out key=value...
@@ -214,7 +245,8 @@ start_nginx() { # name: runs $TMP/name/nginx.conf in the foreground (daemon off)
 }
 mkdir -p "$TMP/upstream" "$TMP/proxy"
 fill "$LOAD_DIR/nginx-upstream.conf.in" "$TMP/upstream/nginx.conf" \
-    DIR="$TMP/upstream" UP_PORT="$UP_PORT" CAP_PORT="$CAP_PORT"
+    DIR="$TMP/upstream" UP_PORT="$UP_PORT" CAP_PORT="$CAP_PORT" TLS_UP_PORT="$TLS_UP_PORT" TLS_DIR="$TLS_DIR" \
+    NJS_MODULE="$NJS_MODULE" LOAD_DIR="$LOAD_DIR"
 NJS_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 if [ "$ACCESS_LOGS" = 1 ]; then
     ACCESS_LOG="$TMP/proxy/access.log combined buffer=64k flush=1s"
@@ -224,7 +256,8 @@ fi
 fill "$LOAD_DIR/nginx-proxy.conf.in" "$TMP/proxy/nginx.conf" \
     DIR="$TMP/proxy" LOAD_DIR="$LOAD_DIR" NJS_MODULE="$NJS_MODULE" WORKERS="$NGINX_WORKERS" \
     ACCESS_LOG="$ACCESS_LOG" UP_PORT="$UP_PORT" CAP_PORT="$CAP_PORT" PASS_PORT="$PASS_PORT" \
-    NJS_PORT="$NJS_PORT" NJS_CHECK_PORT="$NJS_CHECK_PORT" NJS_KEY="$NJS_KEY"
+    NJS_PORT="$NJS_PORT" NJS_CHECK_PORT="$NJS_CHECK_PORT" NJS_KEY="$NJS_KEY" \
+    H2C_PORT="$H2C_PORT" TLS_UP_PORT="$TLS_UP_PORT" TLS_PASS_PORT="$TLS_PASS_PORT" TLS_DIR="$TLS_DIR"
 start_nginx upstream; UP_MASTER=$NGINX_PID
 start_nginx proxy; PROXY_MASTER=$NGINX_PID
 
@@ -239,6 +272,11 @@ mkrule keepall keepall "$UP_PORT"
 mkrule realistic realistic "$UP_PORT"
 mkrule keepall keepall_check "$CAP_PORT"
 mkrule realistic realistic_check "$CAP_PORT"
+# The TLS partner: the same rules, an https upstream verified against the
+# throw-away CA.
+fill "$LOAD_DIR/realistic.toml.in" "$TMP/scrim/rules/realistic_tls.toml" RECIPIENT=realistic_tls \
+    UPSTREAM="https://localhost:$TLS_UP_PORT"
+sed -i "s|^upstream  = .*|&\nca_file   = \"$TLS_DIR/ca.pem\"|" "$TMP/scrim/rules/realistic_tls.toml"
 "$SCRIM" check "$TMP/scrim/rules" >"$TMP/scrim/check.log" 2>&1 \
     || { cat "$TMP/scrim/check.log" >&2; die "scrim check refused the benchmark rules"; }
 SCRIM_LOG_LEVEL=info
@@ -267,7 +305,7 @@ SCRIM_PID=$!
 PIDS+=($SCRIM_PID)
 
 for u in "http://127.0.0.1:$UP_PORT/" "http://127.0.0.1:$CAP_PORT/" "http://127.0.0.1:$PASS_PORT/" \
-    "http://127.0.0.1:$NJS_PORT/" "http://127.0.0.1:$ADMIN_PORT/readyz"; do
+    "http://127.0.0.1:$NJS_PORT/" "http://127.0.0.1:$TLS_PASS_PORT/" "http://127.0.0.1:$ADMIN_PORT/readyz"; do
     wait_http "$u" 20 || { tail -n 20 "$TMP"/*/error.log "$TMP/scrim/scrim.log" >&2 || true; die "$u not up"; }
 done
 [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADMIN_PORT/readyz")" = 200 ] || die "scrim not ready"
@@ -309,6 +347,10 @@ url_for() { # target size
         nginx-njs) echo "http://127.0.0.1:$NJS_PORT$path" ;;
         scrim-keepall) echo "http://127.0.0.1:$SCRIM_PORT/keepall$path" ;;
         scrim-realistic) echo "http://127.0.0.1:$SCRIM_PORT/realistic$path" ;;
+        nginx-h2c) echo "http://127.0.0.1:$H2C_PORT$path" ;;
+        scrim-h2c) echo "http://127.0.0.1:$SCRIM_PORT/realistic$path" ;;
+        nginx-tls) echo "http://127.0.0.1:$TLS_PASS_PORT$path" ;;
+        scrim-tls-h2) echo "http://127.0.0.1:$SCRIM_PORT/realistic_tls$path" ;;
         *) die "unknown target $1" ;;
     esac
 }
@@ -349,6 +391,29 @@ for s in 1k 16k; do
     check "scrim-keepall $s (captured)" keepall "http://127.0.0.1:$SCRIM_PORT/keepall_check$p" "$f"
     check "scrim-realistic $s (captured)" rewrite "http://127.0.0.1:$SCRIM_PORT/realistic_check$p" "$f"
 done
+# HTTP/2 targets: h2c with prior knowledge answers 2xx; scrim reached the
+# TLS partner over HTTP/2 (its log names the protocol of each request).
+h2c_post() { # url file -> status
+    curl -s -o "$TMP/check/last.body" -w '%{http_code}' --max-time 10 --http2-prior-knowledge -X POST \
+        -H 'Content-Type: application/json' --data-binary "@$2" "$1" || echo 000
+}
+for s in 1k 16k; do
+    f=$(payload_for "$s")
+    for t in nginx-h2c scrim-h2c; do
+        st=$(h2c_post "$(url_for $t $s)" "$f")
+        printf '| %s %s (h2c) | status %s |\n' "$t" "$s" "$st" >>"$CHECKS"
+        [[ "$st" == 2* ]] || check_fail=1
+    done
+    for t in nginx-tls scrim-tls-h2; do
+        st=$(post "$(url_for $t $s)" "$f")
+        printf '| %s %s | status %s |\n' "$t" "$s" "$st" >>"$CHECKS"
+        [[ "$st" == 2* ]] || check_fail=1
+    done
+done
+sleep 1.2 # the protocol log flushes every second
+PROTOS=$(sort "$TMP/upstream/tls-proto.log" 2>/dev/null | uniq -c | awk '{printf "%s %s; ", $2, $1}')
+printf '| TLS partner, protocols received (nginx-tls then scrim-tls-h2) | %s |\n' "${PROTOS:-none}" >>"$CHECKS"
+[[ "$PROTOS" == *HTTP/2.0* ]] || { check_fail=1; log "scrim did not reach the TLS partner over HTTP/2"; }
 printf '{"userId":"u-1","traits":{"email":"a@b.example"' >"$TMP/check/bad.json"
 for t in nginx-njs scrim-realistic; do
     st=$(post "$(url_for $t 1k)" "$TMP/check/bad.json")
@@ -376,9 +441,21 @@ read -r CPU_BUSY0 CPU_ALL0 CPU_STEAL0 < <(cpu_total)
 CPU_H0=$(cpu_harness)
 RESULTS="$TMP/results.tsv"
 : >"$RESULTS"
-run_wrk() { # out-file url body-file conns seconds
-    timeout -k 5 $(($5 + 30)) env BODY_FILE="$3" wrk -t"$THREADS" -c"$4" -d"${5}s" --latency \
-        --timeout 10s -s "$LOAD_DIR/post.lua" "$2" >"$1" 2>&1 || true
+run_wrk() { # out-file url body-file conns seconds [target]
+    case "${6:-}" in
+        *-h2c)
+            # h2load has no percentiles: each request's time goes to a log,
+            # and h2load_result.py prints the same RESULT line as post.lua.
+            timeout -k 5 $(($5 + 30)) h2load -t"$THREADS" -c"$4" -m"$H2_STREAMS" -D"$5" \
+                -d "$3" -H 'content-type: application/json' --log-file="$1.log" "$2" >"$1.h2load" 2>&1 || true
+            python3 "$LOAD_DIR/h2load_result.py" "$1.h2load" "$1.log" "$5" >"$1" 2>&1 || true
+            rm -f "$1.log"
+            ;;
+        *)
+            timeout -k 5 $(($5 + 30)) env BODY_FILE="$3" wrk -t"$THREADS" -c"$4" -d"${5}s" --latency \
+                --timeout 10s -s "$LOAD_DIR/post.lua" "$2" >"$1" 2>&1 || true
+            ;;
+    esac
 }
 # Interleaved (body size, connections, then target), so that drift on a
 # shared machine spreads over all targets instead of hitting one block.
@@ -389,12 +466,12 @@ for size in 1k 16k; do
             body=$(payload_for "$size")
             pids=$(pids_for "$target")
             if [ "$WARMUP" -gt 0 ]; then
-                run_wrk "$TMP/wrk/$target-$size-c$c-warmup.txt" "$url" "$body" "$c" "$WARMUP"
+                run_wrk "$TMP/wrk/$target-$size-c$c-warmup.txt" "$url" "$body" "$c" "$WARMUP" "$target"
             fi
             # shellcheck disable=SC2086
             hwm_reset $pids
             out="$TMP/wrk/$target-$size-c$c.txt"
-            run_wrk "$out" "$url" "$body" "$c" "$DURATION"
+            run_wrk "$out" "$url" "$body" "$c" "$DURATION" "$target"
             # shellcheck disable=SC2086
             rss=$(hwm_sum $pids)
             line=$(grep '^RESULT ' "$out" || true)
@@ -485,7 +562,7 @@ REPORT="$RESULTS_DIR/load-$(date +%Y-%m-%d-%H%M%S).md"
 export T0 T_BUILT T_END DURATION WARMUP THREADS CONNS NGINX_WORKERS ACCESS_LOGS SIZE HWM_RESET \
     SCRIM_IDLE_RSS SCRIM_IDLE_HWM STREAM SCRIM_WARN SCRIM_WARN_SAMPLE NGINX_ERR STATUS_METRICS \
     RESULTS CHECKS TMP P1K P16K NJS_MODULE NGINX TARGETS LOAD_START CPU_NOTE RATES RATE RATE_SECONDS \
-    STREAM_HWM
+    STREAM_HWM H2_STREAMS
 python3 - >"$REPORT" <<'PY'
 import os, subprocess, time
 E = os.environ
@@ -558,6 +635,24 @@ for (t, s, c), r in sorted(R.items(), key=lambda x: (x[0][1] != "1k", x[0][2])):
     w("| %s | %d | %s | %s | %s |" % (s, c, ratio("nginx-passthrough"), ratio("nginx-njs"),
       ("%+.2f ms" % ((r["p99"] - d["p99"]) / 1000.0)) if d else "n/a"))
 w("")
+h2 = [(s, c) for s in ("1k", "16k") for c in sorted({r["conns"] for r in rows})
+      if R.get(("scrim-h2c", s, c)) or R.get(("scrim-tls-h2", s, c))]
+if h2:
+    w("HTTP/2 (scrim with the realistic rules; each baseline is nginx doing the same hop):")
+    w("")
+    w("| body | conns | h2c from the service (h2load, %s stream(s) a connection): scrim vs nginx | "
+      "TLS partner over ALPN h2 (wrk): scrim vs nginx proxy_pass https | scrim h2c p99 | scrim TLS h2 p99 |" % E["H2_STREAMS"])
+    w("|---|---:|---:|---:|---:|---:|")
+    for s, c in h2:
+        def pair(a, b):
+            x, y = R.get((a, s, c)), R.get((b, s, c))
+            if not (x and y and y["rps"]):
+                return "n/a"
+            return "%.0f / %.0f = %.2fx" % (x["rps"], y["rps"], x["rps"] / y["rps"])
+        p99 = lambda t: ms(R[(t, s, c)]["p99"]) if R.get((t, s, c)) else "n/a"
+        w("| %s | %d | %s | %s | %s | %s |" % (s, c, pair("scrim-h2c", "nginx-h2c"),
+          pair("scrim-tls-h2", "nginx-tls"), p99("scrim-h2c"), p99("scrim-tls-h2")))
+    w("")
 k = [(s, R.get(("scrim-keepall", s, 32)), R.get(("direct", s, 32))) for s in ("1k", "16k")]
 w("p99 added over direct at 32 connections, scrim-keepall: " + ", ".join(
   "%s %+.2f ms" % (s, (a["p99"] - b["p99"]) / 1000.0) for s, a, b in k if a and b) + ".")
