@@ -294,7 +294,7 @@ def snowplow():
             )
         )
         tracker.track(
-            StructuredEvent(category="checkout", action="add-to-basket", label="sku-45790", value=27.5, context=[ctx])
+            StructuredEvent(category="cart", action="add-to-basket", label="sku-45790", value=27.5, context=[ctx])
         )
         tracker.flush()
         _ = (Snowplow, name)
