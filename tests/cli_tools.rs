@@ -391,7 +391,16 @@ fn inventory_markdown_on_the_shipped_rules() {
     let o = run(&["inventory", p(&repo_rules())]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
-    for r in ["amplitude", "example", "ga4", "meta_capi", "segment"] {
+    for r in [
+        "amplitude",
+        "example",
+        "ga4",
+        "meta_capi",
+        "mixpanel",
+        "segment",
+        "snowplow",
+        "tiktok",
+    ] {
         assert!(out.contains(&format!("## Recipient `{r}`")), "{r}");
     }
     assert!(out.contains("| `measurement_id` | keep |"), "{out}");
@@ -421,7 +430,7 @@ fn inventory_markdown_on_the_shipped_rules() {
     assert_eq!(
         out.matches("Everything else is dropped: every other request header.")
             .count(),
-        6
+        9
     );
 }
 
@@ -443,8 +452,11 @@ fn inventory_json_on_the_shipped_rules_has_the_documented_shape() {
             "example",
             "ga4",
             "meta_capi",
+            "mixpanel",
             "segment",
-            "stats"
+            "snowplow",
+            "stats",
+            "tiktok"
         ]
     );
     for r in rs {

@@ -25,8 +25,11 @@ fn shipped_rule_files_load_and_pass_their_tests() {
             "example",
             "ga4",
             "meta_capi",
+            "mixpanel",
             "segment",
-            "stats"
+            "snowplow",
+            "stats",
+            "tiktok"
         ]
     );
     for p in &policies {
