@@ -415,6 +415,7 @@ impl<'e> JsonRewriter<'e> {
                 && self.stack.is_empty()
                 && self.fast_allowed()
                 && self.slow_from != Some(self.base + i as u64)
+                && (last || self.lines || may_end_in(buf, i))
             {
                 match self.fast_document(buf, i, out) {
                     Some(end) => {
@@ -1643,4 +1644,22 @@ pub(crate) fn unescape<'a>(raw: &'a [u8], escaped: bool, scratch: &'a mut Vec<u8
         i += used;
     }
     std::str::from_utf8(scratch).unwrap_or("")
+}
+
+/// Whether a document starting at `buf[i]` can end inside `buf`: a root
+/// container needs its closing bracket, the last byte before trailing
+/// blanks. A body that arrives in pieces (HTTP/2 DATA frames, 16 KiB by
+/// default) has its first pieces cut inside the root: reading them with the
+/// fast path would run to the cut and throw the work away, so the state
+/// machine takes the root at once and hands each inner container that lies
+/// whole in the piece to the fast path.
+fn may_end_in(buf: &[u8], i: usize) -> bool {
+    if !matches!(buf.get(i), Some(b'{' | b'[')) {
+        return true;
+    }
+    let tail = buf[i..]
+        .iter()
+        .rev()
+        .find(|&&b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
+    matches!(tail, Some(b'}' | b']'))
 }
