@@ -299,6 +299,11 @@ pub struct Config {
     pub log_level: String,
     /// Aggregate windows and reports.
     pub aggregate: crate::aggregate::config::AggregateConfig,
+    /// Start even when the rules directory holds no rule file (`scrim serve
+    /// --allow-no-rules`; not a file option). Default false: a gateway with
+    /// no recipient is almost always a forgotten mount or a wrong
+    /// `rules.dir`, so it refuses to start.
+    pub allow_no_rules: bool,
 }
 
 /// Request limits.
@@ -527,6 +532,7 @@ impl Config {
             upstream,
             log_format,
             log_level: raw.log.level.unwrap_or_else(|| "info".into()),
+            allow_no_rules: false,
         })
     }
 }

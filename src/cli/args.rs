@@ -32,7 +32,9 @@ pub enum Command {
     /// forwards only what each recipient's rules allow. Reloads rules on
     /// SIGHUP and on changes in the rules directory; drains and exits on
     /// SIGTERM. Exit code 0 after a clean drain; 1 when it cannot start
-    /// (configuration, key ring, rule files or listeners).
+    /// (configuration, key ring, rule files or listeners). It refuses to
+    /// start when the rules directory (rules.dir) is missing or holds no
+    /// rule file, unless --allow-no-rules.
     #[command(after_help = SERVE_EXAMPLES)]
     Serve {
         /// Server configuration (defaults apply when the file is absent and
@@ -42,6 +44,11 @@ pub enum Command {
         /// Log format (overrides log.format).
         #[arg(long, value_enum)]
         log_format: Option<LogFormatArg>,
+        /// Start even when the rules directory holds no rule file: no
+        /// recipient, every request refused (404) until rule files appear
+        /// there and load. The directory must exist.
+        #[arg(long)]
+        allow_no_rules: bool,
     },
     /// Validate rule files (syntax, selectors, actions, options), run their
     /// [[tests]] and the privacy lint. Each problem is shown with its source
