@@ -19,7 +19,14 @@ fn main() -> ExitCode {
             allow_no_rules,
         } => serve::run(&config, log_format, allow_no_rules),
         Command::Check {
+            config: Some(config),
+            strict,
+            output,
+            ..
+        } => check::run_config(&config, strict, output),
+        Command::Check {
             rules,
+            config: None,
             strict,
             output,
         } => check::run(&rules, strict, output),

@@ -53,13 +53,19 @@ pub enum Command {
     /// Validate rule files (syntax, selectors, actions, options), run their
     /// [[tests]] and the privacy lint. Each problem is shown with its source
     /// line and a caret; warnings do not fail the check unless --strict.
-    /// Exit code 0: no errors; 1: rule errors (or warnings with --strict);
-    /// 2: a path cannot be read.
+    /// With --config, validate a server configuration offline instead: its
+    /// keys and values, the rules directory (rules.dir) and its rule files,
+    /// the key ring and the TLS files. Exit code 0: no errors; 1: errors (or
+    /// warnings with --strict); 2: a path cannot be read.
     #[command(after_help = CHECK_EXAMPLES)]
     Check {
         /// Rule files or directories of *.toml files.
         #[arg(default_value = "rules")]
         rules: Vec<PathBuf>,
+        /// Check this server configuration (scrim.toml) and everything it
+        /// names, rather than rule files given as arguments.
+        #[arg(long, value_name = "FILE", conflicts_with = "rules")]
+        config: Option<PathBuf>,
         /// Fail (exit 1) on any lint warning too.
         #[arg(long)]
         strict: bool,
@@ -302,6 +308,7 @@ Then send partner-bound requests to http://127.0.0.1:8080/<recipient>/<path>;
 const CHECK_EXAMPLES: &str = "Examples:
   scrim check                           # every *.toml in rules/
   scrim check --strict rules/           # for CI: lint warnings fail too
+  scrim check --config /etc/scrim/scrim.toml   # the configuration, its rules, keys, TLS
   scrim check --message-format short rules/ga4.toml   # one line per problem
 
 A lint warning accepted on review is allowed in the rule file itself:

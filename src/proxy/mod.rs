@@ -358,7 +358,9 @@ pub fn admin_view(state: &Arc<State>) -> AdminView<RuleSet> {
     }
 }
 
-fn tls_acceptor(t: &TlsConfig) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
+/// The service listener's TLS: certificate chain, key and, for mTLS, the
+/// client CA (also used by `scrim check --config` to prove they fit).
+pub(crate) fn tls_acceptor(t: &TlsConfig) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
     let certs = upstream::read_pem_certs(&t.cert)?;
     let key_data = std::fs::read(&t.key).map_err(|source| TlsError::Read {
         path: t.key.clone(),
