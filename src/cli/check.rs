@@ -289,7 +289,11 @@ fn check_tls(config: &Config, setting: &Setting<'_>, problems: &mut Vec<PolicyEr
         if problems.len() == before
             && let Err(e) = crate::proxy::tls_acceptor(t)
         {
-            problems.push(setting.at(CONFIG_TLS, "listen.tls_key", e.to_string()));
+            problems.push(setting.at(
+                CONFIG_TLS,
+                "listen.tls_key",
+                format!("listen.tls_cert and listen.tls_key cannot serve TLS together: {e}"),
+            ));
         }
     }
     if let Some(ca) = &config.upstream.extra_ca_file
