@@ -732,6 +732,28 @@ mod tests {
     }
 
     #[test]
+    fn every_value_problem_is_placed_at_its_setting() {
+        let text = "[listen]\naddress = \"nope\"\ntls_key = \"k.pem\"\n\n\
+                    [limits]\nbody_bytes = 0\n\n\
+                    [aggregate]\nflush_interval_ms = 5\n";
+        let (config, problems) = Config::check_str(text, "scrim.toml");
+        assert!(config.is_some(), "read, with defaults standing in");
+        let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "scrim.toml:2:11: error[C002]: listen.address: \"nope\" is not an IP:port address",
+                "scrim.toml:3:11: error[C002]: listen.tls_cert and listen.tls_key go together",
+                "scrim.toml:6:14: error[C002]: limits.body_bytes must be greater than zero",
+                "scrim.toml:9:21: error[C002]: aggregate.flush_interval_ms must be at least 10",
+            ]
+        );
+        // `parse` gives the first, located.
+        let e = Config::parse(text, "scrim.toml").unwrap_err().to_string();
+        assert!(e.starts_with("scrim.toml:2:11: listen.address"), "{e}");
+    }
+
+    #[test]
     fn tls_options_go_together() {
         assert!(Config::parse("[listen]\ntls_cert = \"c.pem\"\n", "s").is_err());
         assert!(Config::parse("[listen]\nclient_ca = \"ca.pem\"\n", "s").is_err());

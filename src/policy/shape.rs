@@ -495,10 +495,13 @@ mod tests {
                 ),
             ]
         );
-        // The faulty entries taken out, the rest reads (with its defaults).
+        // The faulty entries taken out (a required one given a stand-in of
+        // its kind), the rest reads, with its defaults.
         let doc = doc.expect("read without the faulty entries");
         assert_eq!(doc.name, "x");
-        assert_eq!(doc.items.len(), 1);
+        assert_eq!(doc.limits.body_bytes, None);
+        assert_eq!(doc.items.len(), 2);
+        assert_eq!(doc.items[0].sku, "a");
     }
 
     #[test]
