@@ -627,7 +627,7 @@ fn invalid_at(file: &str, line: usize, col: usize, message: String) -> ConfigErr
 impl From<PolicyError> for ConfigError {
     fn from(e: PolicyError) -> ConfigError {
         let message = match &e.help {
-            Some(help) => format!("{} ({help})", e.message),
+            Some(help) => format!("{} (help: {help})", e.message),
             None => e.message.clone(),
         };
         invalid_at(&e.file, e.line, e.col, message)
