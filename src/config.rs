@@ -687,9 +687,7 @@ pub(crate) fn setting_span(
             return Some(span);
         }
     }
-    words
-        .filter_map(|w| w.split('.').next())
-        .find_map(|section| lookup(section))
+    words.filter_map(|w| w.split('.').next()).find_map(lookup)
 }
 
 #[cfg(test)]
