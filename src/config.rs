@@ -10,6 +10,8 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use crate::policy::PolicyError;
+
 /// A configuration problem.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -299,6 +301,11 @@ pub struct Config {
     pub log_level: String,
     /// Aggregate windows and reports.
     pub aggregate: crate::aggregate::config::AggregateConfig,
+    /// Start even when the rules directory holds no rule file (`scrim serve
+    /// --allow-no-rules`; not a file option). Default false: a gateway with
+    /// no recipient is almost always a forgotten mount or a wrong
+    /// `rules.dir`, so it refuses to start.
+    pub allow_no_rules: bool,
 }
 
 /// Request limits.
@@ -366,62 +373,108 @@ impl Config {
             source,
         })?;
         let mut c = Config::parse(&text, &path.display().to_string())?;
-        let base = path.parent().unwrap_or(Path::new(""));
+        c.resolve_paths(path.parent().unwrap_or(Path::new("")));
+        Ok(c)
+    }
+
+    /// Makes the relative paths of the configuration relative to `base`,
+    /// the configuration file's folder.
+    pub fn resolve_paths(&mut self, base: &Path) {
         let rel = |p: &mut PathBuf| {
             if p.is_relative() && !base.as_os_str().is_empty() {
                 *p = base.join(&*p);
             }
         };
-        rel(&mut c.rules_dir);
-        rel(&mut c.aggregate.dir);
-        if let Some(k) = c.keys_file.as_mut() {
+        rel(&mut self.rules_dir);
+        rel(&mut self.aggregate.dir);
+        if let Some(k) = self.keys_file.as_mut() {
             rel(k);
         }
-        if let Some(t) = c.tls.as_mut() {
+        if let Some(t) = self.tls.as_mut() {
             rel(&mut t.cert);
             rel(&mut t.key);
             if let Some(ca) = t.client_ca.as_mut() {
                 rel(ca);
             }
         }
-        if let Some(ca) = c.upstream.extra_ca_file.as_mut() {
+        if let Some(ca) = self.upstream.extra_ca_file.as_mut() {
             rel(ca);
         }
-        Ok(c)
     }
 
-    /// Parses configuration text.
+    /// Parses configuration text; on problems, the first (see
+    /// [`Config::check_str`] for all of them).
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let (line, col) = e
-                .span()
-                .map(|s| crate::policy::line_col(text, s.start))
-                .unwrap_or((0, 0));
-            ConfigError::Invalid {
-                file: file.into(),
-                line,
-                col,
-                message: e.message().trim().replace('\n', " "),
-            }
-        })?;
-        Config::from_raw(raw, file, text)
+        match Config::check_str(text, file) {
+            (Some(c), problems) if problems.is_empty() => Ok(c),
+            (_, problems) => Err(problems.into_iter().next().map_or_else(
+                || invalid_at(file, 0, 0, "invalid".into()),
+                ConfigError::from,
+            )),
+        }
+    }
+
+    /// Checks configuration text and gives every problem, located (in file
+    /// order for unknown keys and wrong types, then the settings' values),
+    /// with the configuration as read around them when it could be read:
+    /// defaults stand in for the faulty settings. Relative paths are left as
+    /// written ([`Config::resolve_paths`]).
+    pub fn check_str(text: &str, file: &str) -> (Option<Config>, Vec<PolicyError>) {
+        let (raw, shape) = crate::policy::shape::deserialize_all::<RawConfig>(text);
+        let mut problems: Vec<PolicyError> = shape
+            .into_iter()
+            .map(|p| {
+                match p.span {
+                    Some(span) => PolicyError::at(CONFIG_SYNTAX, file, text, span, p.message),
+                    None => PolicyError::whole_file(CONFIG_SYNTAX, file, p.message),
+                }
+                .with_help_opt(p.help)
+            })
+            .collect();
+        let Some(raw) = raw else {
+            return (None, problems);
+        };
+        let doc = toml::de::DeTable::parse(text).ok();
+        let mut bad = Vec::new();
+        let config = Config::build(raw, &mut bad);
+        for (path, message) in bad {
+            let span = doc
+                .as_ref()
+                .and_then(|d| setting_span(d.get_ref(), &path, &message));
+            problems.push(match span {
+                Some(span) => PolicyError::at(CONFIG_VALUE, file, text, span, message),
+                None => PolicyError::whole_file(CONFIG_VALUE, file, message),
+            });
+        }
+        (Some(config), problems)
     }
 
     fn from_raw(raw: RawConfig, file: &str, _text: &str) -> Result<Config, ConfigError> {
-        let invalid = |message: String| ConfigError::Invalid {
-            file: file.into(),
-            line: 0,
-            col: 0,
-            message,
+        let mut bad = Vec::new();
+        let config = Config::build(raw, &mut bad);
+        match bad.into_iter().next() {
+            None => Ok(config),
+            Some((_, message)) => Err(invalid_at(file, 0, 0, message)),
+        }
+    }
+
+    /// Validates the settings; each problem is recorded in `bad` with the
+    /// setting it is about (a dotted path, or empty when the message names
+    /// it), and the setting's default stands in for it.
+    fn build(raw: RawConfig, bad: &mut Vec<(String, String)>) -> Config {
+        let mut invalid = |path: &str, message: String| bad.push((path.to_string(), message));
+        let mut addr = |s: Option<String>, default: &str, what: &str| -> SocketAddr {
+            let text = s.unwrap_or_else(|| default.to_string());
+            text.parse().unwrap_or_else(|_| {
+                invalid(
+                    what,
+                    format!("{what}: \"{text}\" is not an IP:port address"),
+                );
+                default.parse().unwrap_or_else(|_| unreachable!())
+            })
         };
-        let addr =
-            |s: Option<String>, default: &str, what: &str| -> Result<SocketAddr, ConfigError> {
-                let s = s.unwrap_or_else(|| default.to_string());
-                s.parse()
-                    .map_err(|_| invalid(format!("{what}: \"{s}\" is not an IP:port address")))
-            };
-        let listen = addr(raw.listen.address, "127.0.0.1:8080", "listen.address")?;
-        let admin = addr(raw.admin.address, "127.0.0.1:9090", "admin.address")?;
+        let listen = addr(raw.listen.address, "127.0.0.1:8080", "listen.address");
+        let admin = addr(raw.admin.address, "127.0.0.1:9090", "admin.address");
         let tls = match (raw.listen.tls_cert, raw.listen.tls_key) {
             (Some(cert), Some(key)) => Some(TlsConfig {
                 cert,
@@ -430,31 +483,48 @@ impl Config {
             }),
             (None, None) => {
                 if raw.listen.client_ca.is_some() {
-                    return Err(invalid(
+                    invalid(
+                        "listen.client_ca",
                         "listen.client_ca needs listen.tls_cert and listen.tls_key".into(),
-                    ));
+                    );
                 }
                 None
             }
-            _ => {
-                return Err(invalid(
+            (cert, _) => {
+                let given = if cert.is_some() {
+                    "listen.tls_cert"
+                } else {
+                    "listen.tls_key"
+                };
+                invalid(
+                    given,
                     "listen.tls_cert and listen.tls_key go together".into(),
-                ));
+                );
+                None
             }
         };
         let ms = Duration::from_millis;
         let l = raw.limits;
-        let body_bytes = l.body_bytes.unwrap_or(10 * 1024 * 1024);
+        let mut positive = |v: Option<u64>, default: u64, what: &str| match v {
+            Some(0) => {
+                invalid(what, format!("{what} must be greater than zero"));
+                default
+            }
+            v => v.unwrap_or(default),
+        };
+        let body_bytes = positive(l.body_bytes, 10 * 1024 * 1024, "limits.body_bytes");
+        let concurrency = positive(l.concurrency.map(|c| c as u64), 1024, "limits.concurrency");
+        let header_count = positive(l.header_count.map(|c| c as u64), 100, "limits.header_count");
         let stream_threshold_bytes = l.stream_threshold_bytes.unwrap_or(body_bytes);
         let one_body = body_bytes.min(stream_threshold_bytes);
-        let limits = Limits {
+        let mut limits = Limits {
             body_bytes,
             stream_threshold_bytes,
             buffer_bytes: l
                 .buffer_bytes
                 .unwrap_or_else(|| one_body.max(256 * 1024 * 1024)),
             header_bytes: l.header_bytes.unwrap_or(32 * 1024),
-            header_count: l.header_count.unwrap_or(100),
+            header_count: usize::try_from(header_count).unwrap_or(100),
             header_read_timeout: ms(l.header_read_timeout_ms.unwrap_or(10_000)),
             body_idle_timeout: ms(l.body_idle_timeout_ms.unwrap_or(15_000)),
             body_min_rate: l.body_min_rate_bytes_per_s.unwrap_or(240),
@@ -463,31 +533,38 @@ impl Config {
                 0 => None,
                 d => Some(ms(d)),
             },
-            concurrency: l.concurrency.unwrap_or(1024),
+            concurrency: usize::try_from(concurrency).unwrap_or(1024),
             h2_max_concurrent_streams: l.h2_max_concurrent_streams.unwrap_or(100),
             shutdown_grace: ms(l.shutdown_grace_ms.unwrap_or(30_000)),
         };
-        if limits.body_bytes == 0 || limits.concurrency == 0 || limits.header_count == 0 {
-            return Err(invalid("limits must be greater than zero".into()));
-        }
         if limits.buffer_bytes < one_body {
-            return Err(invalid(format!(
-                "limits.buffer_bytes ({}) must hold one whole buffered body: at least {one_body} \
-                 (the smaller of limits.body_bytes and limits.stream_threshold_bytes)",
-                limits.buffer_bytes
-            )));
+            invalid(
+                "limits.buffer_bytes",
+                format!(
+                    "limits.buffer_bytes ({}) must hold one whole buffered body: at least {one_body} \
+                     (the smaller of limits.body_bytes and limits.stream_threshold_bytes)",
+                    limits.buffer_bytes
+                ),
+            );
+            limits.buffer_bytes = one_body;
         }
         if limits.header_bytes < 1024 {
-            return Err(invalid("limits.header_bytes must be at least 1024".into()));
+            invalid(
+                "limits.header_bytes",
+                "limits.header_bytes must be at least 1024".into(),
+            );
+            limits.header_bytes = 1024;
         }
         let u = raw.upstream;
         let roots = match u.roots.as_deref() {
             None | Some("webpki") => Roots::Webpki,
             Some("system") => Roots::System,
             Some(other) => {
-                return Err(invalid(format!(
-                    "upstream.roots: \"{other}\" is not one of \"webpki\", \"system\""
-                )));
+                invalid(
+                    "upstream.roots",
+                    format!("upstream.roots: \"{other}\" is not one of \"webpki\", \"system\""),
+                );
+                Roots::Webpki
             }
         };
         let upstream = UpstreamConfig {
@@ -502,14 +579,20 @@ impl Config {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
             Some(other) => {
-                return Err(invalid(format!(
-                    "log.format: \"{other}\" is not one of \"text\", \"json\""
-                )));
+                invalid(
+                    "log.format",
+                    format!("log.format: \"{other}\" is not one of \"text\", \"json\""),
+                );
+                LogFormat::Text
             }
         };
-        let aggregate =
-            crate::aggregate::config::AggregateConfig::from_raw(raw.aggregate).map_err(invalid)?;
-        Ok(Config {
+        let aggregate = crate::aggregate::config::AggregateConfig::from_raw(raw.aggregate)
+            .unwrap_or_else(|message| {
+                // The message names the option.
+                invalid("", message);
+                crate::aggregate::config::AggregateConfig::default()
+            });
+        Config {
             aggregate,
             listen,
             workers: raw.listen.workers.unwrap_or(0),
@@ -527,8 +610,84 @@ impl Config {
             upstream,
             log_format,
             log_level: raw.log.level.unwrap_or_else(|| "info".into()),
-        })
+            allow_no_rules: false,
+        }
     }
+}
+
+fn invalid_at(file: &str, line: usize, col: usize, message: String) -> ConfigError {
+    ConfigError::Invalid {
+        file: file.into(),
+        line,
+        col,
+        message,
+    }
+}
+
+impl From<PolicyError> for ConfigError {
+    fn from(e: PolicyError) -> ConfigError {
+        let message = match &e.help {
+            Some(help) => format!("{} (help: {help})", e.message),
+            None => e.message.clone(),
+        };
+        invalid_at(&e.file, e.line, e.col, message)
+    }
+}
+
+/// `scrim.toml` problems (`scrim check --config`), beside the rule files'
+/// `E...` codes: unknown keys, values of the wrong type and TOML syntax.
+pub const CONFIG_SYNTAX: &str = "C001";
+/// A setting's value (an address, a limit, a choice).
+pub const CONFIG_VALUE: &str = "C002";
+/// The rules directory.
+pub const CONFIG_RULES: &str = "C003";
+/// The key ring.
+pub const CONFIG_KEYS: &str = "C004";
+/// TLS certificate, key and CA files.
+pub const CONFIG_TLS: &str = "C005";
+
+/// Where a setting is written: the value at the dotted `path`, else the
+/// first dotted name in `message` that is written in the file, else its
+/// section's header.
+pub(crate) fn setting_span(
+    doc: &toml::de::DeTable<'_>,
+    path: &str,
+    message: &str,
+) -> Option<std::ops::Range<usize>> {
+    let lookup = |path: &str| {
+        let mut table = doc;
+        let mut found = None;
+        for (i, part) in path.split('.').enumerate() {
+            let (k, v) = table.get_key_value(part)?;
+            found = Some(if v.span().is_empty() {
+                k.span()
+            } else {
+                v.span()
+            });
+            match v.get_ref() {
+                toml::de::DeValue::Table(t) => table = t,
+                _ if i + 1 < path.split('.').count() => return None,
+                _ => {}
+            }
+            // A section's own span is its header's key.
+            if matches!(v.get_ref(), toml::de::DeValue::Table(_)) {
+                found = Some(k.span());
+            }
+        }
+        found
+    };
+    if !path.is_empty() {
+        return lookup(path);
+    }
+    let words = message
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+        .filter(|w| w.contains('.'));
+    for w in words.clone() {
+        if let Some(span) = lookup(w.trim_matches('.')) {
+            return Some(span);
+        }
+    }
+    words.filter_map(|w| w.split('.').next()).find_map(lookup)
 }
 
 #[cfg(test)]
@@ -568,6 +727,28 @@ mod tests {
         let s = e.to_string();
         assert!(s.starts_with("scrim.toml:2:1:"), "{s}");
         assert!(s.contains("body_byte"), "{s}");
+    }
+
+    #[test]
+    fn every_value_problem_is_placed_at_its_setting() {
+        let text = "[listen]\naddress = \"nope\"\ntls_key = \"k.pem\"\n\n\
+                    [limits]\nbody_bytes = 0\n\n\
+                    [aggregate]\nflush_interval_ms = 5\n";
+        let (config, problems) = Config::check_str(text, "scrim.toml");
+        assert!(config.is_some(), "read, with defaults standing in");
+        let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "scrim.toml:2:11: error[C002]: listen.address: \"nope\" is not an IP:port address",
+                "scrim.toml:3:11: error[C002]: listen.tls_cert and listen.tls_key go together",
+                "scrim.toml:6:14: error[C002]: limits.body_bytes must be greater than zero",
+                "scrim.toml:9:21: error[C002]: aggregate.flush_interval_ms must be at least 10",
+            ]
+        );
+        // `parse` gives the first, located.
+        let e = Config::parse(text, "scrim.toml").unwrap_err().to_string();
+        assert!(e.starts_with("scrim.toml:2:11: listen.address"), "{e}");
     }
 
     #[test]

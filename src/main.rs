@@ -13,9 +13,20 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config, log_format } => serve::run(&config, log_format),
+        Command::Serve {
+            config,
+            log_format,
+            allow_no_rules,
+        } => serve::run(&config, log_format, allow_no_rules),
+        Command::Check {
+            config: Some(config),
+            strict,
+            output,
+            ..
+        } => check::run_config(&config, strict, output),
         Command::Check {
             rules,
+            config: None,
             strict,
             output,
         } => check::run(&rules, strict, output),

@@ -141,6 +141,64 @@ fn assert_serve_starts_until_keys(args: &[String], deployed_config: &str, repo_c
     assert!(!err.contains("Usage:"), "{err}");
 }
 
+/// Runs `scrim serve` as deployed, with a valid key ring but with the
+/// configuration's rules directory first missing, then empty (the
+/// configuration is copied with `rules.dir` pointed at a scratch path):
+/// scrim refuses to start, naming the directory, `rules.dir` and
+/// `--allow-no-rules`, before it binds a listener.
+fn assert_serve_refuses_without_rules(args: &[String], repo_config: &str) {
+    let dir = scratch("no-rules");
+    let rules = dir.join("rules");
+    let keys = dir.join("keys.toml");
+    std::fs::write(
+        &keys,
+        format!(
+            "active = \"k1\"\n[keys]\nk1 = \"hex:{}\"\n",
+            "ab".repeat(32)
+        ),
+    )
+    .unwrap();
+    let mut config: toml::Table = toml::from_str(&read(repo_config)).unwrap();
+    config["rules"]
+        .as_table_mut()
+        .expect("[rules]")
+        .insert("dir".into(), rules.display().to_string().into());
+    let config_file = dir.join("scrim.toml");
+    std::fs::write(&config_file, toml::to_string(&config).unwrap()).unwrap();
+    let i = args.iter().position(|a| a == "--config").unwrap();
+    let mut mapped: Vec<String> = args.to_vec();
+    mapped[i + 1] = config_file.display().to_string();
+    let argv: Vec<&str> = mapped.iter().map(String::as_str).collect();
+    let keys = keys.display().to_string();
+    let env = [("SCRIM_KEYS_FILE", keys.as_str())];
+    let shown = rules.display().to_string();
+
+    let (code, _out, err) = run_scrim(&argv, &env);
+    assert_eq!(code, 1, "scrim {argv:?}: {err}");
+    assert_eq!(
+        err.lines().next().unwrap_or_default(),
+        format!(
+            "scrim: rules: the rules directory {shown} does not exist: set rules.dir in the \
+             configuration (--config) to the directory of the recipients' rule files, or mount \
+             them there"
+        ),
+    );
+
+    std::fs::create_dir_all(&rules).unwrap();
+    let (code, _out, err) = run_scrim(&argv, &env);
+    assert_eq!(code, 1, "scrim {argv:?}: {err}");
+    assert_eq!(
+        err.lines().next().unwrap_or_default(),
+        format!(
+            "scrim: rules: no rule file (*.toml) in the rules directory {shown}: put the \
+             recipients' rule files there or set rules.dir in the configuration (--config); to \
+             start with no recipient anyway (every request refused until rule files appear), \
+             pass --allow-no-rules"
+        ),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn assert_check_passes(rules: &[PathBuf]) {
     let args: Vec<String> = std::iter::once("check".to_string())
         .chain(rules.iter().map(|p| p.display().to_string()))
@@ -330,14 +388,11 @@ fn dockerignore_keeps_build_output_and_history_out() {
     ] {
         assert!(!dockerignore_allows(p), "{p} would be in the build context");
     }
-    for p in [
-        "Cargo.toml",
-        "Cargo.lock",
-        "src/main.rs",
-        "rules/segment.toml",
-    ] {
+    for p in ["Cargo.toml", "Cargo.lock", "src/main.rs"] {
         assert!(dockerignore_allows(p), "{p} is needed by the build");
     }
+    // The image ships no rule files (see the Dockerfile test).
+    assert!(!dockerignore_allows("rules/example.toml"));
 }
 
 #[test]
@@ -446,14 +501,23 @@ fn dockerfile_builds_locked_from_a_pinned_toolchain_and_runs_non_root() {
         assert_ne!(n, 0, "USER {user} is root");
     }
 
-    // Only the binary, the configuration and the rules reach the runtime.
+    // Only the binary and the configuration reach the runtime: no rule
+    // file, so a forgotten rules mount cannot leave a gateway running with
+    // the `example` recipient, whose capture upstream answers 202 and
+    // discards the data.
     let copies: Vec<(Option<String>, Vec<String>, String)> = runtime
         .lines
         .iter()
         .filter(|(i, _)| i == "COPY")
         .map(|(_, r)| copy_parts(r))
         .collect();
-    assert_eq!(copies.len(), 3, "{copies:?}");
+    assert_eq!(copies.len(), 2, "{copies:?}");
+    assert!(
+        !copies
+            .iter()
+            .any(|(_, s, _)| s.iter().any(|x| x.starts_with("rules"))),
+        "the image ships no rule files: {copies:?}"
+    );
     let dest_of = |src: &str| {
         copies
             .iter()
@@ -462,7 +526,6 @@ fn dockerfile_builds_locked_from_a_pinned_toolchain_and_runs_non_root() {
             .unwrap_or_else(|| panic!("the runtime stage does not copy {src}"))
     };
     let config_path = dest_of("deploy/scrim.container.toml");
-    let rules_path = dest_of("rules");
     let (bin_from, _, bin_path) = copies
         .iter()
         .find(|(from, _, _)| from.is_some())
@@ -487,9 +550,14 @@ fn dockerfile_builds_locked_from_a_pinned_toolchain_and_runs_non_root() {
         .expect("CMD");
     assert_serve_starts_until_keys(&cmd, &config_path, "deploy/scrim.container.toml");
 
-    // The baked-in configuration matches the image around it.
+    // The baked-in configuration matches the image around it: its rules
+    // directory sits beside it, where the rule files are mounted.
     let c = parse_config("deploy/scrim.container.toml");
-    assert_eq!(c.rules_dir, PathBuf::from(&rules_path));
+    assert_eq!(
+        c.rules_dir,
+        Path::new(&config_path).parent().unwrap().join("rules")
+    );
+    assert_serve_refuses_without_rules(&cmd, "deploy/scrim.container.toml");
     let exposed: Vec<u16> = runtime
         .lines
         .iter()
@@ -520,9 +588,6 @@ fn dockerfile_builds_locked_from_a_pinned_toolchain_and_runs_non_root() {
             .any(|(i, r)| i == "ENV" && r.starts_with("SCRIM_KEYS_FILE=/")),
         "the configuration names no key ring and refuses to run without one: the image must say where it is"
     );
-
-    // The rules the image ships pass their own tests.
-    assert_check_passes(&[root().join("rules")]);
 }
 
 // ---------------------------------------------------------------- Kubernetes

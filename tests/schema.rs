@@ -248,7 +248,9 @@ fn accepted_keys(message: &str) -> BTreeSet<String> {
         .nth(1)
         .unwrap_or_else(|| panic!("no key list in: {message}"))
         .trim_start_matches(':')
-        .trim();
+        .trim()
+        // The one-line form closes the help: `(help: expected one of: a, b)`.
+        .trim_end_matches(')');
     list.split(", ")
         .map(|k| k.trim().trim_matches('`').to_string())
         .collect()

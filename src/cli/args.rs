@@ -32,7 +32,9 @@ pub enum Command {
     /// forwards only what each recipient's rules allow. Reloads rules on
     /// SIGHUP and on changes in the rules directory; drains and exits on
     /// SIGTERM. Exit code 0 after a clean drain; 1 when it cannot start
-    /// (configuration, key ring, rule files or listeners).
+    /// (configuration, key ring, rule files or listeners). It refuses to
+    /// start when the rules directory (rules.dir) is missing or holds no
+    /// rule file, unless --allow-no-rules.
     #[command(after_help = SERVE_EXAMPLES)]
     Serve {
         /// Server configuration (defaults apply when the file is absent and
@@ -42,17 +44,28 @@ pub enum Command {
         /// Log format (overrides log.format).
         #[arg(long, value_enum)]
         log_format: Option<LogFormatArg>,
+        /// Start even when the rules directory holds no rule file: no
+        /// recipient, every request refused (404) until rule files appear
+        /// there and load. The directory must exist.
+        #[arg(long)]
+        allow_no_rules: bool,
     },
     /// Validate rule files (syntax, selectors, actions, options), run their
     /// [[tests]] and the privacy lint. Each problem is shown with its source
     /// line and a caret; warnings do not fail the check unless --strict.
-    /// Exit code 0: no errors; 1: rule errors (or warnings with --strict);
-    /// 2: a path cannot be read.
+    /// With --config, validate a server configuration offline instead: its
+    /// keys and values, the rules directory (rules.dir) and its rule files,
+    /// the key ring and the TLS files. Exit code 0: no errors; 1: errors (or
+    /// warnings with --strict); 2: a path cannot be read.
     #[command(after_help = CHECK_EXAMPLES)]
     Check {
         /// Rule files or directories of *.toml files.
         #[arg(default_value = "rules")]
         rules: Vec<PathBuf>,
+        /// Check this server configuration (scrim.toml) and everything it
+        /// names, rather than rule files given as arguments.
+        #[arg(long, value_name = "FILE", conflicts_with = "rules")]
+        config: Option<PathBuf>,
         /// Fail (exit 1) on any lint warning too.
         #[arg(long)]
         strict: bool,
@@ -295,6 +308,7 @@ Then send partner-bound requests to http://127.0.0.1:8080/<recipient>/<path>;
 const CHECK_EXAMPLES: &str = "Examples:
   scrim check                           # every *.toml in rules/
   scrim check --strict rules/           # for CI: lint warnings fail too
+  scrim check --config /etc/scrim/scrim.toml   # the configuration, its rules, keys, TLS
   scrim check --message-format short rules/ga4.toml   # one line per problem
 
 A lint warning accepted on review is allowed in the rule file itself:

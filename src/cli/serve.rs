@@ -5,9 +5,14 @@ use std::process::ExitCode;
 use super::args::LogFormatArg;
 
 /// Loads the configuration (or the defaults), starts logging and runs the
-/// gateway until it drains.
-pub fn run(path: &std::path::Path, log_format: Option<LogFormatArg>) -> ExitCode {
-    let config = if path.exists() {
+/// gateway until it drains. `allow_no_rules`: start even when the rules
+/// directory holds no rule file.
+pub fn run(
+    path: &std::path::Path,
+    log_format: Option<LogFormatArg>,
+    allow_no_rules: bool,
+) -> ExitCode {
+    let mut config = if path.exists() {
         match crate::config::Config::load(path) {
             Ok(c) => c,
             Err(e) => {
@@ -21,6 +26,7 @@ pub fn run(path: &std::path::Path, log_format: Option<LogFormatArg>) -> ExitCode
         eprintln!("{}: no such file", path.display());
         return ExitCode::from(1);
     };
+    config.allow_no_rules = allow_no_rules;
     let format = match log_format {
         Some(LogFormatArg::Json) => crate::config::LogFormat::Json,
         Some(LogFormatArg::Text) => crate::config::LogFormat::Text,

@@ -64,46 +64,6 @@ pub(crate) fn did_you_mean(name: &str, candidates: &[&str]) -> String {
     }
 }
 
-/// Turns a TOML parser error into a located one. Type errors name the kind
-/// of value only, never the value itself (it may come from a test input,
-/// and the one-line form goes to logs); an unknown key gets the nearest
-/// valid key as help.
-fn toml_error(src: &Source<'_>, e: &toml::de::Error) -> PolicyError {
-    let span = e.span().unwrap_or(0..0);
-    let msg = e.message().trim_end().replace('\n', " ");
-    let mut help = None;
-    let message = if msg.contains("expected a spanned value") {
-        // How a date or time reaches an action (see `RawValue`).
-        "a date or time is not valid here".to_string()
-    } else if let Some(rest) = msg.strip_prefix("unknown field `") {
-        let (name, expected) = rest.split_once('`').unwrap_or((rest, ""));
-        let candidates: Vec<&str> = expected
-            .split('`')
-            .skip(1)
-            .step_by(2)
-            .filter(|c| !c.is_empty())
-            .collect();
-        if !candidates.is_empty() {
-            help = Some(did_you_mean(name, &candidates));
-        }
-        format!("unknown key `{name}`")
-    } else if let Some(rest) = msg.strip_prefix("invalid type: ") {
-        // "invalid type: string \"x\", expected a boolean" -> no value.
-        let (found, expected) = rest.split_once(", expected").unwrap_or((rest, ""));
-        let kind = found.split([' ', '`', '"']).next().unwrap_or(found);
-        if expected.is_empty() {
-            format!("invalid type: {kind}")
-        } else {
-            format!("invalid type: {kind}, expected{expected}")
-        }
-    } else if msg.starts_with("invalid value: ") {
-        "invalid value".to_string()
-    } else {
-        msg
-    };
-    src.err(diag::SYNTAX, span, message).with_help_opt(help)
-}
-
 /// Compiles rule-file text. `file` names it in errors; `stem` is the default
 /// recipient name. On problems, the first (in file order) is returned; see
 /// [`compile_str_all`] for all of them.
@@ -118,15 +78,31 @@ fn noted<T>(errors: &mut Vec<PolicyError>, r: Result<T, PolicyError>) -> Option<
 
 /// Compiles rule-file text, collecting every problem: each setting, rule,
 /// test and `[[allow]]` entry is checked on its own, so one run shows them
-/// all (sorted by place; never empty on `Err`). A TOML syntax or shape error
-/// stops at once, since nothing after it can be read reliably.
+/// all (sorted by place; never empty on `Err`). TOML syntax and shape
+/// errors (unknown keys, values of the wrong type) are shown all together
+/// ([`super::shape`]), and then nothing more: the settings they touch cannot
+/// be checked reliably.
 pub fn compile_str_all(
     text: &str,
     file: &str,
     stem: &str,
 ) -> Result<CompiledPolicy, Vec<PolicyError>> {
     let src = Source { text, file };
-    let raw: RawRuleFile = toml::from_str(text).map_err(|e| vec![toml_error(&src, &e)])?;
+    let raw: RawRuleFile = match super::shape::deserialize_all(text) {
+        (Some(raw), problems) if problems.is_empty() => raw,
+        (_, problems) => {
+            return Err(problems
+                .into_iter()
+                .map(|p| {
+                    match p.span {
+                        Some(span) => src.err(diag::SYNTAX, span, p.message),
+                        None => PolicyError::whole_file(diag::SYNTAX, file, p.message),
+                    }
+                    .with_help_opt(p.help)
+                })
+                .collect());
+        }
+    };
     let mut errors: Vec<PolicyError> = Vec::new();
 
     let recipient = match &raw.recipient {

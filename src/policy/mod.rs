@@ -20,6 +20,7 @@ pub mod lint;
 pub mod paths;
 pub mod raw;
 pub mod selector;
+pub(crate) mod shape;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -123,6 +123,22 @@ pub enum ServeError {
     /// Rule files problem.
     #[error("rules: {0}")]
     Rules(#[from] RulesError),
+    /// The rules directory does not exist.
+    #[error(
+        "rules: the rules directory {} does not exist: set rules.dir in the configuration \
+         (--config) to the directory of the recipients' rule files, or mount them there",
+        .0.display()
+    )]
+    RulesDirMissing(std::path::PathBuf),
+    /// The rules directory holds no rule file, and `allow_no_rules` is off.
+    #[error(
+        "rules: no rule file (*.toml) in the rules directory {}: put the recipients' rule \
+         files there or set rules.dir in the configuration (--config); to start with no \
+         recipient anyway (every request refused until rule files appear), pass \
+         --allow-no-rules",
+        .0.display()
+    )]
+    NoRuleFiles(std::path::PathBuf),
     /// TLS setup problem.
     #[error("tls: {0}")]
     Tls(#[from] TlsError),
@@ -194,9 +210,27 @@ pub fn load_keys(config: &Config) -> Result<KeyRing, ServeError> {
     }
 }
 
+/// Makes sure there are rules to serve: the rules directory exists and,
+/// unless `config.allow_no_rules`, holds at least one rule file. A gateway
+/// started without recipients is most often a forgotten mount or a wrong
+/// `rules.dir`; it would answer 404 to everything while looking healthy.
+pub fn check_rules_present(config: &Config) -> Result<(), ServeError> {
+    let dir = &config.rules_dir;
+    if !dir.exists() {
+        return Err(ServeError::RulesDirMissing(dir.clone()));
+    }
+    let files = crate::policy::rule_files(std::slice::from_ref(dir))
+        .map_err(|e| ServeError::Rules(RulesError::Invalid(vec![e])))?;
+    if files.is_empty() && !config.allow_no_rules {
+        return Err(ServeError::NoRuleFiles(dir.clone()));
+    }
+    Ok(())
+}
+
 /// Starts the gateway: keys, rules, listeners, reload watchers.
 pub async fn start(config: Config) -> Result<Running, ServeError> {
     let keys = Arc::new(load_keys(&config)?);
+    check_rules_present(&config)?;
     let metrics = Arc::new(Metrics::new());
     let client = build_client(&config.upstream, &[])?;
     let rules = {
@@ -324,7 +358,9 @@ pub fn admin_view(state: &Arc<State>) -> AdminView<RuleSet> {
     }
 }
 
-fn tls_acceptor(t: &TlsConfig) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
+/// The service listener's TLS: certificate chain, key and, for mTLS, the
+/// client CA (also used by `scrim check --config` to prove they fit).
+pub(crate) fn tls_acceptor(t: &TlsConfig) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
     let certs = upstream::read_pem_certs(&t.cert)?;
     let key_data = std::fs::read(&t.key).map_err(|source| TlsError::Read {
         path: t.key.clone(),
