@@ -62,8 +62,25 @@ pub fn route(state: &State, req: &Request<Incoming>) -> Response<ProxyBody> {
         ),
         "/healthz" => respond(StatusCode::OK, "text/plain", "ok\n".into()),
         "/readyz" => {
-            if state.ready.load(Ordering::SeqCst) && !state.rules.load().routes.is_empty() {
-                respond(StatusCode::OK, "text/plain", "ready\n".into())
+            let rules = state.rules.load();
+            let lists_used = rules
+                .routes
+                .values()
+                .any(|r| r.engine.policy().suppress.is_some());
+            let lists = state.suppression.health();
+            if lists_used && !lists.loaded {
+                respond(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "not ready: suppression lists not loaded\n".into(),
+                )
+            } else if state.ready.load(Ordering::SeqCst) && !rules.routes.is_empty() {
+                let text = if lists_used && !lists.store_up {
+                    "ready (suppression lists: store unreachable, serving the last good copy)\n"
+                } else {
+                    "ready\n"
+                };
+                respond(StatusCode::OK, "text/plain", text.into())
             } else {
                 respond(
                     StatusCode::SERVICE_UNAVAILABLE,

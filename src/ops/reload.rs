@@ -21,6 +21,18 @@ pub fn reload(state: &State) -> Result<usize, Vec<String>> {
         .map_err(|errors| errors.iter().map(|e| e.to_string()).collect::<Vec<_>>())
         .and_then(|policies| {
             log_lint_warnings(&policies);
+            // Lists the new rules name are loaded (and checked against
+            // them) before the rules go live.
+            if policies.iter().any(|p| p.suppress.is_some()) {
+                let mut errors = state.suppression.refresh(&policies, &state.keys);
+                if state.config.suppress.store.is_some() {
+                    errors.clear();
+                }
+                errors.extend(state.suppression.check(&policies, &state.keys));
+                if !errors.is_empty() {
+                    return Err(errors);
+                }
+            }
             let current = state.rules.load();
             RuleSet::build(
                 &policies,

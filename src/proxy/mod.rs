@@ -72,6 +72,8 @@ pub struct State {
     pub ready: AtomicBool,
     /// The aggregate store (aggregate-only recipients).
     pub aggregates: aggregate::Aggregates,
+    /// The suppression lists in force.
+    pub suppression: crate::consent::source::Suppression,
 }
 
 thread_local! {
@@ -189,6 +191,25 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
             )
         })?;
     crate::ops::reload::log_lint_warnings(&policies);
+    let suppression = crate::consent::source::Suppression::new(config.suppress.clone())
+        .map_err(|e| ServeError::Rules(e.to_string()))?;
+    if policies.iter().any(|p| p.suppress.is_some()) {
+        let errors = suppression.refresh(&policies, &keys);
+        let unusable = suppression.check(&policies, &keys);
+        if !unusable.is_empty() {
+            return Err(ServeError::Rules(unusable.join("\n")));
+        }
+        if !errors.is_empty() {
+            if config.suppress.store.is_none() {
+                // A list file the rules cannot use: the rules do not load.
+                return Err(ServeError::Rules(errors.join("\n")));
+            }
+            // Redis: not ready until the lists load; the poller retries.
+            for e in &errors {
+                tracing::error!(error = %e, "suppression lists not loaded");
+            }
+        }
+    }
     let rules = RuleSet::build(&policies, &keys, &config.upstream, &metrics, None)
         .map_err(|e| ServeError::Rules(e.join("\n")))?;
     metrics.reload(true, rules.routes.len());
@@ -236,6 +257,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         )),
         captured: CaptureLog::new(config.captured_max),
         aggregates: aggregate::Aggregates::new(config.aggregate.clone()),
+        suppression,
         config,
         keys,
         rules: ArcSwap::from_pointee(rules),
@@ -253,6 +275,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         tracing::error!(error = %e, "aggregate store cannot be opened");
     }
     aggregate::spawn_flusher(state.clone(), shutdown_rx.clone());
+    spawn_list_poller(state.clone(), shutdown_rx.clone());
     let admin_task = tokio::spawn(crate::ops::admin::serve(state.clone(), admin_listener));
     let mut threads = Vec::with_capacity(listeners.len());
     for (i, listener) in listeners.into_iter().enumerate() {
@@ -468,6 +491,51 @@ async fn accept_loop(
         _ = graceful.shutdown() => tracing::info!("drained"),
         _ = tokio::time::sleep(grace) => tracing::warn!(?grace, "grace period over; closing remaining connections"),
     }
+}
+
+/// Polls the suppression lists the rules name, every `[suppress]
+/// poll_interval_ms`, so an addition applies within 2 s (files: whatever
+/// `rules.watch` says; Redis: the entries appended since the last poll).
+fn spawn_list_poller(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(state.suppression.config().poll_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => break,
+            }
+            let st = state.clone();
+            let polled = tokio::task::spawn_blocking(move || {
+                let policies = st.rules.load().policies();
+                let errors = st.suppression.refresh(&policies, &st.keys);
+                let h = st.suppression.health();
+                st.metrics
+                    .suppression(h.loaded, h.store_up, &st.suppression.lists().sizes(), errors.len());
+                errors
+            })
+            .await;
+            match polled {
+                Ok(errors) if errors.is_empty() => {
+                    if failing {
+                        tracing::info!("suppression lists polled again");
+                    }
+                    failing = false;
+                }
+                Ok(errors) => {
+                    // Logged when it starts failing, not on every poll.
+                    if !failing {
+                        for e in &errors {
+                            tracing::error!(error = %e, "suppression list not reloaded; serving the last good copy");
+                        }
+                    }
+                    failing = true;
+                }
+                Err(_) => tracing::error!("suppression list poll failed internally"),
+            }
+        }
+    });
 }
 
 /// `scrim serve`: runs until SIGTERM or SIGINT.
