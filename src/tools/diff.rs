@@ -118,6 +118,9 @@ pub struct Diff {
     pub query: Vec<StaticChange>,
     /// `[headers]` changes.
     pub headers: Vec<StaticChange>,
+    /// `[consent]` and `[suppress]` changes: the purpose, the consent
+    /// field and its options, the lists.
+    pub consent: Vec<StaticChange>,
     /// Whether anything newly leaves or is revealed more (exit code 1).
     pub reveals_more: bool,
 }
@@ -332,7 +335,9 @@ impl<'p> Differ<'p> {
         fields.sort_by(|a, b| (a.change, &a.path).cmp(&(b.change, &b.path)));
         let query = compare_query(self.old, self.new);
         let headers = compare_headers(self.old, self.new);
+        let consent = compare_consent(self.old, self.new);
         let reveals_more = fields.iter().any(|f| f.reveals_more)
+            || consent.iter().any(|c| c.reveals_more)
             || query.iter().any(|q| q.reveals_more)
             || headers.iter().any(|h| h.reveals_more);
         Diff {
@@ -342,9 +347,90 @@ impl<'p> Differ<'p> {
             fields,
             query,
             headers,
+            consent,
             reveals_more,
         }
     }
+}
+
+/// `[consent]` and `[suppress]` compared: a change of purpose, of the
+/// consent field or its options, and lists added or removed. Fewer events
+/// withheld (no `[consent]` any more, `missing = "send"`, GPC off, a list
+/// removed) reveals more.
+fn compare_consent(old: &CompiledPolicy, new: &CompiledPolicy) -> Vec<StaticChange> {
+    use crate::policy::consent::Missing;
+    let mut out = Vec::new();
+    let applied = |action: String, detail: String| Some(Applied { action, detail });
+    let (a, b) = (old.consent.as_ref(), new.consent.as_ref());
+    let show = |c: Option<&crate::policy::consent::ConsentRules>| {
+        c.and_then(|c| {
+            applied(
+                c.purpose.clone(),
+                format!(
+                    "consent in {}, missing: {}, gpc: {}",
+                    c.field.text,
+                    if c.missing == Missing::Send { "send" } else { "withhold" },
+                    c.gpc
+                ),
+            )
+        })
+    };
+    let (sa, sb) = (show(a), show(b));
+    if sa != sb {
+        let fewer_withheld = match (a, b) {
+            (Some(_), None) => true,
+            (Some(x), Some(y)) => {
+                (x.missing == Missing::Withhold && y.missing == Missing::Send)
+                    || (x.gpc && !y.gpc)
+                    || x.purpose != y.purpose
+                    || x.field.keys != y.field.keys
+            }
+            _ => false,
+        };
+        let change = match (a, b) {
+            (None, Some(_)) => Change::NewlyDropped,
+            (Some(_), None) => Change::NewlyLeaves,
+            (Some(x), Some(y)) if x.purpose != y.purpose => Change::ActionChanged,
+            _ => Change::OptionsChanged,
+        };
+        out.push(StaticChange {
+            section: "consent",
+            name: "purpose".into(),
+            change,
+            old: sa,
+            new: sb,
+            reveals_more: fewer_withheld,
+        });
+    }
+    let lists = |p: &CompiledPolicy| {
+        p.suppress
+            .iter()
+            .flat_map(|s| s.lists.iter().cloned())
+            .collect::<BTreeSet<String>>()
+    };
+    let (la, lb) = (lists(old), lists(new));
+    let on = || applied("suppress".into(), "events of people on the list are withheld".into());
+    for name in la.union(&lb) {
+        let (x, y) = (la.contains(name), lb.contains(name));
+        if x == y {
+            continue;
+        }
+        out.push(StaticChange {
+            section: "suppress list",
+            name: name.clone(),
+            // A list added withholds more (its people's events no longer
+            // leave); a list removed lets them leave again.
+            change: if y {
+                Change::NewlyDropped
+            } else {
+                Change::NewlyLeaves
+            },
+            old: if x { on() } else { None },
+            new: if y { on() } else { None },
+            reveals_more: x,
+        });
+    }
+    out
 }
 
 /// Normalises array indices: `items[3].sku` is `items[].sku`.
@@ -684,6 +770,7 @@ impl Diff {
         for (title, items) in [
             ("Query parameters", &self.query),
             ("Headers", &self.headers),
+            ("Consent and suppression", &self.consent),
         ] {
             let _ = writeln!(s, "\n{title}");
             if items.is_empty() {
@@ -691,7 +778,7 @@ impl Diff {
                 continue;
             }
             let label = |i: &StaticChange| {
-                if title == "Headers" {
+                if title != "Query parameters" {
                     format!("{} {}", i.section, i.name)
                 } else {
                     i.name.clone()
