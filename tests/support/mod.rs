@@ -632,6 +632,8 @@ pub struct Opts {
     /// Lines for `[aggregate]` (besides `dir`, a directory of the test's
     /// own).
     pub aggregate: String,
+    /// Lines for `[suppress]` (besides `dir`, the test's own `suppress/`).
+    pub suppress: String,
 }
 
 impl Default for Opts {
@@ -642,6 +644,7 @@ impl Default for Opts {
             response_timeout_ms: 3000,
             watch: false,
             aggregate: String::new(),
+            suppress: String::new(),
         }
     }
 }
@@ -688,7 +691,10 @@ impl Gateway {
              [keys]\nfile = {keys}\nallow_ephemeral = false\n\n\
              [limits]\n{limits}\n\n\
              [upstream]\nconnect_timeout_ms = 1000\nresponse_timeout_ms = {rt}\npool_idle_timeout_ms = 2000\n\n\
-             [aggregate]\ndir = {spool}\n{aggregate}\n",
+             [aggregate]\ndir = {spool}\n{aggregate}\n\n\
+             [suppress]\ndir = {lists}\npoll_interval_ms = 200\n{suppress}\n",
+            lists = toml_path(&dir.join("suppress")),
+            suppress = opts.suppress,
             spool = toml_path(&dir.join("spool")),
             aggregate = opts.aggregate,
             listen = opts.listen,
