@@ -634,6 +634,9 @@ pub struct Opts {
     pub aggregate: String,
     /// Lines for `[suppress]` (besides `dir`, the test's own `suppress/`).
     pub suppress: String,
+    /// The key ring's secret, hex (default: a random one), for gateways
+    /// that must share their keys.
+    pub secret_hex: Option<String>,
 }
 
 impl Default for Opts {
@@ -645,6 +648,7 @@ impl Default for Opts {
             watch: false,
             aggregate: String::new(),
             suppress: String::new(),
+            secret_hex: None,
         }
     }
 }
@@ -679,7 +683,10 @@ impl Gateway {
         }
         let mut secret = [0u8; 32];
         getrandom::fill(&mut secret).unwrap();
-        let secret_hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+        let secret_hex: String = opts
+            .secret_hex
+            .clone()
+            .unwrap_or_else(|| secret.iter().map(|b| format!("{b:02x}")).collect());
         let keys_file = dir.write(
             "keys.toml",
             format!("active = \"k1\"\n\n[keys]\nk1 = \"hex:{secret_hex}\"\n"),
