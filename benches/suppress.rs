@@ -100,12 +100,18 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("lookup_absent", |b| {
         b.iter(|| {
-            list.data
-                .contains(entry_of(&key, Normalise::None, black_box("user-absent-123")))
+            list.data.contains(entry_of(
+                &key,
+                Normalise::None,
+                black_box("user-absent-123"),
+            ))
         })
     });
     g.bench_function("lookup_present", |b| {
-        b.iter(|| list.data.contains(entry_of(&key, Normalise::None, black_box(present))))
+        b.iter(|| {
+            list.data
+                .contains(entry_of(&key, Normalise::None, black_box(present)))
+        })
     });
     g.bench_function("bisection_only", |b| {
         let e = entry_of(&key, Normalise::None, "user-absent-123");
@@ -142,7 +148,11 @@ fn bench(c: &mut Criterion) {
     });
     let engine = scrim::rewrite::Engine::new(std::sync::Arc::new(policy.clone()), &keys);
     g.bench_function("rewrite_batch_of_20", |b| {
-        b.iter(|| engine.rewrite(BodyFormat::Json, black_box(batch.as_bytes())).expect("rewritten"))
+        b.iter(|| {
+            engine
+                .rewrite(BodyFormat::Json, black_box(batch.as_bytes()))
+                .expect("rewritten")
+        })
     });
     g.finish();
 }

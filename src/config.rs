@@ -548,7 +548,10 @@ impl Config {
             return Err(invalid("suppress.store must be a redis:// URL".into()));
         }
         let suppress = crate::consent::source::SuppressConfig {
-            dir: raw.suppress.dir.unwrap_or_else(|| PathBuf::from("suppress")),
+            dir: raw
+                .suppress
+                .dir
+                .unwrap_or_else(|| PathBuf::from("suppress")),
             store: raw.suppress.store,
             poll_interval: Duration::from_millis(poll),
         };

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use scrim::cli::args::{Cli, Command, SuppressCommand};
-use scrim::cli::{check, completions, diff, inventory, keygen, man, rewrite, schema, serve, suppress, test};
+use scrim::cli::{
+    check, completions, diff, inventory, keygen, man, rewrite, schema, serve, suppress, test,
+};
 
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

@@ -94,7 +94,10 @@ async fn wait_entries(gw: &Gateway, name: &str, expect: usize, within: Duration)
         if gw.admin_get("/metrics").await.text().contains(&line) {
             return;
         }
-        assert!(Instant::now() < deadline, "list {name} never held {expect} entries");
+        assert!(
+            Instant::now() < deadline,
+            "list {name} never held {expect} entries"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -134,8 +137,19 @@ async fn a_mixed_batch_reaches_the_partner_without_refusing_silent_and_suppresse
     );
     assert_eq!(got.body_str(), expect);
     // Quoted: a pseudonym (base64url) may hold any short run of letters.
-    for never in ["\"u2\"", "\"u3\"", "\"u4\"", "\"u5\"", "\"u7\"", "Example.COM", "\"consent\""] {
-        assert!(!got.body_str().contains(never), "{never} reached the partner");
+    for never in [
+        "\"u2\"",
+        "\"u3\"",
+        "\"u4\"",
+        "\"u5\"",
+        "\"u7\"",
+        "Example.COM",
+        "\"consent\"",
+    ] {
+        assert!(
+            !got.body_str().contains(never),
+            "{never} reached the partner"
+        );
     }
 
     let m = gw.admin_get("/metrics").await.text();
@@ -149,7 +163,10 @@ async fn a_mixed_batch_reaches_the_partner_without_refusing_silent_and_suppresse
     assert_eq!(count("list:optout"), Some(1));
     assert_eq!(count("list:erasure"), Some(1));
     assert_eq!(count("gpc"), None);
-    assert!(!m.contains("\"u4\"") && !m.contains("five@"), "an identifier in /metrics");
+    assert!(
+        !m.contains("\"u4\"") && !m.contains("five@"),
+        "an identifier in /metrics"
+    );
 }
 
 #[tokio::test]
@@ -160,7 +177,10 @@ async fn sec_gpc_withholds_every_event_and_nothing_is_sent() {
     let r = post(&gw, body, &[("sec-gpc", "1")]).await;
     assert_eq!(r.status, 202, "{}", r.text());
     assert_eq!(r.json(), json!({"forwarded": 0, "withheld": 2}));
-    assert!(up.records().is_empty(), "something was sent under Sec-GPC: 1");
+    assert!(
+        up.records().is_empty(),
+        "something was sent under Sec-GPC: 1"
+    );
     // Any other value of the header is not the signal; without it, both leave.
     let r = post(&gw, body, &[("sec-gpc", "0")]).await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -169,7 +189,10 @@ async fn sec_gpc_withholds_every_event_and_nothing_is_sent() {
     assert!(up.only().body_str().contains(&gw.pseudonym("ads", "u2")));
     let m = gw.admin_get("/metrics").await.text();
     assert_eq!(
-        metric(&m, "scrim_withheld_events_total{recipient=\"ads\",reason=\"gpc\"}"),
+        metric(
+            &m,
+            "scrim_withheld_events_total{recipient=\"ads\",reason=\"gpc\"}"
+        ),
         Some(2)
     );
     assert_eq!(
@@ -270,7 +293,12 @@ async fn what_the_engine_refuses_is_still_refused_and_records_must_be_an_array()
     let r = post(&gw, r#"{"batch":{"event":"a"}}"#, &[]).await;
     assert_eq!(r.status, 400);
     assert_eq!(r.error().0, "records_not_array");
-    let r = post(&gw, r#"{"batch":[{"event":"a","consent":["advertising"]},]}"#, &[]).await;
+    let r = post(
+        &gw,
+        r#"{"batch":[{"event":"a","consent":["advertising"]},]}"#,
+        &[],
+    )
+    .await;
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(up.records().is_empty());
 }

@@ -214,15 +214,24 @@ async fn two_gateways_on_one_store_both_apply_an_addition_within_2s() {
     add(&a, &redis.url(), &["u1", "u2"]);
     let added = Instant::now();
     until_withheld(&a, "u1", Duration::from_secs(2)).await;
-    until_withheld(&b, "u1", Duration::from_secs(2).saturating_sub(added.elapsed())).await;
+    until_withheld(
+        &b,
+        "u1",
+        Duration::from_secs(2).saturating_sub(added.elapsed()),
+    )
+    .await;
     assert_eq!(post(&b, "u2").await.status, 202);
     assert_eq!(post(&b, "u3").await.status, 200);
     // A second addition: only what was appended is read.
     add(&b, &redis.url(), &["u3"]);
     until_withheld(&a, "u3", Duration::from_secs(2)).await;
     for gw in [&a, &b] {
-        until_metric(gw, "scrim_suppress_list_entries{list=\"optout\"} 3", Duration::from_secs(2))
-            .await;
+        until_metric(
+            gw,
+            "scrim_suppress_list_entries{list=\"optout\"} 3",
+            Duration::from_secs(2),
+        )
+        .await;
     }
     let sent = up.records();
     assert!(
@@ -250,7 +259,9 @@ async fn a_store_that_goes_away_leaves_the_last_good_copy_in_force() {
     let ready = gw.admin_get("/readyz").await;
     assert_eq!(ready.status, 200, "{}", ready.text());
     assert!(
-        ready.text().contains("store unreachable, serving the last good copy"),
+        ready
+            .text()
+            .contains("store unreachable, serving the last good copy"),
         "{}",
         ready.text()
     );

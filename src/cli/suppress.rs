@@ -69,7 +69,9 @@ fn run_add(
     };
     let keys = crate::pseudonym::KeyRing::load(keys_file).map_err(|e| e.to_string())?;
     let bar = super::rewrite::progress_bar(progress, None);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {pos} identifiers ({per_sec}) {msg}") {
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{spinner} {pos} identifiers ({per_sec}) {msg}")
+    {
         bar.set_style(style);
     }
     let mut tick = |n: u64| bar.set_position(n);
@@ -87,8 +89,16 @@ fn run_add(
     let result = match &config.suppress.store {
         Some(url) => source::add_to_store(url, name, &keys, asked, it, &mut tick)
             .map(|a| (a, "redis store".to_string())),
-        None => list::add_to_file(&config.suppress.dir, name, &keys, asked, it, &mut tick)
-            .map(|a| (a, list::list_path(&config.suppress.dir, name).display().to_string())),
+        None => {
+            list::add_to_file(&config.suppress.dir, name, &keys, asked, it, &mut tick).map(|a| {
+                (
+                    a,
+                    list::list_path(&config.suppress.dir, name)
+                        .display()
+                        .to_string(),
+                )
+            })
+        }
     };
     bar.finish_and_clear();
     result.map_err(|e| e.to_string())

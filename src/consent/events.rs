@@ -274,7 +274,10 @@ mod tests {
             items(doc, &["batch"]),
             [r#"{"a":[1,{"b":"]"}]}"#, "2", r#""s\"]""#]
         );
-        assert_eq!(items(r#"{"B\u0061tch": [ ]}"#, &["batch"]), Vec::<String>::new());
+        assert_eq!(
+            items(r#"{"B\u0061tch": [ ]}"#, &["batch"]),
+            Vec::<String>::new()
+        );
         assert_eq!(items(r#"{"d":{"events":[1]}}"#, &["d", "events"]), ["1"]);
         assert_eq!(items(r#"{"other":[1]}"#, &["batch"]), ["<whole>"]);
         assert_eq!(items(r#"[1,2]"#, &["batch"]), ["<whole>"]);

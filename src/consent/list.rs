@@ -141,7 +141,7 @@ impl ListData {
             }
         }
         let body = &bytes[nl + 1..];
-        if body.len() % LIST_ENTRY_BYTES != 0 {
+        if !body.len().is_multiple_of(LIST_ENTRY_BYTES) {
             return Err(corrupt());
         }
         let mut entries: Vec<u128> = body
@@ -250,10 +250,12 @@ pub fn key_for(
         }
         None => (keys.active_id().to_string(), asked.unwrap_or_default()),
     };
-    let key = keys.list_key(&key_id).ok_or_else(|| ListError::UnknownKey {
-        list: list.to_string(),
-        key_id,
-    })?;
+    let key = keys
+        .list_key(&key_id)
+        .ok_or_else(|| ListError::UnknownKey {
+            list: list.to_string(),
+            key_id,
+        })?;
     Ok((key, n))
 }
 
@@ -311,7 +313,7 @@ pub fn hash_all(
         }
         out.push(entry_of(key, n, id));
         seen += 1;
-        if seen % 65_536 == 0 {
+        if seen.is_multiple_of(65_536) {
             progress(seen);
         }
     }
@@ -377,8 +379,15 @@ mod tests {
         let keys = KeyRing::test_ring();
         let ids = ["Alice@Example.com ", "bob@example.com"];
         let mut it = ids.iter().map(|s| s.to_string());
-        let added = add_to_file(&dir, "optout", &keys, Some(Normalise::Email), &mut it, &mut |_| {})
-            .unwrap();
+        let added = add_to_file(
+            &dir,
+            "optout",
+            &keys,
+            Some(Normalise::Email),
+            &mut it,
+            &mut |_| {},
+        )
+        .unwrap();
         assert_eq!(added, Added { new: 2, total: 2 });
         let mut again = std::iter::once("alice@example.com".to_string());
         let added = add_to_file(&dir, "optout", &keys, None, &mut again, &mut |_| {}).unwrap();
@@ -397,8 +406,15 @@ mod tests {
             entry_of(&key, Normalise::None, "alice@example.com").to_string()
         );
         let mut other = std::iter::once("x".to_string());
-        let e = add_to_file(&dir, "optout", &keys, Some(Normalise::Phone), &mut other, &mut |_| {})
-            .unwrap_err();
+        let e = add_to_file(
+            &dir,
+            "optout",
+            &keys,
+            Some(Normalise::Phone),
+            &mut other,
+            &mut |_| {},
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("--normalise email"), "{e}");
         assert!(read_file(&list_path(&dir, "nothing")).unwrap().is_none());
         std::fs::remove_dir_all(&dir).unwrap();

@@ -272,8 +272,8 @@ fn decide_document(
             }
             let mut kept: Vec<&std::ops::Range<usize>> = Vec::with_capacity(items.len());
             for item in &items {
-                let event: Value =
-                    serde_json::from_slice(&doc[item.clone()]).map_err(|_| DecideError::Unreadable)?;
+                let event: Value = serde_json::from_slice(&doc[item.clone()])
+                    .map_err(|_| DecideError::Unreadable)?;
                 out.events += 1;
                 match decide_event(cx, &event) {
                     Some(r) => out.withheld.count(r),
@@ -346,7 +346,9 @@ fn decide_params(cx: &Context<'_>, params: &[(String, String)]) -> Option<Reason
             .map(|(_, v)| v.as_str())
     };
     if let Some(c) = &cx.policy.consent {
-        let mut answers = named(&c.field).map(|v| text_consent(v, &c.purpose)).peekable();
+        let mut answers = named(&c.field)
+            .map(|v| text_consent(v, &c.purpose))
+            .peekable();
         // Given twice: every occurrence must grant.
         let given = answers.peek().is_some().then(|| answers.all(|a| a));
         if !allowed(c, given) {
@@ -375,9 +377,10 @@ fn json_consent(v: &Value, purpose: &str) -> Option<bool> {
         Value::Null => return None,
         Value::Bool(b) => *b,
         Value::String(s) => s.trim().eq_ignore_ascii_case("granted"),
-        Value::Array(items) => items
-            .iter()
-            .any(|i| i.as_str().is_some_and(|s| s.trim().eq_ignore_ascii_case(purpose))),
+        Value::Array(items) => items.iter().any(|i| {
+            i.as_str()
+                .is_some_and(|s| s.trim().eq_ignore_ascii_case(purpose))
+        }),
         Value::Object(map) => {
             let mut members = map
                 .iter()
@@ -424,13 +427,13 @@ fn json_ids(v: &Value, found: &mut dyn FnMut(&str)) {
     }
 }
 
+/// Calls its second argument with every identifier a subject holds in
+/// one event.
+type EachId<'a> = &'a mut dyn FnMut(&Subject, &mut dyn FnMut(&str));
+
 /// The first list (in `lists` order) that holds one of the event's
 /// subjects, each looked up in the lists made with its normalisation.
-fn suppressed(
-    cx: &Context<'_>,
-    s: &SuppressRules,
-    each: &mut dyn FnMut(&Subject, &mut dyn FnMut(&str)),
-) -> Option<Reason> {
+fn suppressed(cx: &Context<'_>, s: &SuppressRules, each: EachId<'_>) -> Option<Reason> {
     for (i, name) in s.lists.iter().enumerate() {
         let Some(list) = cx.lists.get(name) else {
             continue;

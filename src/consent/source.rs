@@ -230,7 +230,11 @@ impl Suppression {
         let data = match data {
             Delta::Whole(d) => d,
             Delta::Empty => return Err("an empty list is not loaded".into()),
-            Delta::Appended { key_id, normalise, entries } => {
+            Delta::Appended {
+                key_id,
+                normalise,
+                entries,
+            } => {
                 let mut d = match current.get(name) {
                     Some(l) if l.data.key_id == key_id && l.data.normalise == normalise => {
                         l.data.clone()
@@ -254,7 +258,11 @@ impl Suppression {
         load_list(name, data, keys).map_err(|e| e.to_string())
     }
 
-    fn poll_file(&self, name: &str, before: Option<&Seen>) -> Result<Option<(Delta, Seen)>, ListError> {
+    fn poll_file(
+        &self,
+        name: &str,
+        before: Option<&Seen>,
+    ) -> Result<Option<(Delta, Seen)>, ListError> {
         let path = list::list_path(&self.config.dir, name);
         let stamp = match std::fs::metadata(&path) {
             Ok(m) => Some((m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH))),
@@ -277,13 +285,22 @@ impl Suppression {
         }))
     }
 
-    fn poll_store(&self, name: &str, before: Option<&Seen>) -> Result<Option<(Delta, Seen)>, ListError> {
+    fn poll_store(
+        &self,
+        name: &str,
+        before: Option<&Seen>,
+    ) -> Result<Option<(Delta, Seen)>, ListError> {
         let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
-            let client = self.redis.as_ref().ok_or(ListError::Store("no store".into()))?;
+            let client = self
+                .redis
+                .as_ref()
+                .ok_or(ListError::Store("no store".into()))?;
             *guard = Some(connect(client)?);
         }
-        let c = guard.as_mut().ok_or(ListError::Store("no connection".into()))?;
+        let c = guard
+            .as_mut()
+            .ok_or(ListError::Store("no connection".into()))?;
         let (meta, len): (HashMap<String, String>, u64) = redis::pipe()
             .hgetall(meta_key(name))
             .llen(entries_key(name))

@@ -249,7 +249,13 @@ impl Metrics {
     }
 
     /// The suppression lists' state after a poll.
-    pub fn suppression(&self, loaded: bool, store_up: bool, sizes: &[(String, usize)], errors: usize) {
+    pub fn suppression(
+        &self,
+        loaded: bool,
+        store_up: bool,
+        sizes: &[(String, usize)],
+        errors: usize,
+    ) {
         self.suppress_loaded.set(i64::from(loaded));
         self.suppress_store_up.set(i64::from(store_up));
         for (list, n) in sizes {

@@ -796,7 +796,9 @@ fn compile_test(src: &Source<'_>, t: &Spanned<RawTest>) -> Result<RuleTest, Poli
                 raw.name.span(),
                 format!("test \"{}\" asserts nothing", raw.name.get_ref()),
             )
-            .with_help("give `expect`, `absent`, `present`, `transformed`, `withheld` or `refused = true`"));
+            .with_help(
+                "give `expect`, `absent`, `present`, `transformed`, `withheld` or `refused = true`",
+            ));
     }
     let report = match &raw.report {
         None => None,

@@ -13,12 +13,12 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::PolicyError;
 use super::aggregate::FieldPath;
 use super::compile::did_you_mean;
 use super::diag;
 use super::raw::{RawRuleFile, RawValue};
 use super::selector::{Segment, Selector, canonical};
-use super::PolicyError;
 use crate::pseudonym::Normalise;
 
 /// The purposes for which `gpc` defaults to `true`: what the CCPA
@@ -199,13 +199,13 @@ pub fn compile(
     if let Some(s) = &raw.suppress {
         out.suppress = compile_suppress(&mut cx, s.get_ref());
     }
-    if raw.consent.is_some() || raw.suppress.is_some() {
-        if let Some(t) = raw.passthrough_content_types.first() {
-            cx.err(
-                t.span(),
-                "a recipient with [consent] or [suppress] decides on every body: nothing passes through untouched",
-            );
-        }
+    if (raw.consent.is_some() || raw.suppress.is_some())
+        && let Some(t) = raw.passthrough_content_types.first()
+    {
+        cx.err(
+            t.span(),
+            "a recipient with [consent] or [suppress] decides on every body: nothing passes through untouched",
+        );
     }
     out
 }
@@ -255,11 +255,17 @@ fn compile_suppress(cx: &mut Ctx<'_>, s: &RawSuppress) -> Option<SuppressRules> 
     let before = cx.errors.len();
     let mut subjects: Vec<Subject> = Vec::new();
     if s.subject.get_ref().is_empty() {
-        cx.err(s.subject.span(), "[suppress] subject is empty: nothing to look up")
-            .help = Some("name the field that identifies the person: subject = [\"userId\"]".into());
+        cx.err(
+            s.subject.span(),
+            "[suppress] subject is empty: nothing to look up",
+        )
+        .help = Some("name the field that identifies the person: subject = [\"userId\"]".into());
     }
     if s.subject.get_ref().len() > MAX_SUBJECTS {
-        cx.err(s.subject.span(), format!("at most {MAX_SUBJECTS} subject fields"));
+        cx.err(
+            s.subject.span(),
+            format!("at most {MAX_SUBJECTS} subject fields"),
+        );
     }
     for v in s.subject.get_ref() {
         let (path, normalise) = match v.get_ref() {
@@ -321,8 +327,11 @@ fn compile_suppress(cx: &mut Ctx<'_>, s: &RawSuppress) -> Option<SuppressRules> 
     let mut lists = Vec::new();
     let mut list_spans = Vec::new();
     if s.lists.get_ref().is_empty() {
-        cx.err(s.lists.span(), "[suppress] lists is empty: nothing would be suppressed")
-            .help = Some("lists = [\"optout\", \"erasure\"]".into());
+        cx.err(
+            s.lists.span(),
+            "[suppress] lists is empty: nothing would be suppressed",
+        )
+        .help = Some("lists = [\"optout\", \"erasure\"]".into());
     }
     if s.lists.get_ref().len() > MAX_LISTS {
         cx.err(s.lists.span(), format!("at most {MAX_LISTS} lists"));
@@ -330,7 +339,10 @@ fn compile_suppress(cx: &mut Ctx<'_>, s: &RawSuppress) -> Option<SuppressRules> 
     for l in s.lists.get_ref() {
         let name = l.get_ref();
         if !is_list_name(name) {
-            cx.err(l.span(), "a list name is 1 to 64 characters of `A-Z a-z 0-9 _ -`");
+            cx.err(
+                l.span(),
+                "a list name is 1 to 64 characters of `A-Z a-z 0-9 _ -`",
+            );
             continue;
         }
         if lists.contains(name) {
@@ -422,7 +434,10 @@ mod tests {
         );
         let errs = compile_text(&text).unwrap_err();
         assert_eq!(errs.len(), 2, "{errs:?}");
-        assert!(errs.iter().all(|e| e.code == "E013" && e.line == 5 || e.line == 6));
+        assert!(
+            errs.iter()
+                .all(|e| e.code == "E013" && e.line == 5 || e.line == 6)
+        );
     }
 
     #[test]

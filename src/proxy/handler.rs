@@ -345,12 +345,7 @@ impl Decided<'_> {
         let cx = consent::Context {
             policy,
             lists: &lists,
-            gpc: consent::gpc_header(
-                self.parts
-                    .headers
-                    .get("sec-gpc")
-                    .map(HeaderValue::as_bytes),
-            ),
+            gpc: consent::gpc_header(self.parts.headers.get("sec-gpc").map(HeaderValue::as_bytes)),
         };
         let limits = &state.config.limits;
         match plan {
@@ -361,7 +356,9 @@ impl Decided<'_> {
                 if let Some(reply) = withheld(d, tally) {
                     return Ok(reply);
                 }
-                upstream.send(head, OutboundBody::Whole(Whole::empty())).await
+                upstream
+                    .send(head, OutboundBody::Whole(Whole::empty()))
+                    .await
             }
             // Refused when the rules load: a body decided per event is read.
             BodyPlan::Untouched => Err(ProxyError::Internal("untouched body with [consent]")),

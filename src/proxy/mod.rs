@@ -511,8 +511,12 @@ fn spawn_list_poller(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
                 let policies = st.rules.load().policies();
                 let errors = st.suppression.refresh(&policies, &st.keys);
                 let h = st.suppression.health();
-                st.metrics
-                    .suppression(h.loaded, h.store_up, &st.suppression.lists().sizes(), errors.len());
+                st.metrics.suppression(
+                    h.loaded,
+                    h.store_up,
+                    &st.suppression.lists().sizes(),
+                    errors.len(),
+                );
                 errors
             })
             .await;

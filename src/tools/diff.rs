@@ -369,7 +369,11 @@ fn compare_consent(old: &CompiledPolicy, new: &CompiledPolicy) -> Vec<StaticChan
                 format!(
                     "consent in {}, missing: {}, gpc: {}",
                     c.field.text,
-                    if c.missing == Missing::Send { "send" } else { "withhold" },
+                    if c.missing == Missing::Send {
+                        "send"
+                    } else {
+                        "withhold"
+                    },
                     c.gpc
                 ),
             )
@@ -409,7 +413,12 @@ fn compare_consent(old: &CompiledPolicy, new: &CompiledPolicy) -> Vec<StaticChan
             .collect::<BTreeSet<String>>()
     };
     let (la, lb) = (lists(old), lists(new));
-    let on = || applied("suppress".into(), "events of people on the list are withheld".into());
+    let on = || {
+        applied(
+            "suppress".into(),
+            "events of people on the list are withheld".into(),
+        )
+    };
     for name in la.union(&lb) {
         let (x, y) = (la.contains(name), lb.contains(name));
         if x == y {

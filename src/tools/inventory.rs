@@ -562,7 +562,11 @@ impl Inventory {
                     "- Purpose: **{}**; consent per event in `{}` (an event without it is {}{})",
                     c.purpose,
                     c.field,
-                    if c.missing == "send" { "sent" } else { "withheld" },
+                    if c.missing == "send" {
+                        "sent"
+                    } else {
+                        "withheld"
+                    },
                     if c.gpc {
                         "; `Sec-GPC: 1` withholds the whole request"
                     } else {

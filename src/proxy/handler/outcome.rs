@@ -208,10 +208,9 @@ impl Exchange {
         let mut response = response;
         let withheld = self.tally.withheld.total();
         if withheld > 0 && code.is_none() {
-            response.headers_mut().insert(
-                WITHHELD_HEADER,
-                HeaderValue::from(withheld),
-            );
+            response
+                .headers_mut()
+                .insert(WITHHELD_HEADER, HeaderValue::from(withheld));
         }
         self.record(response.status().as_u16(), code);
         response
