@@ -117,6 +117,16 @@ fn bench(c: &mut Criterion) {
         let e = entry_of(&key, Normalise::None, "user-absent-123");
         b.iter(|| list.data.contains(black_box(e)))
     });
+    // Each look-up for another entry: the cache misses of a real stream of
+    // events over a list larger than the cache.
+    g.bench_function("bisection_random", |b| {
+        let probes = entries(4096, 7);
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) & 4095;
+            list.data.contains(black_box(probes[i]))
+        })
+    });
 
     // A realistic batch of 20 events: consent only, then with the list.
     let policy = compile_str(RULE, "bench.toml", "ads").expect("rule");

@@ -1351,6 +1351,7 @@ fn man_pages() {
         "diff",
         "inventory",
         "keygen",
+        "suppress",
         "schema",
         "completions",
         "man",

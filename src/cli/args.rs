@@ -254,7 +254,7 @@ pub enum Command {
 
 /// The commands' names, as `scrim man` takes them (a unit test holds this
 /// list to the subcommands above).
-pub const COMMANDS: [&str; 10] = [
+pub const COMMANDS: [&str; 11] = [
     "serve",
     "check",
     "test",
@@ -262,6 +262,7 @@ pub const COMMANDS: [&str; 10] = [
     "diff",
     "inventory",
     "keygen",
+    "suppress",
     "schema",
     "completions",
     "man",

@@ -9,6 +9,7 @@
 
 pub mod events;
 pub mod list;
+mod pick;
 pub mod source;
 
 use std::collections::HashMap;
@@ -196,6 +197,7 @@ pub fn gpc_header(value: Option<&[u8]>) -> bool {
 
 /// Decides the events of a body of `format`.
 pub fn decide(cx: &Context<'_>, format: BodyFormat, body: &[u8]) -> Result<Decided, DecideError> {
+    let paths = read_paths(cx.policy);
     let mut out = Decided {
         withheld: cx.new_withheld(),
         ..Decided::default()
@@ -216,7 +218,7 @@ pub fn decide(cx: &Context<'_>, format: BodyFormat, body: &[u8]) -> Result<Decid
             if body.iter().all(u8::is_ascii_whitespace) {
                 return Ok(out);
             }
-            decide_document(cx, body, &mut out)?.unwrap_or_default()
+            decide_document(cx, &paths, body, &mut out)?.unwrap_or_default()
         }
         BodyFormat::Ndjson => {
             let mut kept = Vec::with_capacity(body.len());
@@ -226,7 +228,7 @@ pub fn decide(cx: &Context<'_>, format: BodyFormat, body: &[u8]) -> Result<Decid
                     changed |= !line.is_empty();
                     continue;
                 }
-                match decide_document(cx, line, &mut out)? {
+                match decide_document(cx, &paths, line, &mut out)? {
                     Some(doc) => {
                         changed |= doc.as_slice() != line;
                         kept.extend_from_slice(&doc);
@@ -251,12 +253,13 @@ pub fn decide(cx: &Context<'_>, format: BodyFormat, body: &[u8]) -> Result<Decid
 /// when all of its events are withheld.
 fn decide_document(
     cx: &Context<'_>,
+    paths: &[&[String]],
     doc: &[u8],
     out: &mut Decided,
 ) -> Result<Option<Vec<u8>>, DecideError> {
     match events::layout(doc, cx.policy.records.as_ref())? {
         Layout::Whole => {
-            let event: Value = serde_json::from_slice(doc).map_err(|_| DecideError::Unreadable)?;
+            let event = pick::pick(doc, paths)?;
             out.events += 1;
             match decide_event(cx, &event) {
                 Some(r) => {
@@ -272,8 +275,7 @@ fn decide_document(
             }
             let mut kept: Vec<&std::ops::Range<usize>> = Vec::with_capacity(items.len());
             for item in &items {
-                let event: Value = serde_json::from_slice(&doc[item.clone()])
-                    .map_err(|_| DecideError::Unreadable)?;
+                let event = pick::pick(&doc[item.clone()], paths)?;
                 out.events += 1;
                 match decide_event(cx, &event) {
                     Some(r) => out.withheld.count(r),
@@ -314,20 +316,43 @@ pub fn decide_query(cx: &Context<'_>, query: &[u8]) -> Result<Decided, DecideErr
     Ok(out)
 }
 
-/// One JSON event: `Some(reason)` when withheld.
-fn decide_event(cx: &Context<'_>, event: &Value) -> Option<Reason> {
+/// The paths an event's decision reads: the consent field first (when
+/// there is `[consent]`), then each subject of `[suppress]`.
+fn read_paths(policy: &CompiledPolicy) -> Vec<&[String]> {
+    policy
+        .consent
+        .iter()
+        .map(|c| c.field.keys.as_slice())
+        .chain(
+            policy
+                .suppress
+                .iter()
+                .flat_map(|s| s.subjects.iter().map(|x| x.field.keys.as_slice())),
+        )
+        .collect()
+}
+
+/// One JSON event, as the values at [`read_paths`]: `Some(reason)` when
+/// withheld.
+fn decide_event(cx: &Context<'_>, values: &[Option<Value>]) -> Option<Reason> {
     if cx.gpc_applies() {
         return Some(Reason::Gpc);
     }
+    let mut at = 0;
     if let Some(c) = &cx.policy.consent {
-        let given = c.field.get(event).and_then(|v| json_consent(v, &c.purpose));
+        at = 1;
+        let given = values
+            .first()
+            .and_then(Option::as_ref)
+            .and_then(|v| json_consent(v, &c.purpose));
         if !allowed(c, given) {
             return Some(Reason::Consent);
         }
     }
     let s = cx.policy.suppress.as_ref()?;
-    suppressed(cx, s, &mut |subject, found| {
-        if let Some(v) = subject.field.get(event) {
+    let subjects = &values[at.min(values.len())..];
+    suppressed(cx, s, &mut |i, _, found| {
+        if let Some(Some(v)) = subjects.get(i) {
             json_ids(v, found);
         }
     })
@@ -356,7 +381,7 @@ fn decide_params(cx: &Context<'_>, params: &[(String, String)]) -> Option<Reason
         }
     }
     let s = cx.policy.suppress.as_ref()?;
-    suppressed(cx, s, &mut |subject, found| {
+    suppressed(cx, s, &mut |_, subject, found| {
         for v in named(&subject.field) {
             found(v);
         }
@@ -427,9 +452,9 @@ fn json_ids(v: &Value, found: &mut dyn FnMut(&str)) {
     }
 }
 
-/// Calls its second argument with every identifier a subject holds in
-/// one event.
-type EachId<'a> = &'a mut dyn FnMut(&Subject, &mut dyn FnMut(&str));
+/// Calls its last argument with every identifier a subject (by index in
+/// `[suppress] subject`) holds in one event.
+type EachId<'a> = &'a mut dyn FnMut(usize, &Subject, &mut dyn FnMut(&str));
 
 /// The first list (in `lists` order) that holds one of the event's
 /// subjects, each looked up in the lists made with its normalisation.
@@ -445,10 +470,11 @@ fn suppressed(cx: &Context<'_>, s: &SuppressRules, each: EachId<'_>) -> Option<R
         let subjects = s
             .subjects
             .iter()
-            .filter(|x| list.any_normalise || x.normalise == list.data.normalise);
-        for subject in subjects {
+            .enumerate()
+            .filter(|(_, x)| list.any_normalise || x.normalise == list.data.normalise);
+        for (j, subject) in subjects {
             let n = subject.normalise;
-            each(subject, &mut |id| {
+            each(j, subject, &mut |id| {
                 hit |= list.data.contains(entry_of(&list.key, n, id));
             });
             if hit {

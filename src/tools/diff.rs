@@ -781,6 +781,10 @@ impl Diff {
             ("Headers", &self.headers),
             ("Consent and suppression", &self.consent),
         ] {
+            // Shown only when it changed: most rule files have neither.
+            if title == "Consent and suppression" && items.is_empty() {
+                continue;
+            }
             let _ = writeln!(s, "\n{title}");
             if items.is_empty() {
                 s.push_str("  no change\n");
@@ -841,6 +845,45 @@ mod tests {
         let text =
             format!("recipient = \"r\"\nupstream = \"https://r.example\"\n[fields]\n{fields}");
         Arc::new(crate::policy::compile_str(&text, "r.toml", "r").unwrap())
+    }
+
+    #[test]
+    fn a_change_of_purpose_or_lists_is_reported_and_fewer_withheld_reveals_more() {
+        let with = |purpose: &str, lists: &str| {
+            policy(&format!(
+                "\"event\" = \"keep\"\n[consent]\npurpose = \"{purpose}\"\nfield = \"consent\"\n[suppress]\nsubject = [\"userId\"]\nlists = [{lists}]\n"
+            ))
+        };
+        let (a, b) = (
+            with("advertising", "\"optout\", \"erasure\""),
+            with("analytics", "\"optout\""),
+        );
+        let d = Differ::new(&a, &b, BodyFormat::Json).finish();
+        let names: Vec<(&str, &str)> = d
+            .consent
+            .iter()
+            .map(|c| (c.section, c.name.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [("consent", "purpose"), ("suppress list", "erasure")]
+        );
+        assert!(d.consent.iter().all(|c| c.reveals_more));
+        assert!(d.reveals_more);
+        assert!(
+            d.to_text().contains("advertising -> analytics"),
+            "{}",
+            d.to_text()
+        );
+        // Adding a list withholds more: reported, not revealing.
+        let d = Differ::new(&b, &a, BodyFormat::Json).finish();
+        let list = d.consent.iter().find(|c| c.name == "erasure").unwrap();
+        assert!(!list.reveals_more);
+        // No [consent] and no [suppress]: nothing to say, no section.
+        let p = policy("\"event\" = \"keep\"\n");
+        let d = Differ::new(&p, &p, BodyFormat::Json).finish();
+        assert!(d.consent.is_empty());
+        assert!(!d.to_text().contains("Consent and suppression"));
     }
 
     fn diff(old: &str, new: &str, records: &[&str]) -> Diff {
