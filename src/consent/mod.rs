@@ -46,6 +46,67 @@ pub struct LoadedList {
     /// lists of `[[tests]]`, which hold each identifier under each);
     /// otherwise only the subjects normalised as the list was.
     pub any_normalise: bool,
+    /// `index[b]` is the first entry whose top `bits` bits are `b` or
+    /// more: a look-up bisects only its bucket (about 8 entries), so a
+    /// list far larger than the cache costs two or three cache misses
+    /// instead of one per level of a bisection of the whole array (half a
+    /// byte an entry).
+    index: Vec<u32>,
+    bits: u32,
+}
+
+impl LoadedList {
+    /// A list ready for look-ups.
+    pub fn new(key: ListKey, data: ListData, any_normalise: bool) -> LoadedList {
+        let n = data.entries.len();
+        // About 8 entries a bucket, at most 2^24 buckets (64 MiB index).
+        let bits = if n < 16 { 0 } else { ((n / 8).ilog2()).min(24) };
+        let buckets = 1usize << bits;
+        let mut index = Vec::with_capacity(buckets + 1);
+        let mut at = 0usize;
+        for b in 0..buckets {
+            while at < n && bucket(data.entries[at], bits) < b {
+                at += 1;
+            }
+            index.push(u32::try_from(at).unwrap_or(u32::MAX));
+        }
+        index.push(u32::try_from(n).unwrap_or(u32::MAX));
+        LoadedList {
+            key,
+            data,
+            any_normalise,
+            index,
+            bits,
+        }
+    }
+
+    /// Bytes the bucket index takes.
+    pub fn index_bytes(&self) -> usize {
+        self.index.capacity() * std::mem::size_of::<u32>()
+    }
+
+    /// Whether `entry` is on the list.
+    #[inline]
+    pub fn contains(&self, entry: u128) -> bool {
+        let b = bucket(entry, self.bits);
+        let (Some(&lo), Some(&hi)) = (self.index.get(b), self.index.get(b + 1)) else {
+            return self.data.contains(entry);
+        };
+        self.data
+            .entries
+            .get(lo as usize..hi as usize)
+            .is_some_and(|s| s.binary_search(&entry).is_ok())
+    }
+}
+
+/// The top `bits` bits of an entry.
+#[inline]
+fn bucket(entry: u128, bits: u32) -> usize {
+    if bits == 0 {
+        0
+    } else {
+        (entry >> (128 - bits)) as usize
+    }
 }
 
 /// The suppression lists in force, by name. A list that is not here is
@@ -475,7 +536,7 @@ fn suppressed(cx: &Context<'_>, s: &SuppressRules, each: EachId<'_>) -> Option<R
         for (j, subject) in subjects {
             let n = subject.normalise;
             each(j, subject, &mut |id| {
-                hit |= list.data.contains(entry_of(&list.key, n, id));
+                hit |= list.contains(entry_of(&list.key, n, id));
             });
             if hit {
                 return Some(Reason::List(i));
@@ -530,11 +591,7 @@ pub fn load_list(
             list: name.to_string(),
             key_id: data.key_id.clone(),
         })?;
-    Ok(LoadedList {
-        key,
-        data,
-        any_normalise: false,
-    })
+    Ok(LoadedList::new(key, data, false))
 }
 
 /// Lists holding the `ids` for a rule file's `[[tests]]`: every list of
@@ -566,12 +623,42 @@ pub fn test_lists(policy: &CompiledPolicy, ids: &[String]) -> ListSet {
         data.merge(all);
         set.insert(
             name.clone(),
-            Arc::new(LoadedList {
-                key: key.clone(),
-                data,
-                any_normalise: true,
-            }),
+            Arc::new(LoadedList::new(key.clone(), data, true)),
         );
     }
     set
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bucket_index_finds_exactly_the_entries() {
+        let keys = crate::pseudonym::KeyRing::test_ring();
+        let key = keys.list_key("test").unwrap();
+        for n in [0usize, 1, 15, 16, 17, 1000, 5000] {
+            let mut s = 0x1234_5678_9abc_def0u64;
+            let mut next = || {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                s
+            };
+            let all: Vec<u128> = (0..2 * n)
+                .map(|_| (u128::from(next()) << 64) | u128::from(next()))
+                .collect();
+            let mut data = ListData {
+                key_id: "test".into(),
+                normalise: Normalise::None,
+                entries: Vec::new(),
+            };
+            data.merge(all[..n].to_vec());
+            let list = LoadedList::new(key.clone(), data, false);
+            for (i, e) in all.iter().enumerate() {
+                assert_eq!(list.contains(*e), i < n, "n = {n}, entry {i}");
+            }
+            assert!(!list.contains(u128::MAX));
+        }
+    }
 }
