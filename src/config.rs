@@ -70,6 +70,30 @@ pub(crate) struct RawConfig {
     /// Aggregate-only recipients: the store of windows and unsent reports.
     #[serde(default)]
     aggregate: crate::aggregate::config::RawAggregateConfig,
+    /// Suppression lists (`[suppress] lists` of rule files): where they
+    /// are kept.
+    #[serde(default)]
+    suppress: RawSuppressConfig,
+}
+
+/// `[suppress]`: where the suppression lists named by rule files live.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "SuppressStore")]
+struct RawSuppressConfig {
+    /// Directory of list files (`NAME.list`), created by the first `scrim
+    /// suppress add` (default `suppress`). Watched whatever `rules.watch`
+    /// says.
+    dir: Option<PathBuf>,
+    /// Lists in Redis, shared by every replica, `redis://host:port[/db]`
+    /// (default: none, the files in `dir`). A replica that never loaded
+    /// the lists is not ready and refuses the traffic of recipients that
+    /// use them.
+    store: Option<String>,
+    /// How often lists are checked for additions, in milliseconds
+    /// (default 500; 50 to 1000, so an addition applies within 2 s).
+    #[schemars(range(min = 50, max = 1000))]
+    poll_interval_ms: Option<u64>,
 }
 
 /// `[listen]`: the service-side listener (HTTP/1.1 and h2c; with TLS, ALPN
@@ -306,6 +330,8 @@ pub struct Config {
     /// no recipient is almost always a forgotten mount or a wrong
     /// `rules.dir`, so it refuses to start.
     pub allow_no_rules: bool,
+    /// `[suppress]`: where suppression lists live.
+    pub suppress: crate::consent::source::SuppressConfig,
 }
 
 /// Request limits.
@@ -387,6 +413,7 @@ impl Config {
         };
         rel(&mut self.rules_dir);
         rel(&mut self.aggregate.dir);
+        rel(&mut self.suppress.dir);
         if let Some(k) = self.keys_file.as_mut() {
             rel(k);
         }
@@ -592,8 +619,33 @@ impl Config {
                 invalid("", message);
                 crate::aggregate::config::AggregateConfig::default()
             });
+        let mut poll = raw.suppress.poll_interval_ms.unwrap_or(500);
+        if !(50..=1000).contains(&poll) {
+            invalid(
+                "suppress.poll_interval_ms",
+                "suppress.poll_interval_ms must be between 50 and 1000".into(),
+            );
+            poll = 500;
+        }
+        if let Some(url) = &raw.suppress.store
+            && !url.starts_with("redis://")
+        {
+            invalid(
+                "suppress.store",
+                "suppress.store must be a redis:// URL".into(),
+            );
+        }
+        let suppress = crate::consent::source::SuppressConfig {
+            dir: raw
+                .suppress
+                .dir
+                .unwrap_or_else(|| PathBuf::from("suppress")),
+            store: raw.suppress.store,
+            poll_interval: Duration::from_millis(poll),
+        };
         Config {
             aggregate,
+            suppress,
             listen,
             workers: raw.listen.workers.unwrap_or(0),
             tls,

@@ -19,6 +19,7 @@ pub mod aggregate;
 mod chars;
 pub mod cli;
 pub mod config;
+pub mod consent;
 pub mod ops;
 pub mod policy;
 pub mod proxy;

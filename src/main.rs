@@ -4,8 +4,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use scrim::cli::args::{Cli, Command};
-use scrim::cli::{check, completions, diff, inventory, keygen, man, rewrite, schema, serve, test};
+use scrim::cli::args::{Cli, Command, SuppressCommand};
+use scrim::cli::{
+    check, completions, diff, inventory, keygen, man, rewrite, schema, serve, suppress, test,
+};
 
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -71,6 +73,13 @@ fn main() -> ExitCode {
         ),
         Command::Inventory { rules, format } => inventory::run(&rules, format),
         Command::Keygen { keys, id, activate } => keygen::run(keys, id, activate),
+        Command::Suppress(SuppressCommand::Add {
+            config,
+            list,
+            normalise,
+            no_progress,
+            ids,
+        }) => suppress::add(&config, &list, normalise.as_deref(), ids, !no_progress),
         Command::Schema { of } => schema::run(of),
         Command::Completions { shell } => completions::run(shell),
         Command::Man { command, dir } => man::run(command.as_deref(), dir.as_deref()),

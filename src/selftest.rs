@@ -103,7 +103,28 @@ fn run_one(engine: &Engine, t: &RuleTest) -> Result<(), String> {
     if t.url_path {
         return run_path(engine, t);
     }
-    let result = engine.rewrite(t.format, t.input.as_bytes());
+    let (input, withheld) = match decide(engine, t) {
+        Ok(d) => d,
+        Err(_) if t.refused => return Ok(()),
+        Err(e) => return Err(format!("input refused: {e}")),
+    };
+    if let Some(want) = t.withheld
+        && want != withheld.total()
+    {
+        return Err(format!(
+            "withheld {} events ({}), expected {want}",
+            withheld.total(),
+            reasons(&withheld)
+        ));
+    }
+    let result = match &input {
+        // Every event withheld: nothing would be sent.
+        None => Ok(crate::rewrite::Rewritten {
+            body: Vec::new(),
+            stats: Default::default(),
+        }),
+        Some(input) => engine.rewrite(t.format, input),
+    };
     let out = match (result, t.refused) {
         (Err(_), true) => return Ok(()),
         (Ok(_), true) => {
@@ -174,6 +195,48 @@ fn run_one(engine: &Engine, t: &RuleTest) -> Result<(), String> {
     Ok(())
 }
 
+/// `[consent]` and `[suppress]` on a case's input, with its `headers` and
+/// `suppressed` identifiers: the input without its withheld events
+/// (`None`: all withheld), and the counts.
+fn decide(
+    engine: &Engine,
+    t: &RuleTest,
+) -> Result<(Option<Vec<u8>>, crate::consent::Withheld), String> {
+    let policy = engine.policy();
+    if !policy.decides_events() {
+        return Ok((Some(t.input.as_bytes().to_vec()), Default::default()));
+    }
+    let lists = crate::consent::test_lists(policy, &t.suppressed);
+    let gpc = t
+        .headers
+        .iter()
+        .any(|(k, v)| k == "sec-gpc" && crate::consent::gpc_header(Some(v.as_bytes())));
+    let cx = crate::consent::Context {
+        policy,
+        lists: &lists,
+        gpc,
+    };
+    let d = crate::consent::decide(&cx, t.format, t.input.as_bytes()).map_err(|e| e.to_string())?;
+    if d.all_withheld() {
+        return Ok((None, d.withheld));
+    }
+    let body = d.body.unwrap_or_else(|| t.input.as_bytes().to_vec());
+    Ok((Some(body), d.withheld))
+}
+
+fn reasons(w: &crate::consent::Withheld) -> String {
+    let r: Vec<String> = w
+        .by_reason()
+        .iter()
+        .map(|(r, n)| format!("{r}: {n}"))
+        .collect();
+    if r.is_empty() {
+        "none".into()
+    } else {
+        r.join(", ")
+    }
+}
+
 /// A `format = "path"` case: the path as the partner would get it.
 fn run_path(engine: &Engine, t: &RuleTest) -> Result<(), String> {
     match (engine.rewrite_path(&t.input), t.refused) {
@@ -208,6 +271,8 @@ fn parse_path(p: &str) -> Result<Vec<String>, String> {
 
 fn documents(text: &str, format: BodyFormat) -> Result<Vec<Value>, String> {
     match format {
+        // Every event withheld: nothing.
+        BodyFormat::Json if text.trim().is_empty() => Ok(Vec::new()),
         BodyFormat::Json => serde_json::from_str(text)
             .map(|v| vec![v])
             .map_err(|e| format!("output is not JSON: {e}")),

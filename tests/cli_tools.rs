@@ -1363,6 +1363,7 @@ fn man_pages() {
         "diff",
         "inventory",
         "keygen",
+        "suppress",
         "schema",
         "completions",
         "man",

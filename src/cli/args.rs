@@ -26,6 +26,37 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `scrim suppress ...`.
+#[derive(Subcommand)]
+pub enum SuppressCommand {
+    /// Add identifiers to a list (created by the first add): given as
+    /// arguments, or one per line on stdin (for bulk imports of millions).
+    /// Each is normalised and hashed with the list key derived from the
+    /// configuration's key ring; the list holds no identifier. Uses
+    /// `[suppress] dir` (or `store`) of the configuration. Exit code 0 when
+    /// added; 1 on any error.
+    #[command(after_help = SUPPRESS_EXAMPLES)]
+    Add {
+        /// Server configuration whose key ring and lists are used.
+        #[arg(long, default_value = "scrim.toml")]
+        config: PathBuf,
+        /// The list (`optout`, `erasure`...).
+        #[arg(long)]
+        list: String,
+        /// Normalisation before hashing: none, email, lower, trim, phone.
+        /// Default: the list's own (none for a new list). It must match
+        /// the `[suppress] subject` normalisation of the rules that use
+        /// the list.
+        #[arg(long)]
+        normalise: Option<String>,
+        /// No progress bar (it is drawn only on a terminal anyway).
+        #[arg(long)]
+        no_progress: bool,
+        /// Identifiers; none: one per line on stdin.
+        ids: Vec<String>,
+    },
+}
+
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the gateway: services send partner-bound requests to it, it
@@ -195,6 +226,10 @@ pub enum Command {
         #[arg(long)]
         activate: bool,
     },
+    /// Suppression lists: opt-outs and erasure requests, as keyed hashes
+    /// (never identifiers), applied by every gateway within 2 s.
+    #[command(subcommand)]
+    Suppress(SuppressCommand),
     /// Print the JSON Schema (draft 7) of rule files or of scrim.toml, for
     /// editor completion, hover help and validation. The copies in schema/
     /// are this output; editors find them through .taplo.toml or a
@@ -232,7 +267,7 @@ pub enum Command {
 
 /// The commands' names, as `scrim man` takes them (a unit test holds this
 /// list to the subcommands above).
-pub const COMMANDS: [&str; 10] = [
+pub const COMMANDS: [&str; 11] = [
     "serve",
     "check",
     "test",
@@ -240,6 +275,7 @@ pub const COMMANDS: [&str; 10] = [
     "diff",
     "inventory",
     "keygen",
+    "suppress",
     "schema",
     "completions",
     "man",
@@ -320,6 +356,15 @@ A lint warning accepted on review is allowed in the rule file itself:
 const TEST_EXAMPLES: &str = "Examples:
   scrim test                            # every *.toml in rules/
   scrim test rules/segment.toml";
+
+const SUPPRESS_EXAMPLES: &str = "Examples:
+  scrim suppress add --list optout user-123 user-456
+  scrim suppress add --list erasure --normalise email < erasure-requests.txt
+  scrim suppress add --config /etc/scrim/scrim.toml --list optout --no-progress < ids.txt
+
+A running gateway applies an addition within 2 s (list files are polled; with
+[suppress] store, every replica polls Redis). scrim withholds the person's
+future events; it does not delete what a partner already holds.";
 
 const KEYGEN_EXAMPLES: &str = "Examples:
   scrim keygen > keys.toml              # a new key ring with one active key

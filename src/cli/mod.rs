@@ -12,6 +12,7 @@ pub mod man;
 pub mod rewrite;
 pub mod schema;
 pub mod serve;
+pub mod suppress;
 pub mod test;
 
 use std::collections::HashMap;

@@ -39,6 +39,8 @@ pub struct AdminView<S: Loaded> {
     pub captured: Probe<serde_json::Value>,
     /// Per aggregate recipient: open windows and unsent reports.
     pub windows: Probe<BTreeMap<String, (u64, u64)>>,
+    /// Whether the suppression lists were loaded and their store answers.
+    pub suppression: Probe<crate::consent::source::Health>,
 }
 
 /// Serves the admin endpoints until the task is aborted.
@@ -89,8 +91,22 @@ pub fn route<S: Loaded>(state: &AdminView<S>, req: &Request<Incoming>) -> Respon
         ),
         "/healthz" => respond(StatusCode::OK, "text/plain", "ok\n".into()),
         "/readyz" => {
-            if state.ready.load(Ordering::SeqCst) && !state.rules.policies().is_empty() {
-                respond(StatusCode::OK, "text/plain", "ready\n".into())
+            let policies = state.rules.policies();
+            let lists_used = policies.iter().any(|p| p.suppress.is_some());
+            let lists = (state.suppression)();
+            if lists_used && !lists.loaded {
+                respond(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "not ready: suppression lists not loaded\n".into(),
+                )
+            } else if state.ready.load(Ordering::SeqCst) && !policies.is_empty() {
+                let text = if lists_used && !lists.store_up {
+                    "ready (suppression lists: store unreachable, serving the last good copy)\n"
+                } else {
+                    "ready\n"
+                };
+                respond(StatusCode::OK, "text/plain", text.into())
             } else {
                 respond(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -27,6 +27,9 @@ pub struct RequestEvent {
     pub streamed: bool,
     /// A streamed upstream request was aborted after a late error.
     pub aborted: bool,
+    /// Events withheld before rewriting, by reason (`consent`, `gpc`,
+    /// `list:<name>`): counts only.
+    pub withheld: Vec<(String, u64)>,
     /// Time to the response head.
     pub duration: Duration,
 }
@@ -35,6 +38,13 @@ impl RequestEvent {
     /// Emits the line (target `scrim::audit`, level info).
     pub fn emit(&self) {
         let dropped_paths = self.stats.dropped_paths.join(",");
+        let withheld_total: u64 = self.withheld.iter().map(|(_, n)| n).sum();
+        let withheld_reasons = self
+            .withheld
+            .iter()
+            .map(|(r, n)| format!("{r}={n}"))
+            .collect::<Vec<_>>()
+            .join(",");
         tracing::info!(
             target: "scrim::audit",
             recipient = %self.recipient,
@@ -50,6 +60,8 @@ impl RequestEvent {
             bytes_out = self.bytes_out,
             streamed = self.streamed,
             aborted = self.aborted,
+            withheld = withheld_total,
+            withheld_reasons = %withheld_reasons,
             duration_ms = self.duration.as_secs_f64() * 1000.0,
             "request"
         );

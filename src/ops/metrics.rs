@@ -70,6 +70,17 @@ struct UpstreamLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    recipient: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListLabels {
+    list: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
 }
@@ -97,6 +108,11 @@ pub struct Metrics {
     rule_versions: Family<RuleVersionLabels, Gauge>,
     /// The series of `rule_versions` now set, to remove on the next load.
     rule_versions_set: std::sync::Mutex<Vec<RuleVersionLabels>>,
+    withheld: Family<ReasonLabels, Counter>,
+    suppress_store_up: Gauge,
+    suppress_loaded: Gauge,
+    suppress_entries: Family<ListLabels, Gauge>,
+    suppress_reload_errors: Counter,
     /// Aggregate recipients' series.
     pub aggregate: AggregateMetrics,
 }
@@ -211,8 +227,43 @@ impl Metrics {
             "The rule version loaded for each recipient (SHA-256 prefix of its rule file; always 1)",
             rule_versions.clone(),
         );
+        let withheld = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "withheld_events",
+            "Events withheld before rewriting, by recipient and reason (consent, gpc, list:<name>)",
+            withheld.clone(),
+        );
+        let suppress_store_up = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+        registry.register(
+            "suppress_store_up",
+            "1 when the last poll of the suppression lists' source succeeded, 0 while the last good copy is served",
+            suppress_store_up.clone(),
+        );
+        let suppress_loaded = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+        registry.register(
+            "suppress_loaded",
+            "1 once every suppression list the rules name was loaded",
+            suppress_loaded.clone(),
+        );
+        let suppress_entries = Family::<ListLabels, Gauge>::default();
+        registry.register(
+            "suppress_list_entries",
+            "Entries of each suppression list in force",
+            suppress_entries.clone(),
+        );
+        let suppress_reload_errors = Counter::<u64, AtomicU64>::default();
+        registry.register(
+            "suppress_reload_errors",
+            "Suppression list polls that failed (the last good copy stays)",
+            suppress_reload_errors.clone(),
+        );
         let aggregate = AggregateMetrics::register(&mut registry);
         Metrics {
+            withheld,
+            suppress_store_up,
+            suppress_loaded,
+            suppress_entries,
+            suppress_reload_errors,
             registry,
             requests,
             fields,
@@ -231,6 +282,35 @@ impl Metrics {
             rule_versions_set: std::sync::Mutex::new(Vec::new()),
             aggregate,
         }
+    }
+
+    /// `n` events of `recipient` withheld for `reason` (`consent`, `gpc`,
+    /// `list:<name>`; list names come from loaded rule files).
+    pub fn withheld(&self, recipient: &str, reason: &str, n: u64) {
+        self.withheld
+            .get_or_create(&ReasonLabels {
+                recipient: recipient.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc_by(n);
+    }
+
+    /// The suppression lists' state after a poll.
+    pub fn suppression(
+        &self,
+        loaded: bool,
+        store_up: bool,
+        sizes: &[(String, usize)],
+        errors: usize,
+    ) {
+        self.suppress_loaded.set(i64::from(loaded));
+        self.suppress_store_up.set(i64::from(store_up));
+        for (list, n) in sizes {
+            self.suppress_entries
+                .get_or_create(&ListLabels { list: list.clone() })
+                .set(i64::try_from(*n).unwrap_or(i64::MAX));
+        }
+        self.suppress_reload_errors.inc_by(errors as u64);
     }
 
     /// Handles on one recipient's series, resolved once (when its rules

@@ -44,6 +44,11 @@ pub enum RulesError {
     /// Rule files that could not be made ready to serve.
     #[error("{}", lines(.0))]
     Setup(Vec<SetupError>),
+    /// Suppression lists the rules name that cannot be used with them (not
+    /// loaded from their files, another normalisation than the subjects,
+    /// a key not in the ring).
+    #[error("{}", .0.join("\n"))]
+    Lists(Vec<String>),
     /// Loading failed inside scrim (a panic in a loader).
     #[error("rule loading failed internally")]
     Internal,
@@ -91,6 +96,14 @@ impl RulesError {
                     message: e.error.to_string(),
                 })
                 .collect(),
+            RulesError::Lists(errors) => errors
+                .iter()
+                .map(|e| Problem {
+                    file: String::new(),
+                    line: 0,
+                    message: e.clone(),
+                })
+                .collect(),
             RulesError::Internal => vec![Problem {
                 file: String::new(),
                 line: 0,
@@ -104,6 +117,7 @@ impl RulesError {
         match self {
             RulesError::Invalid(e) => e.len(),
             RulesError::Setup(e) => e.len(),
+            RulesError::Lists(e) => e.len(),
             RulesError::Internal => 1,
         }
     }

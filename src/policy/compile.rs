@@ -297,6 +297,7 @@ pub fn compile_str_all(
         _ => Vec::new(),
     };
     let per_event = super::aggregate::compile(text, file, &raw, fields.as_ref(), &mut errors);
+    let consent = super::consent::compile(text, file, &raw, &mut errors);
     let (Some(fields), Some(query), Some(headers), true) =
         (fields, query, headers, errors.is_empty())
     else {
@@ -328,6 +329,8 @@ pub fn compile_str_all(
         mode: per_event.mode,
         records: per_event.records,
         aggregate: per_event.aggregate,
+        consent: consent.consent,
+        suppress: consent.suppress,
     })
 }
 
@@ -761,6 +764,7 @@ fn compile_test(src: &Source<'_>, t: &Spanned<RawTest>) -> Result<RuleTest, Poli
         && raw.transformed.is_empty()
         && !raw.refused
         && raw.report.is_none()
+        && raw.withheld.is_none()
     {
         return Err(src
             .err(
@@ -768,7 +772,9 @@ fn compile_test(src: &Source<'_>, t: &Spanned<RawTest>) -> Result<RuleTest, Poli
                 raw.name.span(),
                 format!("test \"{}\" asserts nothing", raw.name.get_ref()),
             )
-            .with_help("give `expect`, `absent`, `present`, `transformed` or `refused = true`"));
+            .with_help(
+                "give `expect`, `absent`, `present`, `transformed`, `withheld` or `refused = true`",
+            ));
     }
     let report = match &raw.report {
         None => None,
@@ -795,6 +801,13 @@ fn compile_test(src: &Source<'_>, t: &Spanned<RawTest>) -> Result<RuleTest, Poli
         transformed: raw.transformed.clone(),
         refused: raw.refused,
         report,
+        headers: raw
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+            .collect(),
+        suppressed: raw.suppressed.clone(),
+        withheld: raw.withheld,
     })
 }
 

@@ -23,6 +23,7 @@
 //! | `E010` | files: unreadable, missing, two files for one recipient or host |
 //! | `E011` | `paths` and `[path_params]` |
 //! | `E012` | `mode`, `records` and `[aggregate]` |
+//! | `E013` | `[consent]` and `[suppress]`, and a list a rule cannot use |
 
 use annotate_snippets::{AnnotationKind, Group, Level, Origin, Renderer, Snippet};
 
@@ -52,6 +53,9 @@ pub const FILES: &str = "E010";
 pub const PATH: &str = "E011";
 /// `mode`, `records` and `[aggregate]`.
 pub const AGGREGATE: &str = "E012";
+/// `[consent]` and `[suppress]`, and a suppression list whose key or
+/// normalisation does not fit the rule that names it.
+pub const CONSENT: &str = "E013";
 
 /// Renders one problem for a person: title, the source line with a caret at
 /// the span, help and note. `source` is the file's text (the span is looked

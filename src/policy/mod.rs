@@ -14,6 +14,7 @@
 pub mod action;
 pub mod aggregate;
 mod compile;
+pub mod consent;
 pub mod dfa;
 pub mod diag;
 pub mod lint;
@@ -348,6 +349,12 @@ pub struct RuleTest {
     pub refused: bool,
     /// The expected aggregate report(s), as JSON.
     pub report: Option<serde_json::Value>,
+    /// Request headers (lower-case names).
+    pub headers: Vec<(String, String)>,
+    /// Identifiers on every suppression list for this case.
+    pub suppressed: Vec<String>,
+    /// Expected number of withheld events.
+    pub withheld: Option<u64>,
 }
 
 /// A recipient's rule file, validated and compiled. Immutable; shared behind
@@ -394,6 +401,18 @@ pub struct CompiledPolicy {
     pub records: Option<aggregate::FieldPath>,
     /// `[aggregate]`, in aggregate mode.
     pub aggregate: Option<Arc<aggregate::AggregateRules>>,
+    /// `[consent]`: events without consent for the purpose are withheld.
+    pub consent: Option<consent::ConsentRules>,
+    /// `[suppress]`: events whose subject is on a list are withheld.
+    pub suppress: Option<consent::SuppressRules>,
+}
+
+impl CompiledPolicy {
+    /// Whether events are decided one by one before rewriting (`[consent]`
+    /// or `[suppress]`): such a body is read whole, never streamed.
+    pub fn decides_events(&self) -> bool {
+        self.consent.is_some() || self.suppress.is_some()
+    }
 }
 
 /// Loads one rule file; on problems, the first one (see [`load_file_all`]).

@@ -135,6 +135,15 @@ pub struct RawRuleFile {
     /// event and read after `[fields]`.
     #[schemars(with = "Option<super::aggregate::RawAggregate>")]
     pub aggregate: Option<Spanned<super::aggregate::RawAggregate>>,
+    /// Consent: the purpose the partner uses the data for, and where each
+    /// event says whether its person agreed to it. Events without consent
+    /// are withheld before rewriting, never forwarded.
+    #[schemars(with = "Option<super::consent::RawConsent>")]
+    pub consent: Option<Spanned<super::consent::RawConsent>>,
+    /// Suppression lists: events whose subject is on one of the lists
+    /// (opt-outs, erasure requests) are withheld before rewriting.
+    #[schemars(with = "Option<super::consent::RawSuppress>")]
+    pub suppress: Option<Spanned<super::consent::RawSuppress>>,
     /// Lint findings accepted on review, each with its reason.
     #[serde(default)]
     #[schemars(with = "Vec<RawAllow>")]
@@ -338,6 +347,19 @@ pub struct RawTest {
     /// 2026-01-01T00:00:00Z; noise is left out.
     #[schemars(with = "Option<String>")]
     pub report: Option<Spanned<String>>,
+    /// Request headers of the case, e.g. `{ "Sec-GPC" = "1" }` (read by
+    /// `[consent] gpc`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Identifiers taken as being on every list of `[suppress] lists`
+    /// for this case (hashed under the test key with each subject's
+    /// normalisation, as `scrim suppress add` would).
+    #[serde(default)]
+    pub suppressed: Vec<String>,
+    /// The number of events `[consent]` and `[suppress]` must withhold.
+    /// When every event is withheld, the output is empty (`expect = ""`).
+    #[schemars(range(min = 0))]
+    pub withheld: Option<u64>,
 }
 
 /// Body format of a `[[tests]]` case.

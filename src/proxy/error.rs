@@ -114,6 +114,14 @@ pub enum ProxyError {
     /// The aggregate store did not take the events: none was stored.
     #[error("aggregate store unavailable; nothing was stored, retry later")]
     StoreUnavailable,
+    /// The events of a body decided one by one (`[consent]`,
+    /// `[suppress]`) could not be found.
+    #[error("{0}")]
+    Decide(crate::consent::DecideError),
+    /// The recipient's suppression lists were never loaded on this replica:
+    /// nothing is forwarded until they are.
+    #[error("suppression lists not loaded yet; nothing was forwarded, retry later")]
+    SuppressionUnavailable,
 }
 
 /// Why the partner could not be reached, read from the client error's
@@ -257,7 +265,8 @@ impl ProxyError {
             ProxyError::Internal(_)
             | ProxyError::Overloaded
             | ProxyError::BufferFull
-            | ProxyError::StoreUnavailable => Origin::Internal,
+            | ProxyError::StoreUnavailable
+            | ProxyError::SuppressionUnavailable => Origin::Internal,
             _ => Origin::Caller,
         }
     }
@@ -284,6 +293,8 @@ impl ProxyError {
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::Events(_) => StatusCode::BAD_REQUEST,
             ProxyError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Decide(_) => StatusCode::BAD_REQUEST,
+            ProxyError::SuppressionUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -315,6 +326,11 @@ impl ProxyError {
                 crate::aggregate::EventError::Unreadable => "invalid_events",
             },
             ProxyError::StoreUnavailable => "store_unavailable",
+            ProxyError::Decide(e) => match e {
+                crate::consent::DecideError::Unreadable => "invalid_events",
+                crate::consent::DecideError::RecordsNotArray(_) => "records_not_array",
+            },
+            ProxyError::SuppressionUnavailable => "suppression_unavailable",
         }
     }
 
@@ -564,6 +580,8 @@ mod tests {
             )),
             ProxyError::Events(crate::aggregate::EventError::Unreadable),
             ProxyError::StoreUnavailable,
+            ProxyError::Decide(crate::consent::DecideError::Unreadable),
+            ProxyError::SuppressionUnavailable,
         ]);
         for e in &errors {
             match e {
@@ -585,7 +603,9 @@ mod tests {
                 | ProxyError::Timeout(_)
                 | ProxyError::Internal(_)
                 | ProxyError::Events(_)
-                | ProxyError::StoreUnavailable => {}
+                | ProxyError::StoreUnavailable
+                | ProxyError::Decide(_)
+                | ProxyError::SuppressionUnavailable => {}
             }
             let row = format!("| `{}` | {} |", e.code(), e.status().as_u16());
             assert!(doc.contains(&row), "docs/operations.md lacks the row {row}");

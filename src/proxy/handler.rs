@@ -41,6 +41,8 @@ use super::routes::{Route, RuleSet};
 use super::upstream::{Reply, RouteUpstream, Upstream};
 use super::{ProxyBody, State};
 use crate::config::Limits;
+use crate::consent;
+use crate::policy::BodyFormat;
 use crate::rewrite::BodyRewriter;
 use outbound::{OutboundBody, OutboundHead, Pace, PacedBody, RewritingBody, Whole};
 use outcome::{Exchange, Outcome, Tally};
@@ -70,6 +72,15 @@ async fn proxy(
     let upstream = RouteUpstream::of(route, state);
     let mut head = outbound_head(route, &upstream, &parts, rest, &mut exchange.tally)?;
     let plan = body_plan(route, &parts, &incoming, &mut head.headers, limits)?;
+    if route.engine.policy().decides_events() {
+        let decided = Decided {
+            route,
+            parts: &parts,
+        };
+        return decided
+            .send(state, &upstream, head, plan, incoming, &mut exchange.tally)
+            .await;
+    }
     send_body(state, &upstream, head, plan, incoming, &mut exchange.tally).await
 }
 
@@ -227,7 +238,7 @@ enum BodyPlan<'r> {
     /// Through untouched, by the rule file's explicit choice.
     Untouched,
     /// Decoded, then rewritten by the recipient's rewriter for its format.
-    Rewrite(Encoding, BodyRewriter<'r>),
+    Rewrite(Encoding, BodyFormat, BodyRewriter<'r>),
 }
 
 /// Body plan: the body's handling from its Content-Type, its
@@ -280,7 +291,7 @@ fn body_plan<'r>(
             if let Ok(v) = HeaderValue::from_str(&ct) {
                 headers.insert(header::CONTENT_TYPE, v);
             }
-            BodyPlan::Rewrite(encoding, route.engine.body_rewriter(format))
+            BodyPlan::Rewrite(encoding, format, route.engine.body_rewriter(format))
         }
     })
 }
@@ -334,7 +345,7 @@ async fn send_body(
             tally.complete = true;
             upstream.send(head, OutboundBody::Whole(whole)).await
         }
-        BodyPlan::Rewrite(encoding, rewriter) => {
+        BodyPlan::Rewrite(encoding, _, rewriter) => {
             let decoder = Decoder::new(encoding, limits.body_bytes);
             let mut body = RewritingBody::new(caller, decoder, rewriter, tally);
             let threshold = upstream.streams().then_some(limits.stream_threshold_bytes);
@@ -345,4 +356,93 @@ async fn send_body(
             upstream.send(head, out).await
         }
     }
+}
+
+/// The body phase of a recipient whose events are decided one by one
+/// (`[consent]`, `[suppress]`): the body is read whole and decoded, its
+/// withheld events are cut out of the caller's bytes, and only what stays
+/// is rewritten and sent. Every event withheld: nothing is sent, 202.
+struct Decided<'r> {
+    route: &'r Route,
+    parts: &'r Parts,
+}
+
+impl Decided<'_> {
+    async fn send(
+        &self,
+        state: &State,
+        upstream: &RouteUpstream<'_>,
+        head: OutboundHead,
+        plan: BodyPlan<'_>,
+        incoming: Incoming,
+        tally: &mut Tally,
+    ) -> Result<Reply, ProxyError> {
+        let policy = self.route.engine.policy();
+        // Fail closed: a replica that never loaded its lists cannot tell
+        // who opted out.
+        if policy.suppress.is_some() && !state.suppression.health().loaded {
+            return Err(ProxyError::SuppressionUnavailable);
+        }
+        let lists = state.suppression.lists();
+        let cx = consent::Context {
+            policy,
+            lists: &lists,
+            gpc: consent::gpc_header(self.parts.headers.get("sec-gpc").map(HeaderValue::as_bytes)),
+        };
+        let limits = &state.config.limits;
+        match plan {
+            BodyPlan::Empty => {
+                let query = self.parts.uri.query().unwrap_or("");
+                let d = consent::decide_query(&cx, query.as_bytes()).map_err(ProxyError::Decide)?;
+                tally.complete = true;
+                if let Some(reply) = withheld(d, tally) {
+                    return Ok(reply);
+                }
+                upstream
+                    .send(head, OutboundBody::Whole(Whole::empty()))
+                    .await
+            }
+            // Refused when the rules load: a body decided per event is read.
+            BodyPlan::Untouched => Err(ProxyError::Internal("untouched body with [consent]")),
+            BodyPlan::Rewrite(encoding, format, _) => {
+                let timer = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
+                let caller = PacedBody::new(incoming, Pace::new(limits, Instant::now()), timer);
+                let decoder = Decoder::new(encoding, limits.body_bytes);
+                let (raw, _held) = outbound::read_decoded(caller, decoder, &state.buffered).await?;
+                tally.bytes_in = raw.len() as u64;
+                let d = consent::decide(&cx, format, &raw).map_err(ProxyError::Decide)?;
+                let kept = d.body.clone();
+                if let Some(reply) = withheld(d, tally) {
+                    tally.complete = true;
+                    return Ok(reply);
+                }
+                let input = kept.as_deref().unwrap_or(&raw);
+                let rewritten = self
+                    .route
+                    .engine
+                    .rewrite(format, input)
+                    .map_err(ProxyError::Invalid)?;
+                let whole = Whole::rewritten(rewritten.body);
+                tally.stats.absorb(&rewritten.stats);
+                tally.stats.documents += rewritten.stats.documents;
+                let room = crate::rewrite::MAX_DROPPED_PATHS
+                    .saturating_sub(tally.stats.dropped_paths.len());
+                tally
+                    .stats
+                    .dropped_paths
+                    .extend(rewritten.stats.dropped_paths.into_iter().take(room));
+                tally.bytes_out = whole.len();
+                tally.complete = true;
+                upstream.send(head, OutboundBody::Whole(whole)).await
+            }
+        }
+    }
+}
+
+/// Counts what was withheld in `tally`; when every event was, the reply
+/// (202, nothing sent).
+fn withheld(d: consent::Decided, tally: &mut Tally) -> Option<Reply> {
+    let all = d.all_withheld();
+    tally.withheld = d.withheld;
+    all.then(|| Reply::Withheld(tally.withheld.total()))
 }

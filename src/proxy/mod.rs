@@ -82,6 +82,8 @@ pub struct State {
     pub ready: Arc<AtomicBool>,
     /// The aggregate store (aggregate-only recipients).
     pub aggregates: aggregate::Aggregates,
+    /// The suppression lists in force.
+    pub suppression: Arc<crate::consent::source::Suppression>,
 }
 
 thread_local! {
@@ -233,9 +235,32 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
     check_rules_present(&config)?;
     let metrics = Arc::new(Metrics::new());
     let client = build_client(&config.upstream, &[])?;
+    let suppression = Arc::new(
+        crate::consent::source::Suppression::new(config.suppress.clone())
+            .map_err(|e| ServeError::Rules(RulesError::Lists(vec![e.to_string()])))?,
+    );
     let rules = {
         let (keys, upstream, counted) = (keys.clone(), config.upstream.clone(), metrics.clone());
-        let build = move |policies: &[_], previous: Option<&RuleSet>| {
+        let (lists, shared) = (suppression.clone(), config.suppress.store.is_some());
+        let build = move |policies: &[Arc<crate::policy::CompiledPolicy>],
+                          previous: Option<&RuleSet>| {
+            // The lists the rules name are loaded, and checked against
+            // them, before the rules go live.
+            if policies.iter().any(|p| p.suppress.is_some()) {
+                let mut errors = lists.refresh(policies, &keys);
+                if shared {
+                    // Redis: not ready until the lists load; the poller
+                    // retries.
+                    for e in &errors {
+                        tracing::error!(error = %e, "suppression lists not loaded");
+                    }
+                    errors.clear();
+                }
+                errors.extend(lists.check(policies, &keys));
+                if !errors.is_empty() {
+                    return Err(RulesError::Lists(errors));
+                }
+            }
             RuleSet::build(policies, &keys, &upstream, &counted, previous)
         };
         Arc::new(RuleStore::open(
@@ -292,6 +317,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         )),
         captured: CaptureLog::new(config.captured_max),
         aggregates: aggregate::Aggregates::new(config.aggregate.clone()),
+        suppression,
         config,
         keys,
         rules,
@@ -311,6 +337,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         tracing::error!(error = %e, "aggregate store cannot be opened");
     }
     aggregate::spawn_flusher(state.clone(), shutdown_rx.clone());
+    spawn_list_poller(state.clone(), shutdown_rx.clone());
     let admin_task = tokio::spawn(crate::ops::admin::serve(
         Arc::new(admin_view(&state)),
         admin_listener,
@@ -345,7 +372,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
 /// The admin listener's view: read-only handles and two probes, never the
 /// state itself.
 pub fn admin_view(state: &Arc<State>) -> AdminView<RuleSet> {
-    let (captured, windows) = (state.clone(), state.clone());
+    let (captured, windows, lists) = (state.clone(), state.clone(), state.clone());
     AdminView {
         metrics: state.metrics.clone(),
         rules: state.rules.clone(),
@@ -355,6 +382,7 @@ pub fn admin_view(state: &Arc<State>) -> AdminView<RuleSet> {
             serde_json::to_value(captured.captured.snapshot()).unwrap_or_default()
         }),
         windows: Box::new(move || aggregate::open_and_unsent(&windows)),
+        suppression: Box::new(move || lists.suppression.health()),
     }
 }
 
@@ -553,6 +581,55 @@ async fn accept_loop(
         _ = graceful.shutdown() => tracing::info!("drained"),
         _ = tokio::time::sleep(grace) => tracing::warn!(?grace, "grace period over; closing remaining connections"),
     }
+}
+
+/// Polls the suppression lists the rules name, every `[suppress]
+/// poll_interval_ms`, so an addition applies within 2 s (files: whatever
+/// `rules.watch` says; Redis: the entries appended since the last poll).
+fn spawn_list_poller(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(state.suppression.config().poll_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => break,
+            }
+            let st = state.clone();
+            let polled = tokio::task::spawn_blocking(move || {
+                let policies = st.rules.load().policies();
+                let errors = st.suppression.refresh(&policies, &st.keys);
+                let h = st.suppression.health();
+                st.metrics.suppression(
+                    h.loaded,
+                    h.store_up,
+                    &st.suppression.lists().sizes(),
+                    errors.len(),
+                );
+                errors
+            })
+            .await;
+            match polled {
+                Ok(errors) if errors.is_empty() => {
+                    if failing {
+                        tracing::info!("suppression lists polled again");
+                    }
+                    failing = false;
+                }
+                Ok(errors) => {
+                    // Logged when it starts failing, not on every poll.
+                    if !failing {
+                        for e in &errors {
+                            tracing::error!(error = %e, "suppression list not reloaded; serving the last good copy");
+                        }
+                    }
+                    failing = true;
+                }
+                Err(_) => tracing::error!("suppression list poll failed internally"),
+            }
+        }
+    });
 }
 
 /// `scrim serve`: runs until SIGTERM or SIGINT.

@@ -107,6 +107,14 @@ impl Loaded for RuleSet {
 }
 
 impl RuleSet {
+    /// The compiled policy of every route.
+    pub fn policies(&self) -> Vec<Arc<CompiledPolicy>> {
+        self.routes
+            .values()
+            .map(|r| r.engine.policy().clone())
+            .collect()
+    }
+
     /// Builds routes for compiled policies. Rate limiters whose settings did
     /// not change are carried over from `previous`, so a reload does not
     /// reset them.

@@ -76,6 +76,9 @@ pub(crate) enum Reply {
     Captured,
     /// Folded into an aggregate recipient's windows; nothing was sent.
     Stored(super::aggregate::Stored),
+    /// Every event withheld (consent, GPC, suppression); nothing was sent.
+    /// The number of events.
+    Withheld(u64),
 }
 
 /// A recipient's upstream, either implementation, chosen per request

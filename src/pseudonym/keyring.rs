@@ -40,6 +40,15 @@ pub const DEFAULT_BITS: u16 = 128;
 /// `HMAC-SHA256(secret, LABEL || scope)`.
 const DERIVE_LABEL: &[u8] = b"scrim/pseudonymise/v1\0";
 
+/// The label of the key that suppression-list entries are made with:
+/// `HMAC-SHA256(secret, LIST_LABEL)`. It is not a prefix of
+/// [`DERIVE_LABEL`] nor the other way round, so no pseudonym scope can
+/// derive the same key, and a list entry never equals a pseudonym.
+const LIST_LABEL: &[u8] = b"scrim/suppress/v1\0";
+
+/// Bytes of a suppression-list entry: a keyed hash truncated to 128 bits.
+pub const LIST_ENTRY_BYTES: usize = 16;
+
 /// Standard base64 alphabet; padding optional when decoding (`=` present or
 /// not, but if present it must be right), trailing bits must be zero.
 const SECRET_BASE64: GeneralPurpose = GeneralPurpose::new(
@@ -512,6 +521,64 @@ impl KeyRing {
             .iter()
             .find(|e| &*e.id == id)
             .map(|e| ScopedKey::derive(e, scope))
+    }
+
+    /// The suppression-list key derived from the key `id` (active or not,
+    /// so a list keeps working across a rotation); `None` if there is no
+    /// such id.
+    #[must_use]
+    pub fn list_key(&self, id: &str) -> Option<ListKey> {
+        let entry = self.entries.iter().find(|e| &*e.id == id)?;
+        let mut kdf = HmacSha256::new_from_slice(entry.secret.expose())
+            .expect("HMAC-SHA256 accepts keys of any length");
+        kdf.update(LIST_LABEL);
+        let mut derived = kdf.finalize().into_bytes();
+        let mac = HmacSha256::new_from_slice(&derived[..])
+            .expect("HMAC-SHA256 accepts keys of any length");
+        derived[..].zeroize();
+        Some(ListKey {
+            key_id: Arc::clone(&entry.id),
+            mac,
+        })
+    }
+}
+
+/// The key of suppression-list entries (see [`KeyRing::list_key`]).
+/// `Debug` prints the key id only.
+#[derive(Clone)]
+pub struct ListKey {
+    key_id: Arc<str>,
+    mac: HmacSha256,
+}
+
+impl fmt::Debug for ListKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ListKey")
+            .field("key_id", &&*self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ListKey {
+    /// The id of the key this was derived from.
+    #[must_use]
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// The entry of a normalised identifier: HMAC-SHA256 under the list
+    /// key, truncated to 128 bits.
+    #[must_use]
+    pub fn entry(&self, normalised: &[u8]) -> [u8; LIST_ENTRY_BYTES] {
+        let tag = self
+            .mac
+            .clone()
+            .chain_update(normalised)
+            .finalize()
+            .into_bytes();
+        let mut out = [0u8; LIST_ENTRY_BYTES];
+        out.copy_from_slice(&tag[..LIST_ENTRY_BYTES]);
+        out
     }
 }
 

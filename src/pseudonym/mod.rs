@@ -78,9 +78,9 @@ mod normalise;
 
 pub use keygen::{keygen, keygen_text};
 pub use keyring::{
-    DEFAULT_BITS, EPHEMERAL_KEY_ID, KeyError, KeyRing, Location, MAX_KEY_ID_LEN,
-    MAX_KEY_RING_BYTES, MIN_SECRET_BYTES, ScopedKey, Secret, TEST_KEY_ID, TEST_KEY_SEED,
-    is_valid_bits, is_valid_key_id,
+    DEFAULT_BITS, EPHEMERAL_KEY_ID, KeyError, KeyRing, LIST_ENTRY_BYTES, ListKey, Location,
+    MAX_KEY_ID_LEN, MAX_KEY_RING_BYTES, MIN_SECRET_BYTES, ScopedKey, Secret, TEST_KEY_ID,
+    TEST_KEY_SEED, is_valid_bits, is_valid_key_id,
 };
 pub use normalise::{Normalise, normalise};
 

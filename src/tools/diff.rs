@@ -118,6 +118,9 @@ pub struct Diff {
     pub query: Vec<StaticChange>,
     /// `[headers]` changes.
     pub headers: Vec<StaticChange>,
+    /// `[consent]` and `[suppress]` changes: the purpose, the consent
+    /// field and its options, the lists.
+    pub consent: Vec<StaticChange>,
     /// Whether anything newly leaves or is revealed more (exit code 1).
     pub reveals_more: bool,
 }
@@ -332,7 +335,9 @@ impl<'p> Differ<'p> {
         fields.sort_by(|a, b| (a.change, &a.path).cmp(&(b.change, &b.path)));
         let query = compare_query(self.old, self.new);
         let headers = compare_headers(self.old, self.new);
+        let consent = compare_consent(self.old, self.new);
         let reveals_more = fields.iter().any(|f| f.reveals_more)
+            || consent.iter().any(|c| c.reveals_more)
             || query.iter().any(|q| q.reveals_more)
             || headers.iter().any(|h| h.reveals_more);
         Diff {
@@ -342,9 +347,99 @@ impl<'p> Differ<'p> {
             fields,
             query,
             headers,
+            consent,
             reveals_more,
         }
     }
+}
+
+/// `[consent]` and `[suppress]` compared: a change of purpose, of the
+/// consent field or its options, and lists added or removed. Fewer events
+/// withheld (no `[consent]` any more, `missing = "send"`, GPC off, a list
+/// removed) reveals more.
+fn compare_consent(old: &CompiledPolicy, new: &CompiledPolicy) -> Vec<StaticChange> {
+    use crate::policy::consent::Missing;
+    let mut out = Vec::new();
+    let applied = |action: String, detail: String| Some(Applied { action, detail });
+    let (a, b) = (old.consent.as_ref(), new.consent.as_ref());
+    let show = |c: Option<&crate::policy::consent::ConsentRules>| {
+        c.and_then(|c| {
+            applied(
+                c.purpose.clone(),
+                format!(
+                    "consent in {}, missing: {}, gpc: {}",
+                    c.field.text,
+                    if c.missing == Missing::Send {
+                        "send"
+                    } else {
+                        "withhold"
+                    },
+                    c.gpc
+                ),
+            )
+        })
+    };
+    let (sa, sb) = (show(a), show(b));
+    if sa != sb {
+        let fewer_withheld = match (a, b) {
+            (Some(_), None) => true,
+            (Some(x), Some(y)) => {
+                (x.missing == Missing::Withhold && y.missing == Missing::Send)
+                    || (x.gpc && !y.gpc)
+                    || x.purpose != y.purpose
+                    || x.field.keys != y.field.keys
+            }
+            _ => false,
+        };
+        let change = match (a, b) {
+            (None, Some(_)) => Change::NewlyDropped,
+            (Some(_), None) => Change::NewlyLeaves,
+            (Some(x), Some(y)) if x.purpose != y.purpose => Change::ActionChanged,
+            _ => Change::OptionsChanged,
+        };
+        out.push(StaticChange {
+            section: "consent",
+            name: "purpose".into(),
+            change,
+            old: sa,
+            new: sb,
+            reveals_more: fewer_withheld,
+        });
+    }
+    let lists = |p: &CompiledPolicy| {
+        p.suppress
+            .iter()
+            .flat_map(|s| s.lists.iter().cloned())
+            .collect::<BTreeSet<String>>()
+    };
+    let (la, lb) = (lists(old), lists(new));
+    let on = || {
+        applied(
+            "suppress".into(),
+            "events of people on the list are withheld".into(),
+        )
+    };
+    for name in la.union(&lb) {
+        let (x, y) = (la.contains(name), lb.contains(name));
+        if x == y {
+            continue;
+        }
+        out.push(StaticChange {
+            section: "suppress list",
+            name: name.clone(),
+            // A list added withholds more (its people's events no longer
+            // leave); a list removed lets them leave again.
+            change: if y {
+                Change::NewlyDropped
+            } else {
+                Change::NewlyLeaves
+            },
+            old: if x { on() } else { None },
+            new: if y { on() } else { None },
+            reveals_more: x,
+        });
+    }
+    out
 }
 
 /// Normalises array indices: `items[3].sku` is `items[].sku`.
@@ -684,14 +779,19 @@ impl Diff {
         for (title, items) in [
             ("Query parameters", &self.query),
             ("Headers", &self.headers),
+            ("Consent and suppression", &self.consent),
         ] {
+            // Shown only when it changed: most rule files have neither.
+            if title == "Consent and suppression" && items.is_empty() {
+                continue;
+            }
             let _ = writeln!(s, "\n{title}");
             if items.is_empty() {
                 s.push_str("  no change\n");
                 continue;
             }
             let label = |i: &StaticChange| {
-                if title == "Headers" {
+                if title != "Query parameters" {
                     format!("{} {}", i.section, i.name)
                 } else {
                     i.name.clone()
@@ -745,6 +845,45 @@ mod tests {
         let text =
             format!("recipient = \"r\"\nupstream = \"https://r.example\"\n[fields]\n{fields}");
         Arc::new(crate::policy::compile_str(&text, "r.toml", "r").unwrap())
+    }
+
+    #[test]
+    fn a_change_of_purpose_or_lists_is_reported_and_fewer_withheld_reveals_more() {
+        let with = |purpose: &str, lists: &str| {
+            policy(&format!(
+                "\"event\" = \"keep\"\n[consent]\npurpose = \"{purpose}\"\nfield = \"consent\"\n[suppress]\nsubject = [\"userId\"]\nlists = [{lists}]\n"
+            ))
+        };
+        let (a, b) = (
+            with("advertising", "\"optout\", \"erasure\""),
+            with("analytics", "\"optout\""),
+        );
+        let d = Differ::new(&a, &b, BodyFormat::Json).finish();
+        let names: Vec<(&str, &str)> = d
+            .consent
+            .iter()
+            .map(|c| (c.section, c.name.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [("consent", "purpose"), ("suppress list", "erasure")]
+        );
+        assert!(d.consent.iter().all(|c| c.reveals_more));
+        assert!(d.reveals_more);
+        assert!(
+            d.to_text().contains("advertising -> analytics"),
+            "{}",
+            d.to_text()
+        );
+        // Adding a list withholds more: reported, not revealing.
+        let d = Differ::new(&b, &a, BodyFormat::Json).finish();
+        let list = d.consent.iter().find(|c| c.name == "erasure").unwrap();
+        assert!(!list.reveals_more);
+        // No [consent] and no [suppress]: nothing to say, no section.
+        let p = policy("\"event\" = \"keep\"\n");
+        let d = Differ::new(&p, &p, BodyFormat::Json).finish();
+        assert!(d.consent.is_empty());
+        assert!(!d.to_text().contains("Consent and suppression"));
     }
 
     fn diff(old: &str, new: &str, records: &[&str]) -> Diff {

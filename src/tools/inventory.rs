@@ -69,6 +69,36 @@ pub struct Recipient {
     /// leaves; `fields` above only shape what is counted).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aggregate: Option<AggregateReport>,
+    /// `[consent]`: what the partner uses the data for, and where each
+    /// event states consent to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consent: Option<ConsentView>,
+    /// `[suppress]`: the lists whose people's events are withheld.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suppress: Option<SuppressView>,
+}
+
+/// `[consent]` of a recipient.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsentView {
+    /// The purpose (lower case).
+    pub purpose: String,
+    /// The consent field, relative to an event.
+    pub field: String,
+    /// An event without it: `withhold` or `send`.
+    pub missing: &'static str,
+    /// `Sec-GPC: 1` withholds the request.
+    pub gpc: bool,
+}
+
+/// `[suppress]` of a recipient.
+#[derive(Debug, Clone, Serialize)]
+pub struct SuppressView {
+    /// The lists, in file order.
+    pub lists: Vec<String>,
+    /// The subject fields and their normalisation (`userId`,
+    /// `traits.email (email)`).
+    pub subjects: Vec<String>,
 }
 
 /// What an aggregate recipient's reports hold.
@@ -416,6 +446,26 @@ pub fn build(policies: &[std::sync::Arc<CompiledPolicy>]) -> Inventory {
                     .collect(),
                 precedence_notes: precedence_notes(&p.fields, p),
                 aggregate: p.aggregate.as_deref().map(AggregateReport::of),
+                consent: p.consent.as_ref().map(|c| ConsentView {
+                    purpose: c.purpose.clone(),
+                    field: c.field.text.clone(),
+                    missing: match c.missing {
+                        crate::policy::consent::Missing::Withhold => "withhold",
+                        crate::policy::consent::Missing::Send => "send",
+                    },
+                    gpc: c.gpc,
+                }),
+                suppress: p.suppress.as_ref().map(|s| SuppressView {
+                    lists: s.lists.clone(),
+                    subjects: s
+                        .subjects
+                        .iter()
+                        .map(|x| match x.normalise {
+                            crate::pseudonym::Normalise::None => x.field.text.clone(),
+                            n => format!("{} ({n})", x.field.text),
+                        })
+                        .collect(),
+                }),
             }
         })
         .collect();
@@ -502,6 +552,40 @@ impl Inventory {
                     r.passthrough_content_types
                         .iter()
                         .map(|h| format!("`{h}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            if let Some(c) = &r.consent {
+                let _ = writeln!(
+                    s,
+                    "- Purpose: **{}**; consent per event in `{}` (an event without it is {}{})",
+                    c.purpose,
+                    c.field,
+                    if c.missing == "send" {
+                        "sent"
+                    } else {
+                        "withheld"
+                    },
+                    if c.gpc {
+                        "; `Sec-GPC: 1` withholds the whole request"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            if let Some(x) = &r.suppress {
+                let _ = writeln!(
+                    s,
+                    "- Suppression lists: {} (subject: {})",
+                    x.lists
+                        .iter()
+                        .map(|l| format!("`{l}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    x.subjects
+                        .iter()
+                        .map(|l| format!("`{l}`"))
                         .collect::<Vec<_>>()
                         .join(", ")
                 );

@@ -632,6 +632,11 @@ pub struct Opts {
     /// Lines for `[aggregate]` (besides `dir`, a directory of the test's
     /// own).
     pub aggregate: String,
+    /// Lines for `[suppress]` (besides `dir`, the test's own `suppress/`).
+    pub suppress: String,
+    /// The key ring's secret, hex (default: a random one), for gateways
+    /// that must share their keys.
+    pub secret_hex: Option<String>,
 }
 
 impl Default for Opts {
@@ -642,6 +647,8 @@ impl Default for Opts {
             response_timeout_ms: 3000,
             watch: false,
             aggregate: String::new(),
+            suppress: String::new(),
+            secret_hex: None,
         }
     }
 }
@@ -676,7 +683,10 @@ impl Gateway {
         }
         let mut secret = [0u8; 32];
         getrandom::fill(&mut secret).unwrap();
-        let secret_hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+        let secret_hex: String = opts
+            .secret_hex
+            .clone()
+            .unwrap_or_else(|| secret.iter().map(|b| format!("{b:02x}")).collect());
         let keys_file = dir.write(
             "keys.toml",
             format!("active = \"k1\"\n\n[keys]\nk1 = \"hex:{secret_hex}\"\n"),
@@ -688,7 +698,10 @@ impl Gateway {
              [keys]\nfile = {keys}\nallow_ephemeral = false\n\n\
              [limits]\n{limits}\n\n\
              [upstream]\nconnect_timeout_ms = 1000\nresponse_timeout_ms = {rt}\npool_idle_timeout_ms = 2000\n\n\
-             [aggregate]\ndir = {spool}\n{aggregate}\n",
+             [aggregate]\ndir = {spool}\n{aggregate}\n\n\
+             [suppress]\ndir = {lists}\npoll_interval_ms = 200\n{suppress}\n",
+            lists = toml_path(&dir.join("suppress")),
+            suppress = opts.suppress,
             spool = toml_path(&dir.join("spool")),
             aggregate = opts.aggregate,
             listen = opts.listen,

@@ -80,6 +80,14 @@ impl Whole {
         }
     }
 
+    /// A body the rewriter produced whole.
+    pub fn rewritten(bytes: Vec<u8>) -> Whole {
+        Whole {
+            bytes: Bytes::from(bytes),
+            computed: true,
+        }
+    }
+
     /// Its length in bytes.
     pub fn len(&self) -> u64 {
         self.bytes.len() as u64
@@ -237,6 +245,50 @@ impl Body for PacedBody<'_> {
     fn is_end_stream(&self) -> bool {
         self.incoming.is_end_stream()
     }
+}
+
+/// Reads the caller's body whole and decoded (under the decoded size
+/// limit), for a recipient whose events are decided before rewriting.
+/// Every byte held is taken from `budget` (503 `overloaded` when it is
+/// spent); the permit goes back when the returned one is dropped.
+pub async fn read_decoded(
+    mut caller: PacedBody<'_>,
+    mut decoder: Decoder,
+    budget: &Arc<Semaphore>,
+) -> Result<(Vec<u8>, Option<OwnedSemaphorePermit>), ProxyError> {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut held: Option<OwnedSemaphorePermit> = None;
+    let take = |buf: &Vec<u8>, held: &mut Option<OwnedSemaphorePermit>| {
+        let have = held.as_ref().map_or(0, OwnedSemaphorePermit::num_permits);
+        let need = buf.len().saturating_sub(have);
+        if need == 0 {
+            return Ok(());
+        }
+        let more = u32::try_from(need)
+            .ok()
+            .and_then(|n| budget.clone().try_acquire_many_owned(n).ok())
+            .ok_or(ProxyError::BufferFull)?;
+        match held.as_mut() {
+            Some(p) => p.merge(more),
+            None => *held = Some(more),
+        }
+        Ok::<(), ProxyError>(())
+    };
+    while let Some(frame) = poll_fn(|cx| Pin::new(&mut caller).poll_frame(cx)).await {
+        if let Ok(data) = frame?.into_data() {
+            decoder.push(&data, &mut |decoded| {
+                buf.extend_from_slice(decoded);
+                Ok(())
+            })?;
+            take(&buf, &mut held)?;
+        }
+    }
+    decoder.finish(&mut |decoded| {
+        buf.extend_from_slice(decoded);
+        Ok(())
+    })?;
+    take(&buf, &mut held)?;
+    Ok((buf, held))
 }
 
 /// The caller's body decoded (Content-Encoding, under the decoded size

@@ -24,6 +24,10 @@ use super::super::{ProxyBody, State, full};
 use crate::ops::audit::RequestEvent;
 use crate::rewrite::Stats;
 
+/// The response header that tells the caller how many of its events were
+/// withheld (consent, GPC, suppression) when the rest was forwarded.
+pub const WITHHELD_HEADER: &str = "scrim-withheld";
+
 /// How a request ended, for [`Exchange::finish`].
 #[derive(Debug)]
 pub enum Outcome {
@@ -43,6 +47,7 @@ impl From<Reply> for Outcome {
             Reply::Relayed(response) => Outcome::Forwarded(response),
             Reply::Captured => Outcome::Accepted(Accepted::Captured),
             Reply::Stored(stored) => Outcome::Accepted(Accepted::Stored(stored)),
+            Reply::Withheld(n) => Outcome::Accepted(Accepted::Withheld(n)),
         }
     }
 }
@@ -59,6 +64,9 @@ pub enum Accepted {
     /// Every event of the body durably stored for an aggregate recipient:
     /// `{"accepted":N}`.
     Stored(Stored),
+    /// Every event withheld by consent, GPC or a suppression list; nothing
+    /// was sent: `{"forwarded":0,"withheld":N}`.
+    Withheld(u64),
 }
 
 impl Accepted {
@@ -66,6 +74,7 @@ impl Accepted {
         let body = match self {
             Accepted::Captured => Bytes::from_static(b"{\"captured\":true}"),
             Accepted::Stored(s) => Bytes::from(format!("{{\"accepted\":{}}}", s.accepted)),
+            Accepted::Withheld(n) => Bytes::from(format!("{{\"forwarded\":0,\"withheld\":{n}}}")),
         };
         let mut resp = Response::new(full(body));
         *resp.status_mut() = StatusCode::ACCEPTED;
@@ -95,6 +104,8 @@ pub struct Tally {
     /// The whole request was rewritten: its counts go to the rewrite
     /// metrics.
     pub complete: bool,
+    /// Events withheld before rewriting, by reason.
+    pub withheld: crate::consent::Withheld,
 }
 
 impl Tally {
@@ -183,6 +194,7 @@ impl Exchange {
                         m.events(recipient, "cut", s.outcome.cut);
                         m.events(recipient, "capped", s.outcome.capped);
                     }
+                    Accepted::Withheld(_) => {}
                 }
                 (accepted.into_response(), None)
             }
@@ -193,6 +205,13 @@ impl Exchange {
                 (e.into_response(named), Some(code))
             }
         };
+        let mut response = response;
+        let withheld = self.tally.withheld.total();
+        if withheld > 0 && code.is_none() {
+            response
+                .headers_mut()
+                .insert(WITHHELD_HEADER, HeaderValue::from(withheld));
+        }
         self.record(response.status().as_u16(), code);
         response
     }
@@ -254,6 +273,14 @@ impl Exchange {
                 .metrics
                 .request("unknown", status, code, duration),
         }
+        // Withheld events count whatever became of the rest: they were
+        // never going to be sent.
+        let withheld = tally.withheld.by_reason();
+        if let Some(route) = self.route.as_ref().filter(|_| self.routed) {
+            for (reason, n) in &withheld {
+                self.state.metrics.withheld(&route.name, reason, *n);
+            }
+        }
         RequestEvent {
             recipient: self.recipient().to_string(),
             method: self.method.as_str().to_string(),
@@ -268,6 +295,7 @@ impl Exchange {
             bytes_in: tally.bytes_in,
             bytes_out: tally.bytes_out,
             streamed: tally.streamed,
+            withheld,
             duration,
         }
         .emit();
