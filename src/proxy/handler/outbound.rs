@@ -454,8 +454,8 @@ impl<'a> RewritingBody<'a> {
         // Trailers are not forwarded.
         if let Ok(data) = frame?.into_data() {
             // The last frame of a body that came in one: no copy.
-            let keep =
-                !self.streaming && !(self.gathered.is_empty() && self.caller.is_end_stream());
+            let direct = self.gathered.is_empty() && self.caller.is_end_stream();
+            let keep = !self.streaming && !direct;
             let Self {
                 decoder,
                 rewriter,
