@@ -278,6 +278,33 @@ fn set_credentials() {
     });
 }
 
+/// Sends fixture `f` to `recipient` through `gw`, as the SDK sent it (less
+/// the headers the client sets itself).
+async fn send_fixture(gw: &Gateway, recipient: &str, f: &Fixture) -> Resp {
+    let headers: Vec<(&str, &str)> = f
+        .headers
+        .iter()
+        .filter(|(k, _)| {
+            !matches!(
+                k.to_ascii_lowercase().as_str(),
+                "host" | "content-length" | "connection"
+            )
+        })
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let q = if f.query.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", f.query)
+    };
+    let url = gw.url(&format!("/{recipient}{}{q}", f.path));
+    send(
+        &client(),
+        request(&f.method, &url, &headers, f.body.clone()),
+    )
+    .await
+}
+
 /// Starts the gateway with the shipped rule file of `recipient` and replays
 /// each of its fixtures; returns the gateway and, per fixture, what the
 /// partner received.
@@ -298,29 +325,8 @@ async fn replay_with(
     let mut out = Vec::new();
     for mut f in fixtures(recipient) {
         patch(&mut f);
-        let headers: Vec<(&str, &str)> = f
-            .headers
-            .iter()
-            .filter(|(k, _)| {
-                !matches!(
-                    k.to_ascii_lowercase().as_str(),
-                    "host" | "content-length" | "connection"
-                )
-            })
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let q = if f.query.is_empty() {
-            String::new()
-        } else {
-            format!("?{}", f.query)
-        };
-        let url = gw.url(&format!("/{recipient}{}{q}", f.path));
         let before = up.records().len();
-        let resp = send(
-            &client(),
-            request(&f.method, &url, &headers, f.body.clone()),
-        )
-        .await;
+        let resp = send_fixture(&gw, recipient, &f).await;
         assert!(
             (200..300).contains(&resp.status),
             "{recipient}/{}: {} {}",
@@ -658,28 +664,7 @@ async fn withheld(recipient: &str) {
     let rule = shipped_rule(recipient, &up.url());
     let gw = Gateway::start(&[(&format!("{recipient}.toml"), &rule)], Opts::default()).await;
     for f in fixtures(recipient) {
-        let headers: Vec<(&str, &str)> = f
-            .headers
-            .iter()
-            .filter(|(k, _)| {
-                !matches!(
-                    k.to_ascii_lowercase().as_str(),
-                    "host" | "content-length" | "connection"
-                )
-            })
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let q = if f.query.is_empty() {
-            String::new()
-        } else {
-            format!("?{}", f.query)
-        };
-        let url = gw.url(&format!("/{recipient}{}{q}", f.path));
-        let resp = send(
-            &client(),
-            request(&f.method, &url, &headers, f.body.clone()),
-        )
-        .await;
+        let resp = send_fixture(&gw, recipient, &f).await;
         assert_eq!(resp.status, 202, "{recipient}/{}: {}", f.name, resp.text());
         let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
         assert_eq!(v["forwarded"], 0, "{recipient}/{}", f.name);

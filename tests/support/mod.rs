@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod leaks;
+pub mod redis;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
