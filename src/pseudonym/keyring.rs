@@ -529,13 +529,7 @@ impl KeyRing {
     #[must_use]
     pub fn list_key(&self, id: &str) -> Option<ListKey> {
         let entry = self.entries.iter().find(|e| &*e.id == id)?;
-        let mut kdf = HmacSha256::new_from_slice(entry.secret.expose())
-            .expect("HMAC-SHA256 accepts keys of any length");
-        kdf.update(LIST_LABEL);
-        let mut derived = kdf.finalize().into_bytes();
-        let mac = HmacSha256::new_from_slice(&derived[..])
-            .expect("HMAC-SHA256 accepts keys of any length");
-        derived[..].zeroize();
+        let mac = derived_mac(entry, &[LIST_LABEL]);
         Some(ListKey {
             key_id: Arc::clone(&entry.id),
             mac,
@@ -778,16 +772,25 @@ impl fmt::Debug for ScopedKey {
     }
 }
 
+/// An HMAC-SHA256 state keyed by HMAC(secret, the `parts` in order): the
+/// one derivation of every key made from a ring entry (scoped pseudonym
+/// keys, the suppression-list key). The derived bytes are zeroed.
+fn derived_mac(entry: &Entry, parts: &[&[u8]]) -> HmacSha256 {
+    let mut kdf = HmacSha256::new_from_slice(entry.secret.expose())
+        .expect("HMAC-SHA256 accepts keys of any length");
+    for part in parts {
+        kdf.update(part);
+    }
+    let mut derived = kdf.finalize().into_bytes();
+    let mac =
+        HmacSha256::new_from_slice(&derived[..]).expect("HMAC-SHA256 accepts keys of any length");
+    derived[..].zeroize();
+    mac
+}
+
 impl ScopedKey {
     fn derive(entry: &Entry, scope: &str) -> ScopedKey {
-        let mut kdf = HmacSha256::new_from_slice(entry.secret.expose())
-            .expect("HMAC-SHA256 accepts keys of any length");
-        kdf.update(DERIVE_LABEL);
-        kdf.update(scope.as_bytes());
-        let mut derived = kdf.finalize().into_bytes();
-        let mac = HmacSha256::new_from_slice(&derived[..])
-            .expect("HMAC-SHA256 accepts keys of any length");
-        derived[..].zeroize();
+        let mac = derived_mac(entry, &[DERIVE_LABEL, scope.as_bytes()]);
         ScopedKey {
             key_id: Arc::clone(&entry.id),
             scope: Arc::from(scope),
